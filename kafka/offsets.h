@@ -1,0 +1,81 @@
+// Plain offset types shared by the scaler and the job, and the OffsetReader seam.
+//
+//   kafka::OffsetQuery q{.group = "python_data_load", .topics = {"ListedStockPrice"}};
+//   absl::StatusOr<kafka::GroupOffsets> offsets =
+//       reader.ReadOffsets(q, absl::Now() + absl::Seconds(5));
+//   for (const kafka::PartitionOffsets& p : offsets->partitions) { ... }
+//
+// Nothing here includes librdkafka; only kafka/rdkafka_*.cc do.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace klag::kafka {
+
+// Which end offset a partition has: the high watermark (read_uncommitted) or the last stable
+// offset (read_committed), which stops before open transactions and skips aborted data.
+enum class IsolationLevel { kReadUncommitted, kReadCommitted };
+
+struct TopicPartition {
+  std::string topic;
+  int32_t partition = 0;
+
+  friend auto operator<=>(const TopicPartition&, const TopicPartition&) = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const TopicPartition& tp) {
+    return H::combine(std::move(h), tp.topic, tp.partition);
+  }
+};
+
+// What the cluster says about one partition for one consumer group.
+struct PartitionOffsets {
+  std::string topic;
+  int32_t partition = 0;
+  // The group's committed offset (the next offset it will read); nullopt when it has none.
+  std::optional<int64_t> committed;
+  // Earliest offset still in the log (retention may have deleted what came before).
+  int64_t log_start = 0;
+  // Offset the next produced record will get (high watermark), or the last stable offset under
+  // read_committed.
+  int64_t end = 0;
+
+  friend bool operator==(const PartitionOffsets&, const PartitionOffsets&) = default;
+};
+
+struct OffsetQuery {
+  std::string group;
+  // Topics to report on, every partition of each. Empty: every topic for which the group has
+  // committed offsets.
+  std::vector<std::string> topics;
+  IsolationLevel isolation = IsolationLevel::kReadUncommitted;
+};
+
+struct GroupOffsets {
+  // Sorted by (topic, partition); one entry per partition of every requested topic.
+  std::vector<PartitionOffsets> partitions;
+};
+
+// Reads committed, log-start and end offsets for a group. Implementations are thread-safe: one
+// reader serves every trigger on its cluster concurrently.
+class OffsetReader {
+ public:
+  virtual ~OffsetReader() = default;
+
+  // Returns the offsets of every partition of query.topics (or of the group's committed topics),
+  // or fails as a whole; never a partial answer. Returns by `deadline` at the latest.
+  // Errors: kNotFound for an unknown topic (the message names it) or, with no topics given, a
+  // group that has no committed offsets; kUnavailable when no broker can be reached;
+  // kDeadlineExceeded when brokers are reachable but do not answer in time; kPermissionDenied
+  // for authorization failures; kInvalidArgument for bad query values.
+  virtual absl::StatusOr<GroupOffsets> ReadOffsets(const OffsetQuery& query,
+                                                   absl::Time deadline) = 0;
+};
+
+}  // namespace klag::kafka

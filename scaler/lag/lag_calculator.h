@@ -1,0 +1,52 @@
+// KEDA's lag computation for one evaluation of one trigger, with klag's fixes. Pure.
+//
+//   scaler::LagReport r = scaler::ComputeLag(spec, offsets, previous);
+//   // r.metric_value -> GetMetrics, spec.lag_threshold -> GetMetricSpec, r.active -> IsActive
+//   previous = r.snapshot;  // for excludePersistentLag on the next poll
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "kafka/offsets.h"
+#include "scaler/lag/trigger_spec.h"
+
+namespace klag::scaler {
+
+// Committed offsets seen at one evaluation, for excludePersistentLag on the next one.
+struct LagSnapshot {
+  absl::flat_hash_map<kafka::TopicPartition, std::optional<int64_t>> committed;
+};
+
+struct PartitionLag {
+  std::string topic;
+  int32_t partition = 0;
+  std::optional<int64_t> committed;
+  int64_t log_start = 0;
+  int64_t end = 0;
+  // Lag counted for activity: never negative; measured from max(committed, log_start).
+  int64_t lag = 0;
+  // True when excludePersistentLag dropped this partition's lag from the metric (its commit did
+  // not move since the previous evaluation).
+  bool persistent = false;
+};
+
+struct LagReport {
+  // The partitions that count (after partitionLimitation), sorted by (topic, partition).
+  std::vector<PartitionLag> partitions;
+  int64_t total_lag = 0;                   // sum of metric lag, before any cap
+  int64_t total_lag_with_persistent = 0;   // sum of every partition's lag (activity)
+  int64_t partitions_with_lag = 0;
+  int64_t metric_value = 0;  // what GetMetrics returns (>= 0, capped)
+  bool active = false;       // total_lag_with_persistent > activation_lag_threshold
+  LagSnapshot snapshot;      // pass as `previous` to the next evaluation of this trigger
+};
+
+// Computes the report for `offsets` under `spec`. `previous` is the snapshot of the previous
+// poll of the same trigger (nullptr on the first), used only with excludePersistentLag.
+LagReport ComputeLag(const TriggerSpec& spec, const kafka::GroupOffsets& offsets,
+                     const LagSnapshot* previous);
+
+}  // namespace klag::scaler
