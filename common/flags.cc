@@ -94,9 +94,8 @@ void FlagSet::Choice(std::string name, std::string env, std::string help,
              return absl::OkStatus();
            }
          }
-         return absl::InvalidArgumentError(absl::StrCat("expected one of ",
-                                                        absl::StrJoin(choices, ", "), ", got \"",
-                                                        v, "\""));
+         return absl::InvalidArgumentError(
+             absl::StrCat("expected one of ", absl::StrJoin(choices, ", "), ", got \"", v, "\""));
        }});
 }
 

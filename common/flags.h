@@ -44,8 +44,8 @@ class FlagSet {
   void Bool(std::string name, std::string env, std::string help, bool* target);
   void Duration(std::string name, std::string env, std::string help, absl::Duration* target);
   // A value that is one of `choices`.
-  void Choice(std::string name, std::string env, std::string help,
-              std::vector<std::string> choices, std::string* target);
+  void Choice(std::string name, std::string env, std::string help, std::vector<std::string> choices,
+              std::string* target);
 
   // Applies environment variables, then argv[1..]. Returns the positional arguments.
   // `--help`/`-h` sets help_requested() and stops parsing. Errors: kInvalidArgument naming the

@@ -48,12 +48,13 @@ absl::Status ConfigureLogging(const LogOptions& options) {
         "log level must be one of trace, debug, info, warn, error, critical, off; got \"",
         options.level, "\""));
   }
-  auto logger = std::make_shared<spdlog::logger>(
-      "klag", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger =
+      std::make_shared<spdlog::logger>("klag", std::make_shared<spdlog::sinks::stderr_sink_mt>());
   auto formatter = std::make_unique<spdlog::pattern_formatter>();
   if (options.format == LogFormat::kJson) {
     formatter->add_flag<JsonMessageFlag>('*').set_pattern(
-        R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","msg":"%*"})", spdlog::pattern_time_type::utc);
+        R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","msg":"%*"})",
+        spdlog::pattern_time_type::utc);
   } else {
     formatter->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %L %v", spdlog::pattern_time_type::utc);
   }

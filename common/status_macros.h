@@ -16,11 +16,11 @@
 #define KLAG_STATUS_CONCAT_(a, b) KLAG_STATUS_CONCAT_INNER_(a, b)
 
 // Evaluates `expr` (an absl::Status) and returns it from the enclosing function unless it is OK.
-#define RETURN_IF_ERROR(expr)                                \
-  do {                                                       \
+#define RETURN_IF_ERROR(expr)                                     \
+  do {                                                            \
     if (absl::Status klag_status_ = (expr); !klag_status_.ok()) { \
-      return klag_status_;                                   \
-    }                                                        \
+      return klag_status_;                                        \
+    }                                                             \
   } while (false)
 
 // Evaluates `rexpr` (an absl::StatusOr<T>); on error returns its status, otherwise moves the

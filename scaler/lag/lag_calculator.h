@@ -36,8 +36,8 @@ struct PartitionLag {
 struct LagReport {
   // The partitions that count (after partitionLimitation), sorted by (topic, partition).
   std::vector<PartitionLag> partitions;
-  int64_t total_lag = 0;                   // sum of metric lag, before any cap
-  int64_t total_lag_with_persistent = 0;   // sum of every partition's lag (activity)
+  int64_t total_lag = 0;                  // sum of metric lag, before any cap
+  int64_t total_lag_with_persistent = 0;  // sum of every partition's lag (activity)
   int64_t partitions_with_lag = 0;
   int64_t metric_value = 0;  // what GetMetrics returns (>= 0, capped)
   bool active = false;       // total_lag_with_persistent > activation_lag_threshold

@@ -27,12 +27,12 @@ std::string UniqueName(const std::string& prefix);
 // Declares `std::string var` holding the broker address. Without KLAG_TEST_BOOTSTRAP the test is
 // skipped with a message saying how to start the broker; when CI=true it fails instead, so CI
 // never skips a real-broker suite silently. Use inside a TEST body (it may return).
-#define KLAG_REQUIRE_BROKER(var)                                                               \
+#define KLAG_REQUIRE_BROKER(var)                                                              \
   const std::string var = ::klag::testing::BrokerBootstrap();                                 \
-  if (var.empty()) {                                                                           \
-    if (::klag::testing::InCi()) {                                                             \
-      FAIL() << "KLAG_TEST_BOOTSTRAP is unset but CI=true: the real-broker suite must run";    \
-    }                                                                                          \
+  if (var.empty()) {                                                                          \
+    if (::klag::testing::InCi()) {                                                            \
+      FAIL() << "KLAG_TEST_BOOTSTRAP is unset but CI=true: the real-broker suite must run";   \
+    }                                                                                         \
     GTEST_SKIP() << "KLAG_TEST_BOOTSTRAP is unset; run scripts/test.sh, or scripts/kafka.sh " \
-                    "start and export KLAG_TEST_BOOTSTRAP";                                    \
+                    "start and export KLAG_TEST_BOOTSTRAP";                                   \
   }
