@@ -8,6 +8,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,6 +56,10 @@ struct ConnectionConfig {
 
   // A stable identity for sharing one client: equal configs give equal keys, and the key holds
   // no secret in clear (secrets enter it hashed).
+  // Format: "<bootstrap_servers>|<mechanism>|<username>|<hex>", where <hex> is a salted
+  // SHA-256 of every other field. The salt is random per process, so keys are stable within one
+  // process only and a logged key does not allow guessing a weak password offline. Different
+  // configs give different keys except with negligible (SHA-256 collision) probability.
   std::string Key() const;
 };
 
@@ -64,8 +69,32 @@ struct ConnectionConfig {
 // may also arrive as `<key>FromEnv` holding the resolved value (as KEDA forwards it).
 using SettingMap = std::map<std::string, std::string, std::less<>>;
 
+// One setting as found in a SettingMap.
+struct Setting {
+  std::string key;    // where it came from: "<key>" or "<key>FromEnv"
+  std::string value;  // surrounding whitespace removed; never empty
+};
+
+// Looks up `key` as KEDA does: the value of `key` or of `<key>FromEnv`, with surrounding
+// whitespace removed; an empty value counts as absent. Returns nullopt when neither form has a
+// value. Errors: kInvalidArgument when both forms have one (KEDA silently prefers `key`; klag
+// refuses the ambiguity). The message names both keys, never the values.
+absl::StatusOr<std::optional<Setting>> LookupSetting(const SettingMap& settings,
+                                                     absl::string_view key);
+
+// Parses a boolean as KEDA does (v2.20.2's typed config uses Go's strconv.ParseBool): 1, t, T,
+// TRUE, true, True, 0, f, F, FALSE, false, False. Errors: kInvalidArgument naming `setting.key`
+// and the value.
+absl::StatusOr<bool> ParseKedaBool(const Setting& setting);
+
 // Builds a ConnectionConfig from KEDA-named settings, with KEDA's validation. Errors:
 // kInvalidArgument whose message names the key and the bad value (never a secret's value).
+// klag's differences (scaler/lag/README.md has the full table): bootstrapServers entries must
+// be host:port; ca, cert and key must be PEM text; keytab is a file path (KEDA: the keytab's
+// contents); sasl gssapi needs keytab (librdkafka cannot log in with a Kerberos password);
+// saslTokenProvider aws_msk_iam is refused (librdkafka has no MSK IAM signer). Settings that
+// the chosen tls/sasl mode does not use are ignored, as KEDA does, and are not stored, so equal
+// connections compare equal.
 absl::StatusOr<ConnectionConfig> ParseConnectionConfig(const SettingMap& settings);
 
 // The keys ParseConnectionConfig reads (without the FromEnv forms), so callers can tell which
@@ -77,5 +106,10 @@ using RdkafkaProperties = std::vector<std::pair<std::string, std::string>>;
 // librdkafka properties for `config`: bootstrap.servers, security.protocol, ssl.*, sasl.*.
 // Errors: kInvalidArgument for a combination librdkafka cannot do.
 absl::StatusOr<RdkafkaProperties> ToRdkafkaProperties(const ConnectionConfig& config);
+
+namespace internal {
+// Lower-case hex SHA-256 of `data`; exposed for tests of Key()'s hash.
+std::string Sha256Hex(absl::string_view data);
+}  // namespace internal
 
 }  // namespace klag::kafka

@@ -1,0 +1,598 @@
+#include "kafka/connection_config.h"
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/status_macros.h"
+
+namespace klag::kafka {
+namespace {
+
+constexpr absl::string_view kFromEnv = "FromEnv";
+// Shown instead of a secret's value in error messages.
+constexpr absl::string_view kRedacted = "<redacted>";
+
+absl::Status Invalid(absl::string_view message) { return absl::InvalidArgumentError(message); }
+
+// ---------------------------------------------------------------------------------------------
+// SHA-256 (FIPS 180-4), for Key(): a collision-resistant digest of the secret fields.
+
+constexpr std::array<uint32_t, 64> kSha256K = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+
+constexpr uint32_t RotateRight(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+
+class Sha256 {
+ public:
+  void Update(absl::string_view data) {
+    for (char c : data) {
+      block_[block_len_++] = static_cast<uint8_t>(c);
+      if (block_len_ == block_.size()) {
+        Compress();
+        block_len_ = 0;
+      }
+    }
+    total_bytes_ += data.size();
+  }
+
+  std::string HexDigest() && {
+    const uint64_t total_bits = total_bytes_ * 8;
+    Update(absl::string_view("\x80", 1));
+    while (block_len_ != 56) Update(absl::string_view("\0", 1));
+    std::array<char, 8> length;
+    for (int i = 0; i < 8; ++i) length[i] = static_cast<char>(total_bits >> (56 - 8 * i));
+    Update(absl::string_view(length.data(), length.size()));
+    std::string hex;
+    for (uint32_t word : state_) absl::StrAppend(&hex, absl::Hex(word, absl::kZeroPad8));
+    return hex;
+  }
+
+ private:
+  void Compress() {
+    std::array<uint32_t, 64> w;
+    for (int i = 0; i < 16; ++i) {
+      w[i] = (uint32_t{block_[4 * i]} << 24) | (uint32_t{block_[4 * i + 1]} << 16) |
+             (uint32_t{block_[4 * i + 2]} << 8) | uint32_t{block_[4 * i + 3]};
+    }
+    for (int i = 16; i < 64; ++i) {
+      const uint32_t s0 = RotateRight(w[i - 15], 7) ^ RotateRight(w[i - 15], 18) ^ (w[i - 15] >> 3);
+      const uint32_t s1 = RotateRight(w[i - 2], 17) ^ RotateRight(w[i - 2], 19) ^ (w[i - 2] >> 10);
+      w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = state_[0], b = state_[1], c = state_[2], d = state_[3];
+    uint32_t e = state_[4], f = state_[5], g = state_[6], h = state_[7];
+    for (int i = 0; i < 64; ++i) {
+      const uint32_t s1 = RotateRight(e, 6) ^ RotateRight(e, 11) ^ RotateRight(e, 25);
+      const uint32_t ch = (e & f) ^ (~e & g);
+      const uint32_t t1 = h + s1 + ch + kSha256K[i] + w[i];
+      const uint32_t s0 = RotateRight(a, 2) ^ RotateRight(a, 13) ^ RotateRight(a, 22);
+      const uint32_t maj = (a & b) ^ (a & c) ^ (b & c);
+      const uint32_t t2 = s0 + maj;
+      h = g;
+      g = f;
+      f = e;
+      e = d + t1;
+      d = c;
+      c = b;
+      b = a;
+      a = t1 + t2;
+    }
+    state_[0] += a;
+    state_[1] += b;
+    state_[2] += c;
+    state_[3] += d;
+    state_[4] += e;
+    state_[5] += f;
+    state_[6] += g;
+    state_[7] += h;
+  }
+
+  std::array<uint32_t, 8> state_ = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+  std::array<uint8_t, 64> block_ = {};
+  size_t block_len_ = 0;
+  uint64_t total_bytes_ = 0;
+};
+
+// Random per process: a key logged by one process cannot be matched against guessed passwords.
+const std::string& ProcessSalt() {
+  static const std::string* const salt = [] {
+    std::random_device device;
+    auto* s = new std::string();
+    for (int i = 0; i < 4; ++i) {
+      const uint32_t word = device();
+      s->append(reinterpret_cast<const char*>(&word), sizeof(word));
+    }
+    return s;
+  }();
+  return *salt;
+}
+
+// Length-prefixed, so that no two different field sequences serialise alike.
+void AppendField(std::string* out, absl::string_view field) {
+  absl::StrAppend(out, field.size(), ":", field, ";");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing helpers.
+
+absl::StatusOr<std::string> ParseBootstrapEntry(const Setting& setting, absl::string_view entry) {
+  auto bad = [&](absl::string_view why) {
+    return Invalid(
+        absl::StrCat(setting.key, " entry \"", entry, "\" is not host:port (", why, ")"));
+  };
+  absl::string_view host;
+  absl::string_view port;
+  if (absl::StartsWith(entry, "[")) {  // [IPv6]:port
+    const size_t close = entry.find(']');
+    if (close == absl::string_view::npos || close == 1) return bad("bad [address]");
+    if (close + 1 >= entry.size() || entry[close + 1] != ':') return bad("no port");
+    host = entry.substr(0, close + 1);
+    port = entry.substr(close + 2);
+  } else {
+    const size_t colon = entry.rfind(':');
+    if (colon == absl::string_view::npos) return bad("no port");
+    host = entry.substr(0, colon);
+    port = entry.substr(colon + 1);
+    if (host.empty()) return bad("no host");
+    for (char c : host) {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') {
+        return bad("host may hold letters, digits, '.', '-' and '_'; IPv6 goes in brackets");
+      }
+    }
+  }
+  uint32_t port_number = 0;
+  const bool digits_only =
+      !port.empty() && port.size() <= 5 && std::all_of(port.begin(), port.end(), [](char c) {
+        return absl::ascii_isdigit(static_cast<unsigned char>(c));
+      });
+  if (!digits_only || !absl::SimpleAtoi(port, &port_number) || port_number == 0 ||
+      port_number > 65535) {
+    return bad("port must be 1-65535");
+  }
+  return std::string(entry);
+}
+
+absl::StatusOr<std::string> ParseBootstrapServers(const Setting& setting) {
+  std::vector<std::string> entries;
+  for (absl::string_view raw : absl::StrSplit(setting.value, ',')) {
+    absl::string_view entry = absl::StripAsciiWhitespace(raw);
+    if (entry.empty()) {
+      return Invalid(absl::StrCat(setting.key, " \"", setting.value, "\" has an empty entry"));
+    }
+    ASSIGN_OR_RETURN(std::string parsed, ParseBootstrapEntry(setting, entry));
+    entries.push_back(std::move(parsed));
+  }
+  return absl::StrJoin(entries, ",");
+}
+
+// Returns the index of `setting.value` in `choices`, or an error listing them.
+absl::StatusOr<size_t> ParseEnum(const Setting& setting,
+                                 const std::vector<absl::string_view>& choices) {
+  for (size_t i = 0; i < choices.size(); ++i) {
+    if (setting.value == choices[i]) return i;
+  }
+  return Invalid(absl::StrCat(setting.key, " must be one of ", absl::StrJoin(choices, ", "),
+                              "; got \"", setting.value, "\""));
+}
+
+absl::Status RequirePem(const Setting& setting) {
+  if (absl::StrContains(setting.value, "-----BEGIN ")) return absl::OkStatus();
+  return Invalid(
+      absl::StrCat(setting.key, " must be PEM text (\"-----BEGIN ...\"), got \"", kRedacted, "\""));
+}
+
+// A comma-separated list whose entries are trimmed; an empty entry is an error.
+absl::StatusOr<std::vector<std::string>> ParseList(const Setting& setting) {
+  std::vector<std::string> out;
+  for (absl::string_view raw : absl::StrSplit(setting.value, ',')) {
+    absl::string_view entry = absl::StripAsciiWhitespace(raw);
+    if (entry.empty()) {
+      return Invalid(absl::StrCat(setting.key, " \"", setting.value, "\" has an empty entry"));
+    }
+    out.emplace_back(entry);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseExtensions(
+    const Setting& setting) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::set<std::string> seen;
+  ASSIGN_OR_RETURN(std::vector<std::string> entries, ParseList(setting));
+  for (const std::string& entry : entries) {
+    std::vector<absl::string_view> parts = absl::StrSplit(entry, '=');
+    if (parts.size() != 2 || absl::StripAsciiWhitespace(parts[0]).empty()) {
+      return Invalid(absl::StrCat(setting.key, " entry \"", entry, "\" is not key=value"));
+    }
+    std::string key(absl::StripAsciiWhitespace(parts[0]));
+    if (!seen.insert(key).second) {
+      return Invalid(absl::StrCat(setting.key, " sets \"", key, "\" twice"));
+    }
+    out.emplace_back(std::move(key), std::string(absl::StripAsciiWhitespace(parts[1])));
+  }
+  return out;
+}
+
+// Looks up a setting the chosen mode requires.
+absl::StatusOr<Setting> Require(const SettingMap& settings, absl::string_view key,
+                                absl::string_view needed_by) {
+  ASSIGN_OR_RETURN(std::optional<Setting> setting, LookupSetting(settings, key));
+  if (!setting.has_value()) {
+    return Invalid(absl::StrCat(needed_by, " needs ", key, " (or ", key, kFromEnv, ")"));
+  }
+  return *std::move(setting);
+}
+
+absl::Status ParseTls(const SettingMap& settings, TlsConfig* tls) {
+  ASSIGN_OR_RETURN(std::optional<Setting> mode, LookupSetting(settings, "tls"));
+  if (mode.has_value()) {
+    ASSIGN_OR_RETURN(size_t index, ParseEnum(*mode, {"enable", "disable"}));
+    tls->enabled = index == 0;
+  }
+  // Validated whatever tls says (a typo is an error), used only with TLS, as in KEDA.
+  ASSIGN_OR_RETURN(std::optional<Setting> unsafe, LookupSetting(settings, "unsafeSsl"));
+  bool insecure = false;
+  if (unsafe.has_value()) {
+    ASSIGN_OR_RETURN(insecure, ParseKedaBool(*unsafe));
+  }
+  ASSIGN_OR_RETURN(std::optional<Setting> ca, LookupSetting(settings, "ca"));
+  ASSIGN_OR_RETURN(std::optional<Setting> cert, LookupSetting(settings, "cert"));
+  ASSIGN_OR_RETURN(std::optional<Setting> key, LookupSetting(settings, "key"));
+  ASSIGN_OR_RETURN(std::optional<Setting> key_password, LookupSetting(settings, "keyPassword"));
+  if (!tls->enabled) return absl::OkStatus();
+
+  if (cert.has_value() && !key.has_value()) {
+    return Invalid(absl::StrCat(cert->key, " is given without key (or keyFromEnv)"));
+  }
+  if (key.has_value() && !cert.has_value()) {
+    return Invalid(absl::StrCat(key->key, " is given without cert (or certFromEnv)"));
+  }
+  if (ca.has_value()) {
+    RETURN_IF_ERROR(RequirePem(*ca));
+    tls->ca_pem = ca->value;
+  }
+  if (cert.has_value()) {
+    RETURN_IF_ERROR(RequirePem(*cert));
+    RETURN_IF_ERROR(RequirePem(*key));
+    tls->cert_pem = cert->value;
+    tls->key_pem = key->value;
+    if (key_password.has_value()) tls->key_password = key_password->value;
+  }
+  tls->insecure_skip_verify = insecure;
+  return absl::OkStatus();
+}
+
+absl::Status ParseOAuthBearer(const SettingMap& settings, SaslConfig* sasl) {
+  constexpr absl::string_view kNeededBy = "sasl oauthbearer";
+  ASSIGN_OR_RETURN(Setting client_id, Require(settings, "username", kNeededBy));
+  ASSIGN_OR_RETURN(Setting client_secret, Require(settings, "password", kNeededBy));
+  ASSIGN_OR_RETURN(Setting endpoint, Require(settings, "oauthTokenEndpointUri", kNeededBy));
+  if (!absl::StartsWith(endpoint.value, "https://") &&
+      !absl::StartsWith(endpoint.value, "http://")) {
+    return Invalid(absl::StrCat(endpoint.key, " must be an http:// or https:// URL, got \"",
+                                endpoint.value, "\""));
+  }
+  sasl->username = client_id.value;
+  sasl->password = client_secret.value;
+  sasl->oauth_token_endpoint_uri = endpoint.value;
+  ASSIGN_OR_RETURN(std::optional<Setting> scopes, LookupSetting(settings, "scopes"));
+  if (scopes.has_value()) {
+    ASSIGN_OR_RETURN(sasl->scopes, ParseList(*scopes));
+  }
+  ASSIGN_OR_RETURN(std::optional<Setting> extensions, LookupSetting(settings, "oauthExtensions"));
+  if (extensions.has_value()) {
+    ASSIGN_OR_RETURN(sasl->oauth_extensions, ParseExtensions(*extensions));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseGssapi(const SettingMap& settings, SaslConfig* sasl) {
+  constexpr absl::string_view kNeededBy = "sasl gssapi";
+  ASSIGN_OR_RETURN(Setting username, Require(settings, "username", kNeededBy));
+  ASSIGN_OR_RETURN(Setting realm, Require(settings, "realm", kNeededBy));
+  ASSIGN_OR_RETURN(std::optional<Setting> password, LookupSetting(settings, "password"));
+  ASSIGN_OR_RETURN(std::optional<Setting> keytab, LookupSetting(settings, "keytab"));
+  if (password.has_value() && keytab.has_value()) {
+    return Invalid(absl::StrCat("sasl gssapi takes exactly one of ", password->key, " and ",
+                                keytab->key, ", not both"));
+  }
+  if (password.has_value()) {
+    return Invalid(absl::StrCat("sasl gssapi with ", password->key,
+                                " is not supported: librdkafka logs in to Kerberos with a keytab "
+                                "only; give keytab (a file path) instead"));
+  }
+  if (!keytab.has_value()) {
+    return Invalid("sasl gssapi needs keytab (or keytabFromEnv): a keytab file path");
+  }
+  // KEDA takes the keytab's contents and writes them to a file; klag takes the file's path, so
+  // contents pasted here are refused (and never echoed: they are a secret).
+  const bool is_path = absl::StartsWith(keytab->value, "/") &&
+                       std::none_of(keytab->value.begin(), keytab->value.end(), [](char c) {
+                         return absl::ascii_iscntrl(static_cast<unsigned char>(c));
+                       });
+  if (!is_path) {
+    return Invalid(absl::StrCat(keytab->key, " must be an absolute file path, got \"", kRedacted,
+                                "\" (klag reads the keytab from a file; KEDA took its contents)"));
+  }
+  if (username.value.find('@') != std::string::npos) {
+    return Invalid(absl::StrCat(username.key, " \"", username.value,
+                                "\" must not contain '@': the realm goes in realm"));
+  }
+  sasl->username = username.value;
+  sasl->realm = realm.value;
+  sasl->keytab_path = keytab->value;
+  ASSIGN_OR_RETURN(std::optional<Setting> service, LookupSetting(settings, "kerberosServiceName"));
+  if (service.has_value()) sasl->kerberos_service_name = service->value;
+  return absl::OkStatus();
+}
+
+absl::Status ParseSasl(const SettingMap& settings, SaslConfig* sasl) {
+  ASSIGN_OR_RETURN(std::optional<Setting> provider, LookupSetting(settings, "saslTokenProvider"));
+  bool msk_iam = false;
+  if (provider.has_value()) {
+    ASSIGN_OR_RETURN(size_t index, ParseEnum(*provider, {"bearer", "aws_msk_iam"}));
+    msk_iam = index == 1;
+  }
+  ASSIGN_OR_RETURN(std::optional<Setting> mode, LookupSetting(settings, "sasl"));
+  if (!mode.has_value()) return absl::OkStatus();
+  // KEDA compares the value as given (after trimming): no lower-casing.
+  ASSIGN_OR_RETURN(size_t index, ParseEnum(*mode, {"none", "plaintext", "scram_sha256",
+                                                   "scram_sha512", "oauthbearer", "gssapi"}));
+  static constexpr std::array<SaslMechanism, 6> kMechanisms = {
+      SaslMechanism::kNone,        SaslMechanism::kPlain,       SaslMechanism::kScramSha256,
+      SaslMechanism::kScramSha512, SaslMechanism::kOAuthBearer, SaslMechanism::kGssapi};
+  sasl->mechanism = kMechanisms[index];
+  switch (sasl->mechanism) {
+    case SaslMechanism::kNone:
+      return absl::OkStatus();
+    case SaslMechanism::kPlain:
+    case SaslMechanism::kScramSha256:
+    case SaslMechanism::kScramSha512: {
+      const std::string needed_by = absl::StrCat("sasl ", mode->value);
+      ASSIGN_OR_RETURN(Setting username, Require(settings, "username", needed_by));
+      ASSIGN_OR_RETURN(Setting password, Require(settings, "password", needed_by));
+      sasl->username = username.value;
+      sasl->password = password.value;
+      return absl::OkStatus();
+    }
+    case SaslMechanism::kOAuthBearer:
+      if (msk_iam) {
+        return Invalid(
+            "saslTokenProvider \"aws_msk_iam\" is not supported: librdkafka cannot sign AWS MSK "
+            "IAM tokens; use sasl scram_sha512, or oauthbearer with saslTokenProvider bearer");
+      }
+      return ParseOAuthBearer(settings, sasl);
+    case SaslMechanism::kGssapi:
+      return ParseGssapi(settings, sasl);
+  }
+  return absl::InternalError("unhandled SASL mechanism");
+}
+
+absl::string_view MechanismName(SaslMechanism mechanism) {
+  switch (mechanism) {
+    case SaslMechanism::kNone:
+      return "none";
+    case SaslMechanism::kPlain:
+      return "PLAIN";
+    case SaslMechanism::kScramSha256:
+      return "SCRAM-SHA-256";
+    case SaslMechanism::kScramSha512:
+      return "SCRAM-SHA-512";
+    case SaslMechanism::kOAuthBearer:
+      return "OAUTHBEARER";
+    case SaslMechanism::kGssapi:
+      return "GSSAPI";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+// -----------------------------------------------------------------------------------------------
+
+absl::StatusOr<std::optional<Setting>> LookupSetting(const SettingMap& settings,
+                                                     absl::string_view key) {
+  std::optional<Setting> found;
+  const std::string env_key = absl::StrCat(key, kFromEnv);
+  for (absl::string_view candidate : {key, absl::string_view(env_key)}) {
+    auto it = settings.find(candidate);
+    if (it == settings.end()) continue;
+    absl::string_view value = absl::StripAsciiWhitespace(it->second);
+    if (value.empty()) continue;  // KEDA treats an empty value as absent
+    if (found.has_value()) {
+      return Invalid(absl::StrCat("both ", key, " and ", env_key,
+                                  " are given; use one (they stand for the same setting)"));
+    }
+    found = Setting{std::string(candidate), std::string(value)};
+  }
+  return found;
+}
+
+absl::StatusOr<bool> ParseKedaBool(const Setting& setting) {
+  // The accepted spellings of Go's strconv.ParseBool.
+  static constexpr std::array<absl::string_view, 6> kTrue = {"1", "t", "T", "TRUE", "true", "True"};
+  static constexpr std::array<absl::string_view, 6> kFalse = {"0",     "f",     "F",
+                                                              "FALSE", "false", "False"};
+  for (absl::string_view t : kTrue) {
+    if (setting.value == t) return true;
+  }
+  for (absl::string_view f : kFalse) {
+    if (setting.value == f) return false;
+  }
+  return Invalid(absl::StrCat(setting.key, " must be true or false, got \"", setting.value, "\""));
+}
+
+const std::vector<std::string>& ConnectionSettingKeys() {
+  static const std::vector<std::string>* const keys =
+      new std::vector<std::string>{"bootstrapServers",
+                                   "tls",
+                                   "ca",
+                                   "cert",
+                                   "key",
+                                   "keyPassword",
+                                   "unsafeSsl",
+                                   "sasl",
+                                   "username",
+                                   "password",
+                                   "saslTokenProvider",
+                                   "oauthTokenEndpointUri",
+                                   "scopes",
+                                   "oauthExtensions",
+                                   "kerberosServiceName",
+                                   "keytab",
+                                   "realm"};
+  return *keys;
+}
+
+absl::StatusOr<ConnectionConfig> ParseConnectionConfig(const SettingMap& settings) {
+  ConnectionConfig config;
+  ASSIGN_OR_RETURN(std::optional<Setting> bootstrap, LookupSetting(settings, "bootstrapServers"));
+  if (!bootstrap.has_value()) {
+    return Invalid("bootstrapServers (or bootstrapServersFromEnv) is required");
+  }
+  ASSIGN_OR_RETURN(config.bootstrap_servers, ParseBootstrapServers(*bootstrap));
+  RETURN_IF_ERROR(ParseTls(settings, &config.tls));
+  RETURN_IF_ERROR(ParseSasl(settings, &config.sasl));
+  return config;
+}
+
+std::string ConnectionConfig::Key() const {
+  std::string secret_fields;
+  AppendField(&secret_fields, tls.enabled ? "1" : "0");
+  AppendField(&secret_fields, tls.ca_pem);
+  AppendField(&secret_fields, tls.cert_pem);
+  AppendField(&secret_fields, tls.key_pem);
+  AppendField(&secret_fields, tls.key_password);
+  AppendField(&secret_fields, tls.insecure_skip_verify ? "1" : "0");
+  AppendField(&secret_fields, sasl.password);
+  AppendField(&secret_fields, sasl.oauth_token_endpoint_uri);
+  AppendField(&secret_fields, absl::StrCat(sasl.scopes.size()));
+  for (const std::string& scope : sasl.scopes) AppendField(&secret_fields, scope);
+  AppendField(&secret_fields, absl::StrCat(sasl.oauth_extensions.size()));
+  for (const auto& [name, value] : sasl.oauth_extensions) {
+    AppendField(&secret_fields, name);
+    AppendField(&secret_fields, value);
+  }
+  AppendField(&secret_fields, sasl.kerberos_service_name);
+  AppendField(&secret_fields, sasl.keytab_path);
+  AppendField(&secret_fields, sasl.realm);
+
+  Sha256 sha;
+  sha.Update(ProcessSalt());
+  sha.Update(secret_fields);
+  // '|' cannot occur in a parsed bootstrap list or mechanism name; a username holding one only
+  // shifts the split, and the digest still separates the configs.
+  return absl::StrCat(bootstrap_servers, "|", MechanismName(sasl.mechanism), "|", sasl.username,
+                      "|", std::move(sha).HexDigest());
+}
+
+absl::StatusOr<RdkafkaProperties> ToRdkafkaProperties(const ConnectionConfig& config) {
+  if (config.bootstrap_servers.empty()) return Invalid("bootstrap servers are empty");
+  const bool use_sasl = config.sasl.mechanism != SaslMechanism::kNone;
+  RdkafkaProperties props;
+  props.emplace_back("bootstrap.servers", config.bootstrap_servers);
+  props.emplace_back("security.protocol", config.tls.enabled
+                                              ? (use_sasl ? "SASL_SSL" : "SSL")
+                                              : (use_sasl ? "SASL_PLAINTEXT" : "PLAINTEXT"));
+  if (config.tls.enabled) {
+    const TlsConfig& tls = config.tls;
+    if (tls.cert_pem.empty() != tls.key_pem.empty()) {
+      return Invalid("TLS client certificate and key must be given together");
+    }
+    if (!tls.ca_pem.empty()) props.emplace_back("ssl.ca.pem", tls.ca_pem);
+    if (!tls.cert_pem.empty()) {
+      props.emplace_back("ssl.certificate.pem", tls.cert_pem);
+      props.emplace_back("ssl.key.pem", tls.key_pem);
+      // librdkafka decrypts ssl.key.pem with ssl.key.password (its PEM password callback).
+      if (!tls.key_password.empty()) props.emplace_back("ssl.key.password", tls.key_password);
+    }
+    if (tls.insecure_skip_verify) {
+      // KEDA's unsafeSsl is Go's InsecureSkipVerify: neither the chain nor the host name.
+      props.emplace_back("enable.ssl.certificate.verification", "false");
+      props.emplace_back("ssl.endpoint.identification.algorithm", "none");
+    } else {
+      props.emplace_back("ssl.endpoint.identification.algorithm", "https");
+    }
+  }
+  const SaslConfig& sasl = config.sasl;
+  switch (sasl.mechanism) {
+    case SaslMechanism::kNone:
+      break;
+    case SaslMechanism::kPlain:
+    case SaslMechanism::kScramSha256:
+    case SaslMechanism::kScramSha512:
+      if (sasl.username.empty() || sasl.password.empty()) {
+        return Invalid(absl::StrCat("SASL ", MechanismName(sasl.mechanism),
+                                    " needs a username and a password"));
+      }
+      props.emplace_back("sasl.mechanisms", std::string(MechanismName(sasl.mechanism)));
+      props.emplace_back("sasl.username", sasl.username);
+      props.emplace_back("sasl.password", sasl.password);
+      break;
+    case SaslMechanism::kOAuthBearer:
+      if (sasl.username.empty() || sasl.password.empty() || sasl.oauth_token_endpoint_uri.empty()) {
+        return Invalid("SASL OAUTHBEARER needs a client id, a client secret and a token endpoint");
+      }
+      props.emplace_back("sasl.mechanisms", "OAUTHBEARER");
+      props.emplace_back("sasl.oauthbearer.method", "oidc");
+      props.emplace_back("sasl.oauthbearer.client.id", sasl.username);
+      props.emplace_back("sasl.oauthbearer.client.secret", sasl.password);
+      props.emplace_back("sasl.oauthbearer.token.endpoint.url", sasl.oauth_token_endpoint_uri);
+      // OAuth 2.0 scopes are space-separated (RFC 6749 section 3.3).
+      if (!sasl.scopes.empty()) {
+        props.emplace_back("sasl.oauthbearer.scope", absl::StrJoin(sasl.scopes, " "));
+      }
+      if (!sasl.oauth_extensions.empty()) {
+        props.emplace_back("sasl.oauthbearer.extensions",
+                           absl::StrJoin(sasl.oauth_extensions, ",", absl::PairFormatter("=")));
+      }
+      break;
+    case SaslMechanism::kGssapi:
+      if (!sasl.password.empty()) {
+        return Invalid(
+            "SASL GSSAPI with a password is not supported: librdkafka logs in with a keytab only");
+      }
+      if (sasl.username.empty() || sasl.keytab_path.empty()) {
+        return Invalid("SASL GSSAPI needs a principal and a keytab file");
+      }
+      props.emplace_back("sasl.mechanisms", "GSSAPI");
+      props.emplace_back("sasl.kerberos.service.name", sasl.kerberos_service_name);
+      props.emplace_back(
+          "sasl.kerberos.principal",
+          sasl.realm.empty() ? sasl.username : absl::StrCat(sasl.username, "@", sasl.realm));
+      props.emplace_back("sasl.kerberos.keytab", sasl.keytab_path);
+      break;
+  }
+  return props;
+}
+
+namespace internal {
+std::string Sha256Hex(absl::string_view data) {
+  Sha256 sha;
+  sha.Update(data);
+  return std::move(sha).HexDigest();
+}
+}  // namespace internal
+
+}  // namespace klag::kafka
