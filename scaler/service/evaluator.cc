@@ -1,0 +1,181 @@
+#include "scaler/service/evaluator.h"
+
+#include <spdlog/spdlog.h>
+
+#include <optional>
+#include <utility>
+
+#include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
+
+namespace klag::scaler {
+
+// One in-progress evaluation; concurrent callers for the same trigger wait on `done`.
+struct Evaluator::Flight {
+  absl::Notification done;
+  absl::StatusOr<std::shared_ptr<const Evaluation>> result = absl::UnknownError("unset");
+};
+
+struct Evaluator::TriggerState {
+  absl::Mutex mu;
+  std::shared_ptr<const Evaluation> last ABSL_GUARDED_BY(mu);
+  std::shared_ptr<Flight> flight ABSL_GUARDED_BY(mu);
+  // Snapshot of the previous poll, for excludePersistentLag.
+  std::optional<LagSnapshot> previous ABSL_GUARDED_BY(mu);
+  absl::Time last_used ABSL_GUARDED_BY(mu);
+};
+
+std::string TriggerKey(const TriggerRef& ref) {
+  // std::map iterates in key order, so equal metadata hashes equally.
+  size_t hash = absl::HashOf(
+      std::vector<std::pair<std::string, std::string>>(ref.metadata.begin(), ref.metadata.end()));
+  return absl::StrFormat("%s/%s#%016x", ref.namespace_, ref.name, hash);
+}
+
+Evaluator::Evaluator(ReaderProvider readers, ProfileStore* profiles, EvaluatorOptions options)
+    : readers_(std::move(readers)), profiles_(profiles), options_(std::move(options)) {
+  last_sweep_ = options_.now();
+}
+
+absl::StatusOr<ParsedTrigger> Evaluator::Parse(const Metadata& metadata) const {
+  const Metadata* effective = &metadata;
+  absl::StatusOr<Metadata> merged;
+  if (profiles_ != nullptr) {
+    merged = profiles_->Merge(metadata);
+    if (!merged.ok()) return merged.status();
+    effective = &*merged;
+  }
+  absl::StatusOr<TriggerSpec> spec = ParseTriggerSpec(*effective);
+  if (!spec.ok()) return spec.status();
+  ParsedTrigger parsed;
+  parsed.metric_name = MetricName(*spec);
+  parsed.spec = std::make_shared<const TriggerSpec>(*std::move(spec));
+  return parsed;
+}
+
+std::shared_ptr<Evaluator::TriggerState> Evaluator::StateFor(const std::string& key,
+                                                             const TriggerSpec& spec) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = options_.now();
+  if (now - last_sweep_ > absl::Minutes(1)) DropIdleLocked(now);
+  auto [it, inserted] = triggers_.try_emplace(key);
+  if (inserted) {
+    it->second = std::make_shared<TriggerState>();
+    if (!spec.unknown_keys.empty()) {
+      // Once per trigger: KEDA forwards the trigger's keys verbatim, so a typo such as
+      // lagTreshold would otherwise silently fall back to a default.
+      spdlog::warn("trigger {}: ignoring unknown metadata keys: {}", key,
+                   absl::StrJoin(spec.unknown_keys, ", "));
+    }
+  }
+  return it->second;
+}
+
+void Evaluator::DropIdleLocked(absl::Time now) {
+  last_sweep_ = now;
+  for (auto it = triggers_.begin(); it != triggers_.end();) {
+    bool idle;
+    {
+      absl::MutexLock state_lock(&it->second->mu);
+      idle = it->second->flight == nullptr && now - it->second->last_used > options_.idle_ttl;
+    }
+    if (idle) {
+      triggers_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+}
+
+absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::Evaluate(const TriggerRef& ref) {
+  absl::StatusOr<ParsedTrigger> parsed = Parse(ref.metadata);
+  if (!parsed.ok()) return parsed.status();
+  const std::string key = TriggerKey(ref);
+  std::shared_ptr<TriggerState> state = StateFor(key, *parsed->spec);
+
+  std::shared_ptr<Flight> flight;
+  bool leader = false;
+  {
+    absl::MutexLock lock(&state->mu);
+    const absl::Time now = options_.now();
+    state->last_used = now;
+    if (state->last != nullptr && now - state->last->evaluated_at < options_.window) {
+      absl::MutexLock stats_lock(&mu_);
+      ++stats_.reused;
+      return state->last;
+    }
+    if (state->flight == nullptr) {
+      state->flight = std::make_shared<Flight>();
+      leader = true;
+    }
+    flight = state->flight;
+  }
+  if (!leader) {
+    {
+      absl::MutexLock stats_lock(&mu_);
+      ++stats_.joined;
+    }
+    // The leader's reader call is bounded by kafka_timeout; the slack covers lag computation.
+    if (!flight->done.WaitForNotificationWithTimeout(options_.kafka_timeout + absl::Seconds(1))) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("trigger ", key, ": the evaluation in progress did not finish within ",
+                       absl::FormatDuration(options_.kafka_timeout)));
+    }
+    return flight->result;
+  }
+
+  absl::StatusOr<std::shared_ptr<const Evaluation>> result =
+      RunEvaluation(*state, *std::move(parsed));
+  {
+    absl::MutexLock lock(&state->mu);
+    if (result.ok()) state->last = *result;
+    state->flight = nullptr;
+  }
+  flight->result = result;
+  flight->done.Notify();
+  return result;
+}
+
+absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::RunEvaluation(TriggerState& state,
+                                                                           ParsedTrigger trigger) {
+  {
+    absl::MutexLock stats_lock(&mu_);
+    ++stats_.evaluations;
+  }
+  const TriggerSpec& spec = *trigger.spec;
+  absl::StatusOr<std::shared_ptr<kafka::OffsetReader>> reader = readers_(spec.connection);
+  absl::StatusOr<kafka::GroupOffsets> offsets = reader.status();
+  if (reader.ok()) {
+    kafka::OffsetQuery query{
+        .group = spec.consumer_group, .topics = spec.topics, .isolation = spec.isolation_level};
+    offsets = (*reader)->ReadOffsets(query, options_.now() + options_.kafka_timeout);
+  }
+  if (!offsets.ok()) {
+    absl::MutexLock stats_lock(&mu_);
+    ++stats_.failures;
+    return offsets.status();
+  }
+  auto evaluation = std::make_shared<Evaluation>();
+  {
+    // Only the leader of a flight gets here, so `previous` is read and replaced by one thread.
+    absl::MutexLock lock(&state.mu);
+    const LagSnapshot* previous = state.previous.has_value() ? &*state.previous : nullptr;
+    evaluation->report = ComputeLag(spec, *offsets, previous);
+    state.previous = evaluation->report.snapshot;
+  }
+  evaluation->trigger = std::move(trigger);
+  evaluation->evaluated_at = options_.now();
+  return std::shared_ptr<const Evaluation>(std::move(evaluation));
+}
+
+EvaluatorStats Evaluator::Stats() const {
+  absl::MutexLock lock(&mu_);
+  EvaluatorStats stats = stats_;
+  stats.triggers = static_cast<int64_t>(triggers_.size());
+  return stats;
+}
+
+}  // namespace klag::scaler

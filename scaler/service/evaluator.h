@@ -1,0 +1,111 @@
+// One lag evaluation per poll: the GetMetrics and IsActive calls KEDA makes for one trigger in one
+// poll (and the HPA's queries for ScaledObjects) share a single Kafka round trip, concurrent
+// identical requests wait for the same one, and excludePersistentLag compares with the previous
+// poll of the same trigger.
+//
+//   Evaluator evaluator(reader_provider, &profiles, EvaluatorOptions{});
+//   absl::StatusOr<std::shared_ptr<const Evaluation>> e = evaluator.Evaluate(ref);
+//   if (e.ok()) use((*e)->report.metric_value, (*e)->report.active);
+//
+// Triggers are keyed by namespace, name and a hash of the metadata (KEDA tells neither the
+// trigger index nor when a ScaledJob goes away); state of triggers not asked about for
+// `idle_ttl` is dropped.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "kafka/connection_config.h"
+#include "kafka/offsets.h"
+#include "scaler/lag/lag_calculator.h"
+#include "scaler/lag/trigger_spec.h"
+#include "scaler/service/profile_store.h"
+
+namespace klag::scaler {
+
+// Hands out the shared reader for a cluster (production: kafka::ClusterRegistry).
+using ReaderProvider = std::function<absl::StatusOr<std::shared_ptr<kafka::OffsetReader>>(
+    const kafka::ConnectionConfig&)>;
+
+struct EvaluatorOptions {
+  // Deadline of the Kafka work of one evaluation. KEDA sets none for ScaledJobs.
+  absl::Duration kafka_timeout = absl::Seconds(5);
+  // Calls for the same trigger within this window reuse the last evaluation.
+  absl::Duration window = absl::Seconds(2);
+  // Per-trigger state unused this long is dropped.
+  absl::Duration idle_ttl = absl::Minutes(30);
+  // Injected for tests.
+  std::function<absl::Time()> now = [] { return absl::Now(); };
+};
+
+struct TriggerRef {
+  std::string name;
+  std::string namespace_;
+  Metadata metadata;
+};
+
+struct ParsedTrigger {
+  std::shared_ptr<const TriggerSpec> spec;
+  std::string metric_name;
+};
+
+struct Evaluation {
+  ParsedTrigger trigger;
+  LagReport report;
+  absl::Time evaluated_at;
+};
+
+struct EvaluatorStats {
+  int64_t evaluations = 0;  // Kafka round trips started
+  int64_t reused = 0;       // answered from the window
+  int64_t joined = 0;       // waited for a concurrent identical evaluation
+  int64_t failures = 0;
+  int64_t triggers = 0;  // triggers with state now
+};
+
+class Evaluator {
+ public:
+  // `profiles` may be null (no authProfile support); it must outlive the Evaluator.
+  Evaluator(ReaderProvider readers, ProfileStore* profiles, EvaluatorOptions options);
+
+  // Merges the credentials profile and parses the metadata; no Kafka I/O. Errors:
+  // kInvalidArgument naming the key. Thread-safe.
+  absl::StatusOr<ParsedTrigger> Parse(const Metadata& metadata) const;
+
+  // The evaluation of `ref` for this poll. Errors: those of Parse, and the reader's (kNotFound,
+  // kUnavailable, kDeadlineExceeded, kPermissionDenied): never a made-up 0. Returns within
+  // about kafka_timeout. Thread-safe.
+  absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluate(const TriggerRef& ref);
+
+  EvaluatorStats Stats() const;
+
+ private:
+  struct Flight;
+  struct TriggerState;
+
+  std::shared_ptr<TriggerState> StateFor(const std::string& key, const TriggerSpec& spec);
+  absl::StatusOr<std::shared_ptr<const Evaluation>> RunEvaluation(TriggerState& state,
+                                                                  ParsedTrigger trigger);
+  void DropIdleLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const ReaderProvider readers_;
+  ProfileStore* const profiles_;
+  const EvaluatorOptions options_;
+
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<TriggerState>> triggers_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_sweep_ ABSL_GUARDED_BY(mu_);
+  EvaluatorStats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+// The per-trigger key: "<namespace>/<name>#<hash of the metadata>".
+std::string TriggerKey(const TriggerRef& ref);
+
+}  // namespace klag::scaler

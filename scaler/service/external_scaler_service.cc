@@ -1,0 +1,131 @@
+#include "scaler/service/external_scaler_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <optional>
+
+#include "scaler/service/grpc_status.h"
+
+namespace klag::scaler {
+namespace {
+
+void LogFailure(const char* rpc, const TriggerRef& ref, const absl::Status& status) {
+  // Bad metadata is the user's to fix and comes back to KEDA as INVALID_ARGUMENT; Kafka trouble
+  // is ours to see.
+  if (status.code() == absl::StatusCode::kInvalidArgument) {
+    spdlog::info("{} {}/{}: {}", rpc, ref.namespace_, ref.name, status.ToString());
+  } else {
+    spdlog::warn("{} {}/{}: {}", rpc, ref.namespace_, ref.name, status.ToString());
+  }
+}
+
+}  // namespace
+
+TriggerRef ToTriggerRef(const externalscaler::ScaledObjectRef& ref) {
+  TriggerRef out;
+  out.name = ref.name();
+  out.namespace_ = ref.namespace_();
+  out.metadata.insert(ref.scalermetadata().begin(), ref.scalermetadata().end());
+  return out;
+}
+
+ExternalScalerService::ExternalScalerService(Evaluator* evaluator, ServiceOptions options)
+    : options_(options), evaluator_(evaluator) {}
+
+void ExternalScalerService::Shutdown() {
+  if (!shutdown_.HasBeenNotified()) shutdown_.Notify();
+}
+
+grpc::Status ExternalScalerService::GetMetricSpec(grpc::ServerContext*,
+                                                  const externalscaler::ScaledObjectRef* ref,
+                                                  externalscaler::GetMetricSpecResponse* response) {
+  TriggerRef trigger = ToTriggerRef(*ref);
+  absl::StatusOr<ParsedTrigger> parsed = evaluator_->Parse(trigger.metadata);
+  if (!parsed.ok()) {
+    LogFailure("GetMetricSpec", trigger, parsed.status());
+    return ToGrpcStatus(parsed.status());
+  }
+  externalscaler::MetricSpec* spec = response->add_metricspecs();
+  spec->set_metricname(parsed->metric_name);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  // KEDA reads the float field when it is > 0 and the int field otherwise: fill both.
+  spec->set_targetsize(parsed->spec->lag_threshold);
+#pragma GCC diagnostic pop
+  spec->set_targetsizefloat(static_cast<double>(parsed->spec->lag_threshold));
+  return grpc::Status::OK;
+}
+
+grpc::Status ExternalScalerService::GetMetrics(grpc::ServerContext*,
+                                               const externalscaler::GetMetricsRequest* request,
+                                               externalscaler::GetMetricsResponse* response) {
+  TriggerRef trigger = ToTriggerRef(request->scaledobjectref());
+  absl::StatusOr<std::shared_ptr<const Evaluation>> evaluation = evaluator_->Evaluate(trigger);
+  if (!evaluation.ok()) {
+    LogFailure("GetMetrics", trigger, evaluation.status());
+    return ToGrpcStatus(evaluation.status());
+  }
+  const Evaluation& e = **evaluation;
+  if (!request->metricname().empty() && request->metricname() != e.trigger.metric_name) {
+    spdlog::debug("GetMetrics {}/{}: asked for metric {}, this trigger's metric is {}",
+                  trigger.namespace_, trigger.name, request->metricname(), e.trigger.metric_name);
+  }
+  externalscaler::MetricValue* value = response->add_metricvalues();
+  value->set_metricname(e.trigger.metric_name);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  value->set_metricvalue(e.report.metric_value);
+#pragma GCC diagnostic pop
+  value->set_metricvaluefloat(static_cast<double>(e.report.metric_value));
+  spdlog::debug("GetMetrics {}/{}: {}={} (lag {}, active {})", trigger.namespace_, trigger.name,
+                e.trigger.metric_name, e.report.metric_value, e.report.total_lag_with_persistent,
+                e.report.active);
+  return grpc::Status::OK;
+}
+
+grpc::Status ExternalScalerService::IsActive(grpc::ServerContext*,
+                                             const externalscaler::ScaledObjectRef* ref,
+                                             externalscaler::IsActiveResponse* response) {
+  TriggerRef trigger = ToTriggerRef(*ref);
+  absl::StatusOr<std::shared_ptr<const Evaluation>> evaluation = evaluator_->Evaluate(trigger);
+  if (!evaluation.ok()) {
+    LogFailure("IsActive", trigger, evaluation.status());
+    return ToGrpcStatus(evaluation.status());
+  }
+  response->set_result((*evaluation)->report.active);
+  return grpc::Status::OK;
+}
+
+grpc::Status ExternalScalerService::StreamIsActive(
+    grpc::ServerContext* context, const externalscaler::ScaledObjectRef* ref,
+    grpc::ServerWriter<externalscaler::IsActiveResponse>* writer) {
+  TriggerRef trigger = ToTriggerRef(*ref);
+  // Bad metadata never gets better: fail the stream at once.
+  if (absl::StatusOr<ParsedTrigger> parsed = evaluator_->Parse(trigger.metadata); !parsed.ok()) {
+    LogFailure("StreamIsActive", trigger, parsed.status());
+    return ToGrpcStatus(parsed.status());
+  }
+  std::optional<bool> sent;
+  while (!context->IsCancelled() && !shutdown_.HasBeenNotified()) {
+    absl::StatusOr<std::shared_ptr<const Evaluation>> evaluation = evaluator_->Evaluate(trigger);
+    if (!evaluation.ok()) {
+      // A transient Kafka error keeps the stream open; KEDA only acts on `true` anyway.
+      LogFailure("StreamIsActive", trigger, evaluation.status());
+    } else if (bool active = (*evaluation)->report.active; sent != active) {
+      externalscaler::IsActiveResponse response;
+      response.set_result(active);
+      if (!writer->Write(response)) break;  // client went away
+      sent = active;
+    }
+    // Sleep in short slices so a cancelled stream frees its thread promptly.
+    const absl::Time wake = absl::Now() + options_.stream_poll_interval;
+    while (!context->IsCancelled() && absl::Now() < wake &&
+           !shutdown_.WaitForNotificationWithTimeout(
+               std::min(absl::Milliseconds(200), wake - absl::Now()))) {
+    }
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace klag::scaler

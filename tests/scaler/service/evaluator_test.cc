@@ -1,0 +1,205 @@
+#include "scaler/service/evaluator.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "tests/testing/fake_offset_reader.h"
+
+namespace klag::scaler {
+namespace {
+
+using ::klag::kafka::PartitionOffsets;
+
+Metadata BaseMetadata(const std::string& group = "g") {
+  return {{"bootstrapServers", "kafka:9092"},
+          {"consumerGroup", group},
+          {"topic", "t"},
+          {"lagThreshold", "5"}};
+}
+
+// A clock the test moves by hand.
+struct FakeClock {
+  std::atomic<int64_t> nanos{absl::ToUnixNanos(absl::FromUnixSeconds(1'800'000'000))};
+  absl::Time Now() const { return absl::FromUnixNanos(nanos.load()); }
+  void Advance(absl::Duration d) { nanos += absl::ToInt64Nanoseconds(d); }
+};
+
+class EvaluatorTest : public ::testing::Test {
+ protected:
+  EvaluatorTest()
+      : reader_(std::make_shared<testing::FakeOffsetReader>()),
+        evaluator_(
+            [this](const kafka::ConnectionConfig& c)
+                -> absl::StatusOr<std::shared_ptr<kafka::OffsetReader>> {
+              connections_.push_back(c.bootstrap_servers);
+              return std::shared_ptr<kafka::OffsetReader>(reader_);
+            },
+            nullptr,
+            EvaluatorOptions{.kafka_timeout = absl::Seconds(2),
+                             .window = absl::Seconds(2),
+                             .idle_ttl = absl::Minutes(30),
+                             .now = [this] { return clock_.Now(); }}) {}
+
+  TriggerRef Ref(Metadata metadata, std::string name = "job") {
+    return TriggerRef{.name = std::move(name), .namespace_ = "ns", .metadata = std::move(metadata)};
+  }
+
+  FakeClock clock_;
+  std::shared_ptr<testing::FakeOffsetReader> reader_;
+  std::vector<std::string> connections_;
+  Evaluator evaluator_;
+};
+
+TEST_F(EvaluatorTest, ComputesLagFromTheReadersOffsets) {
+  reader_->SetOffsets("g", {{.topic = "t", .partition = 0, .committed = 2, .end = 10},
+                            {.topic = "t", .partition = 1, .committed = 7, .end = 10}});
+  auto e = evaluator_.Evaluate(Ref(BaseMetadata()));
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ((*e)->report.metric_value, 8 + 3);
+  EXPECT_TRUE((*e)->report.active);
+  EXPECT_EQ((*e)->trigger.metric_name, "kafka-t");
+  EXPECT_EQ(connections_, std::vector<std::string>{"kafka:9092"});
+  ASSERT_EQ(reader_->queries().size(), 1u);
+  EXPECT_EQ(reader_->queries()[0].group, "g");
+  EXPECT_EQ(reader_->queries()[0].topics, std::vector<std::string>{"t"});
+}
+
+TEST_F(EvaluatorTest, CallsWithinTheWindowShareOneEvaluation) {
+  reader_->SetOffsets("g", {{.topic = "t", .partition = 0, .committed = 2, .end = 10}});
+  auto first = evaluator_.Evaluate(Ref(BaseMetadata()));
+  clock_.Advance(absl::Milliseconds(1500));
+  auto second = evaluator_.Evaluate(Ref(BaseMetadata()));
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first->get(), second->get());
+  EXPECT_EQ(reader_->calls(), 1);
+  EXPECT_EQ(evaluator_.Stats().reused, 1);
+
+  clock_.Advance(absl::Milliseconds(600));  // 2.1 s after the first: a new poll
+  auto third = evaluator_.Evaluate(Ref(BaseMetadata()));
+  ASSERT_TRUE(third.ok());
+  EXPECT_NE(first->get(), third->get());
+  EXPECT_EQ(reader_->calls(), 2);
+}
+
+TEST_F(EvaluatorTest, DifferentTriggersDoNotShareEvaluations) {
+  reader_->SetOffsets("g", {{.topic = "t", .partition = 0, .committed = 2, .end = 10}});
+  reader_->SetOffsets("h", {{.topic = "t", .partition = 0, .committed = 9, .end = 10}});
+  auto a = evaluator_.Evaluate(Ref(BaseMetadata("g"), "job-a"));
+  auto b = evaluator_.Evaluate(Ref(BaseMetadata("h"), "job-b"));
+  auto c = evaluator_.Evaluate(Ref(BaseMetadata("g"), "job-c"));  // same metadata, other job
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_EQ((*a)->report.metric_value, 5);  // capped at 1 partition x threshold 5
+  EXPECT_EQ((*b)->report.metric_value, 1);
+  EXPECT_EQ(reader_->calls(), 3);
+  EXPECT_EQ(evaluator_.Stats().triggers, 3);
+}
+
+TEST_F(EvaluatorTest, ConcurrentIdenticalRequestsWaitForTheSameEvaluation) {
+  reader_->SetOffsets("g", {{.topic = "t", .partition = 0, .committed = 2, .end = 10}});
+  reader_->BlockCalls();
+  constexpr int kCallers = 8;
+  std::vector<absl::StatusOr<std::shared_ptr<const Evaluation>>> results(
+      kCallers, absl::UnknownError("not run"));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCallers; ++i) {
+    threads.emplace_back([&, i] { results[i] = evaluator_.Evaluate(Ref(BaseMetadata())); });
+  }
+  ASSERT_TRUE(reader_->AwaitBlockedCalls(1));
+  // Give the other callers time to arrive and join the flight rather than start their own.
+  while (evaluator_.Stats().joined < kCallers - 1) absl::SleepFor(absl::Milliseconds(1));
+  reader_->ReleaseCalls();
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(reader_->calls(), 1);
+  for (const auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->get(), results[0]->get());
+  }
+}
+
+TEST_F(EvaluatorTest, ErrorsAreReturnedNotZeroAndNotCached) {
+  reader_->SetError("g", absl::UnavailableError("broker down"));
+  auto failed = evaluator_.Evaluate(Ref(BaseMetadata()));
+  EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(evaluator_.Stats().failures, 1);
+
+  reader_->ClearError("g");
+  reader_->SetOffsets("g", {{.topic = "t", .partition = 0, .committed = 2, .end = 10}});
+  auto retried = evaluator_.Evaluate(Ref(BaseMetadata()));  // KEDA's immediate retry
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ((*retried)->report.metric_value, 5);
+  EXPECT_EQ(reader_->calls(), 2);
+}
+
+TEST_F(EvaluatorTest, ProviderErrorsPropagate) {
+  Evaluator evaluator(
+      [](const kafka::ConnectionConfig&) -> absl::StatusOr<std::shared_ptr<kafka::OffsetReader>> {
+        return absl::InvalidArgumentError("tls: cannot build client");
+      },
+      nullptr, EvaluatorOptions{});
+  auto e = evaluator.Evaluate(Ref(BaseMetadata()));
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(EvaluatorTest, BadMetadataIsInvalidArgumentWithoutKafka) {
+  Metadata md = BaseMetadata();
+  md["lagThreshold"] = "0";
+  auto e = evaluator_.Evaluate(Ref(md));
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(e.status().message().find("lagThreshold"), absl::string_view::npos);
+  EXPECT_EQ(reader_->calls(), 0);
+  EXPECT_TRUE(connections_.empty());
+}
+
+TEST_F(EvaluatorTest, ExcludePersistentLagComparesWithThePreviousPoll) {
+  Metadata md = BaseMetadata();
+  md["excludePersistentLag"] = "true";
+  md["lagThreshold"] = "100";
+  reader_->SetOffsets("g", {{.topic = "t", .partition = 0, .committed = 2, .end = 10},
+                            {.topic = "t", .partition = 1, .committed = 4, .end = 10}});
+  auto first = evaluator_.Evaluate(Ref(md));
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ((*first)->report.metric_value, 8 + 6);  // nothing to compare with yet
+
+  // Within the window (same poll): the same answer, not a comparison with itself.
+  clock_.Advance(absl::Seconds(1));
+  auto same_poll = evaluator_.Evaluate(Ref(md));
+  ASSERT_TRUE(same_poll.ok());
+  EXPECT_EQ((*same_poll)->report.metric_value, 14);
+
+  // Next poll: partition 0 did not move (persistent), partition 1 did.
+  clock_.Advance(absl::Seconds(30));
+  reader_->SetOffsets("g", {{.topic = "t", .partition = 0, .committed = 2, .end = 12},
+                            {.topic = "t", .partition = 1, .committed = 5, .end = 12}});
+  auto second = evaluator_.Evaluate(Ref(md));
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ((*second)->report.metric_value, 7);
+  EXPECT_EQ((*second)->report.total_lag_with_persistent, 10 + 7);
+  EXPECT_TRUE((*second)->report.active);
+}
+
+TEST_F(EvaluatorTest, IdleTriggerStateIsDropped) {
+  reader_->SetOffsets("g", {{.topic = "t", .partition = 0, .committed = 2, .end = 10}});
+  ASSERT_TRUE(evaluator_.Evaluate(Ref(BaseMetadata(), "old")).ok());
+  EXPECT_EQ(evaluator_.Stats().triggers, 1);
+  clock_.Advance(absl::Minutes(31));
+  ASSERT_TRUE(evaluator_.Evaluate(Ref(BaseMetadata(), "new")).ok());
+  EXPECT_EQ(evaluator_.Stats().triggers, 1);  // "old" went away, "new" is there
+}
+
+TEST(TriggerKeyTest, DependsOnNamespaceNameAndMetadata) {
+  TriggerRef a{.name = "j", .namespace_ = "ns", .metadata = {{"topic", "t"}}};
+  TriggerRef b = a;
+  EXPECT_EQ(TriggerKey(a), TriggerKey(b));
+  b.metadata["topic"] = "u";
+  EXPECT_NE(TriggerKey(a), TriggerKey(b));
+  TriggerRef c = a;
+  c.namespace_ = "other";
+  EXPECT_NE(TriggerKey(a), TriggerKey(c));
+  EXPECT_EQ(TriggerKey(a).rfind("ns/j#", 0), 0u);
+}
+
+}  // namespace
+}  // namespace klag::scaler
