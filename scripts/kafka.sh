@@ -321,11 +321,18 @@ launch() {
   } >>"${LOGS}/console.log"
   # setsid: the broker must outlive the caller's process group (Ctrl-C in a test run is the
   # test's business; the EXIT trap of scripts/test.sh stops the broker).
-  # shellcheck disable=SC2086 # HEAP_OPTS and JVM_OPTS are lists of JVM flags.
-  setsid java $HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
-    -Dkafka.logs.dir="$LOGS" -Dlog4j.configuration="file:${KAFKA_DIR}/log4j.properties" \
-    $JVM_OPTS -cp "${LIBS}/*" kafka.Kafka "$PROPS" \
-    </dev/null >>"${LOGS}/console.log" 2>&1 8>&- 9>&- &
+  # Every inherited descriptor above 2 is closed first: a caller's pipe (ctest's output, a
+  # popen) or lock held open by the long-lived JVM would make that caller wait for it.
+  (
+    for fd in /proc/self/fd/*; do
+      fd="${fd##*/}"
+      if ((fd > 2)); then eval "exec ${fd}>&-" 2>/dev/null || true; fi
+    done
+    # shellcheck disable=SC2086 # HEAP_OPTS and JVM_OPTS are lists of JVM flags.
+    exec setsid java $HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+      -Dkafka.logs.dir="$LOGS" -Dlog4j.configuration="file:${KAFKA_DIR}/log4j.properties" \
+      $JVM_OPTS -cp "${LIBS}/*" kafka.Kafka "$PROPS" </dev/null >>"${LOGS}/console.log" 2>&1
+  ) &
   local pid=$!
   echo "$pid" >"$PIDFILE"
   echo "$pid"
