@@ -49,7 +49,8 @@ cleanup() {
 trap cleanup EXIT
 
 echo "wire: building the Go client (KEDA's externalscaler package)"
-(cd "$WIRE_DIR" && go build -o "${tmp}/wire" .) || fail "go build of tests/wire failed"
+(cd "$WIRE_DIR" && go vet ./... && go build -buildvcs=false -o "${tmp}/wire" .) ||
+  fail "go vet / go build of tests/wire failed"
 
 suffix="$$-${RANDOM}${RANDOM}"
 # The '.' checks KEDA's metric-name rule ('.' becomes '-').
