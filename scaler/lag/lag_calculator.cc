@@ -1,0 +1,109 @@
+#include "scaler/lag/lag_calculator.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <tuple>
+#include <utility>
+
+namespace klag::scaler {
+namespace {
+
+constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+
+// Lag counts records, so sums and products saturate instead of wrapping: an absurd
+// lagThreshold (up to 2^63-1) times the partition count must not turn the cap negative.
+int64_t SaturatingAdd(int64_t a, int64_t b) {  // a, b >= 0
+  return a > kMax - b ? kMax : a + b;
+}
+
+int64_t SaturatingMul(int64_t a, int64_t b) {  // a, b >= 0
+  if (a == 0 || b == 0) return 0;
+  return a > kMax / b ? kMax : a * b;
+}
+
+// Records between `from` and `end`, never negative.
+int64_t Distance(int64_t from, int64_t end) {
+  int64_t d = 0;
+  if (__builtin_sub_overflow(end, from, &d)) return end > from ? kMax : 0;
+  return std::max<int64_t>(d, 0);
+}
+
+// KEDA's getNextFactorThatBalancesConsumersToTopicPartitions: the smallest divisor f of
+// `partitions` (ascending, as FindFactors sorts them) with f * threshold >= total_lag, or
+// `partitions` when none is.
+int64_t NextFactor(int64_t total_lag, int64_t partitions, int64_t threshold) {
+  for (int64_t f = 1; f <= partitions; ++f) {
+    if (partitions % f == 0 && SaturatingMul(f, threshold) >= total_lag) return f;
+  }
+  return partitions;
+}
+
+// The lag of one partition, counted for activity (before excludePersistentLag).
+int64_t PartitionLagFor(const TriggerSpec& spec, const kafka::PartitionOffsets& p) {
+  if (!p.committed.has_value()) {
+    // No commit: KEDA returns 0 with scaleToZeroOnInvalidOffset whatever the policy; else 1 for
+    // latest (whatever the end offset, even for an empty partition: one consumer has to start
+    // to establish a position) and the whole retained log for earliest (KEDA: the end offset).
+    if (spec.scale_to_zero_on_invalid_offset) return 0;
+    if (spec.offset_reset_policy == OffsetResetPolicy::kLatest) return 1;
+    return Distance(p.log_start, p.end);
+  }
+  // Records below the log start were deleted by retention and can never be consumed; a commit
+  // beyond the end (a truncated or recreated topic) is no lag, not a negative one.
+  return Distance(std::max(*p.committed, p.log_start), p.end);
+}
+
+}  // namespace
+
+LagReport ComputeLag(const TriggerSpec& spec, const kafka::GroupOffsets& offsets,
+                     const LagSnapshot* previous) {
+  LagReport report;
+  // As in KEDA, partitionLimitation applies only when topics are named.
+  const bool limited = !spec.topics.empty() && !spec.partition_limitation.empty();
+  for (const kafka::PartitionOffsets& p : offsets.partitions) {
+    if (limited && !spec.PartitionAllowed(p.partition)) continue;
+    PartitionLag lag{.topic = p.topic,
+                     .partition = p.partition,
+                     .committed = p.committed,
+                     .log_start = p.log_start,
+                     .end = p.end};
+    lag.lag = PartitionLagFor(spec, p);
+    const kafka::TopicPartition tp{p.topic, p.partition};
+    if (spec.exclude_persistent_lag && previous != nullptr && p.committed.has_value() &&
+        lag.lag > 0) {
+      auto it = previous->committed.find(tp);
+      lag.persistent = it != previous->committed.end() && it->second == p.committed;
+    }
+    const int64_t metric_lag = lag.persistent ? 0 : lag.lag;
+    report.total_lag = SaturatingAdd(report.total_lag, metric_lag);
+    report.total_lag_with_persistent = SaturatingAdd(report.total_lag_with_persistent, lag.lag);
+    if (metric_lag > 0) ++report.partitions_with_lag;
+    report.snapshot.committed[tp] = p.committed;
+    report.partitions.push_back(std::move(lag));
+  }
+  std::sort(report.partitions.begin(), report.partitions.end(),
+            [](const PartitionLag& a, const PartitionLag& b) {
+              return std::tie(a.topic, a.partition) < std::tie(b.topic, b.partition);
+            });
+
+  const int64_t partition_count = static_cast<int64_t>(report.partitions.size());
+  const int64_t threshold = spec.lag_threshold;
+  int64_t metric = report.total_lag;
+  if (!spec.allow_idle_consumers || spec.limit_to_partitions_with_lag ||
+      spec.ensure_even_distribution_of_partitions) {
+    if (spec.ensure_even_distribution_of_partitions && metric > 0) {
+      metric = SaturatingMul(NextFactor(metric, partition_count, threshold), threshold);
+    }
+    const int64_t upper =
+        spec.limit_to_partitions_with_lag ? report.partitions_with_lag : partition_count;
+    // KEDA caps only when totalLag / T > upper (integer division), so up to upper*T + T - 1
+    // passes; the exact cap keeps ceil(metric / T) <= upper.
+    metric = std::min(metric, SaturatingMul(upper, threshold));
+  }
+  report.metric_value = metric;
+  report.active = report.total_lag_with_persistent > spec.activation_lag_threshold;
+  return report;
+}
+
+}  // namespace klag::scaler

@@ -1,0 +1,457 @@
+// Table tests for scaler/lag/lag_calculator: one row per lag rule, KEDA's own behaviour (v2.20.2,
+// pkg/scalers/kafka_scaler.go getLagForPartition/getTotalLag) and each klag fix. Every row states
+// the exact numbers; the comment gives KEDA's number where klag differs.
+#include "scaler/lag/lag_calculator.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+namespace klag::scaler {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::Pair;
+using ::testing::UnorderedElementsAre;
+
+constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+constexpr std::nullopt_t kNoCommit = std::nullopt;
+
+kafka::PartitionOffsets P(std::string topic, int32_t partition, std::optional<int64_t> committed,
+                          int64_t log_start, int64_t end) {
+  return {.topic = std::move(topic),
+          .partition = partition,
+          .committed = committed,
+          .log_start = log_start,
+          .end = end};
+}
+
+// Partitions 0..n-1 of topic "t", each with the given lag (commit at 0, log start 0).
+std::vector<kafka::PartitionOffsets> Lags(const std::vector<int64_t>& lags) {
+  std::vector<kafka::PartitionOffsets> out;
+  for (size_t i = 0; i < lags.size(); ++i) {
+    out.push_back(P("t", static_cast<int32_t>(i), 0, 0, lags[i]));
+  }
+  return out;
+}
+
+LagSnapshot Snap(const std::vector<std::tuple<std::string, int32_t, std::optional<int64_t>>>& c) {
+  LagSnapshot s;
+  for (const auto& [topic, partition, committed] : c) s.committed[{topic, partition}] = committed;
+  return s;
+}
+
+// Topic "t", lagThreshold 10, everything else KEDA's default.
+TriggerSpec BaseSpec() {
+  TriggerSpec spec;
+  spec.consumer_group = "g";
+  spec.topics = {"t"};
+  return spec;
+}
+
+struct Want {
+  int64_t metric_value;
+  int64_t total_lag;
+  int64_t total_lag_with_persistent;
+  int64_t partitions_with_lag;
+  bool active;
+  std::vector<int64_t> lags;  // per counted partition, in (topic, partition) order
+};
+
+struct LagRow {
+  std::string name;
+  std::function<void(TriggerSpec&)> spec;
+  std::vector<kafka::PartitionOffsets> offsets;
+  std::optional<LagSnapshot> previous;
+  Want want;
+};
+
+void PrintTo(const LagRow& row, std::ostream* os) { *os << row.name; }
+
+auto Default = [](TriggerSpec&) {};
+// lagThreshold 100, so that the one-partition cap (1 x lagThreshold) does not hide the lag.
+auto T100 = [](TriggerSpec& s) { s.lag_threshold = 100; };
+
+std::vector<LagRow> Rows() {
+  return {
+      // --- KEDA's behaviour, kept -------------------------------------------------------------
+      {"OnePartition", Default, {P("t", 0, 5, 0, 12)}, {}, {7, 7, 7, 1, true, {7}}},
+      {"SumsPartitions",
+       Default,
+       {P("t", 0, 0, 0, 3), P("t", 1, 10, 0, 15), P("t", 2, 7, 0, 7)},
+       {},
+       {8, 8, 8, 2, true, {3, 5, 0}}},
+      {"CaughtUpIsInactive",
+       Default,
+       {P("t", 0, 12, 0, 12), P("t", 1, 3, 0, 3)},
+       {},
+       {0, 0, 0, 0, false, {0, 0}}},
+      {"NoPartitions", Default, {}, {}, {0, 0, 0, 0, false, {}}},
+      {"ActivationEqualIsInactive",
+       [](TriggerSpec& s) { s.activation_lag_threshold = 5; },
+       {P("t", 0, 0, 0, 5)},
+       {},
+       {5, 5, 5, 1, false, {5}}},
+      {"ActivationAboveIsActive",
+       [](TriggerSpec& s) { s.activation_lag_threshold = 5; },
+       {P("t", 0, 0, 0, 6)},
+       {},
+       {6, 6, 6, 1, true, {6}}},
+      {"LatestNoCommitCountsOne",
+       Default,
+       {P("t", 0, kNoCommit, 0, 100), P("t", 1, 4, 0, 9)},
+       {},
+       {6, 6, 6, 2, true, {1, 5}}},
+      // KEDA returns 1 before it even looks at the end offset: an empty partition counts too.
+      {"LatestNoCommitEmptyPartitionCountsOne",
+       Default,
+       {P("t", 0, kNoCommit, 0, 0)},
+       {},
+       {1, 1, 1, 1, true, {1}}},
+      {"LatestNoCommitScaleToZero",
+       [](TriggerSpec& s) { s.scale_to_zero_on_invalid_offset = true; },
+       {P("t", 0, kNoCommit, 0, 100)},
+       {},
+       {0, 0, 0, 0, false, {0}}},
+      // KEDA >= 2.14 (kedacore/keda#5689): scaleToZeroOnInvalidOffset applies to earliest too.
+      {"EarliestNoCommitScaleToZero",
+       [](TriggerSpec& s) {
+         s.offset_reset_policy = OffsetResetPolicy::kEarliest;
+         s.scale_to_zero_on_invalid_offset = true;
+       },
+       {P("t", 0, kNoCommit, 40, 100)},
+       {},
+       {0, 0, 0, 0, false, {0}}},
+      // --- klag's fixes ----------------------------------------------------------------------
+      // KEDA: 100 (the end offset, retention-deleted records included; keda#7936, fixed in 2.21).
+      {"EarliestNoCommitCountsRetainedLog",
+       [](TriggerSpec& s) {
+         s.offset_reset_policy = OffsetResetPolicy::kEarliest;
+         s.lag_threshold = 100;
+       },
+       {P("t", 0, kNoCommit, 40, 100)},
+       {},
+       {60, 60, 60, 1, true, {60}}},
+      // KEDA: 100.
+      {"EarliestNoCommitEmptyRetainedLogIsZero",
+       [](TriggerSpec& s) { s.offset_reset_policy = OffsetResetPolicy::kEarliest; },
+       {P("t", 0, kNoCommit, 100, 100)},
+       {},
+       {0, 0, 0, 0, false, {0}}},
+      // KEDA: -20 + 15 = -5, metric -5 (KEDA's client turns it into 0), inactive.
+      {"NegativeLagClamped",
+       Default,
+       {P("t", 0, 120, 0, 100), P("t", 1, 0, 0, 15)},
+       {},
+       {15, 15, 15, 1, true, {0, 15}}},
+      // KEDA: 70.
+      {"CommitBelowLogStart", T100, {P("t", 0, 10, 50, 80)}, {}, {30, 30, 30, 1, true, {30}}},
+      // --- the cap: upper * lagThreshold, exact ----------------------------------------------
+      {"CapBelow", Default, Lags({10, 9}), {}, {19, 19, 19, 2, true, {10, 9}}},
+      {"CapExactlyPT", Default, Lags({10, 10}), {}, {20, 20, 20, 2, true, {10, 10}}},
+      // KEDA: 21 (21 / 10 = 2 is not > 2): ceil(21/10) = 3 Jobs for 2 partitions (keda#4483).
+      {"CapPTPlusOne", Default, Lags({11, 10}), {}, {20, 21, 21, 2, true, {11, 10}}},
+      // KEDA: 29, the largest value its integer-division check lets through.
+      {"CapPTPlusTMinusOne", Default, Lags({15, 14}), {}, {20, 29, 29, 2, true, {15, 14}}},
+      {"CapWellAbove", Default, Lags({1000, 5}), {}, {20, 1005, 1005, 2, true, {1000, 5}}},
+      {"AllowIdleConsumersNoCap",
+       [](TriggerSpec& s) { s.allow_idle_consumers = true; },
+       Lags({15, 14}),
+       {},
+       {29, 29, 29, 2, true, {15, 14}}},
+      {"AllowIdleConsumersNoCapFarAbove",
+       [](TriggerSpec& s) { s.allow_idle_consumers = true; },
+       Lags({1000, 5}),
+       {},
+       {1005, 1005, 1005, 2, true, {1000, 5}}},
+      // KEDA: 15 (15 / 10 = 1 is not > 1).
+      {"LimitToPartitionsWithLagOneBusyPartition",
+       [](TriggerSpec& s) { s.limit_to_partitions_with_lag = true; },
+       Lags({15, 0, 0, 0}),
+       {},
+       {10, 15, 15, 1, true, {15, 0, 0, 0}}},
+      {"LimitToPartitionsWithLagUnderCap",
+       [](TriggerSpec& s) { s.limit_to_partitions_with_lag = true; },
+       Lags({3, 4, 0, 0}),
+       {},
+       {7, 7, 7, 2, true, {3, 4, 0, 0}}},
+      {"LimitToPartitionsWithLagNoLag",
+       [](TriggerSpec& s) { s.limit_to_partitions_with_lag = true; },
+       Lags({0, 0}),
+       {},
+       {0, 0, 0, 0, false, {0, 0}}},
+      // A partition without a commit counts 1, so it is a partition with lag (as in KEDA).
+      {"LimitToPartitionsWithLagCountsNoCommit",
+       [](TriggerSpec& s) { s.limit_to_partitions_with_lag = true; },
+       {P("t", 0, kNoCommit, 0, 0), P("t", 1, 0, 0, 50), P("t", 2, 0, 0, 0)},
+       {},
+       {20, 51, 51, 2, true, {1, 50, 0}}},
+      // --- ensureEvenDistributionOfPartitions: P = 12 (factors 1 2 3 4 6 12), T = 10 ----------
+      {"EvenP12Lag1",
+       [](TriggerSpec& s) { s.ensure_even_distribution_of_partitions = true; },
+       Lags({1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}),
+       {},
+       {10, 1, 1, 1, true, {1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}},
+      {"EvenP12Lag10",
+       [](TriggerSpec& s) { s.ensure_even_distribution_of_partitions = true; },
+       Lags({10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}),
+       {},
+       {10, 10, 10, 1, true, {10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}},
+      {"EvenP12Lag11",
+       [](TriggerSpec& s) { s.ensure_even_distribution_of_partitions = true; },
+       Lags({11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}),
+       {},
+       {20, 11, 11, 1, true, {11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}},
+      {"EvenP12Lag25",
+       [](TriggerSpec& s) { s.ensure_even_distribution_of_partitions = true; },
+       Lags({20, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}),
+       {},
+       {30, 25, 25, 2, true, {20, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}},
+      {"EvenP12Lag31",
+       [](TriggerSpec& s) { s.ensure_even_distribution_of_partitions = true; },
+       Lags({31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}),
+       {},
+       {40, 31, 31, 1, true, {31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}},
+      // 41..60 -> 6 (5 does not divide 12).
+      {"EvenP12Lag41",
+       [](TriggerSpec& s) { s.ensure_even_distribution_of_partitions = true; },
+       Lags({41, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}),
+       {},
+       {60, 41, 41, 1, true, {41, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}},
+      {"EvenP12Lag61",
+       [](TriggerSpec& s) { s.ensure_even_distribution_of_partitions = true; },
+       Lags({61, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}),
+       {},
+       {120, 61, 61, 1, true, {61, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}},
+      {"EvenP12Lag500",
+       [](TriggerSpec& s) { s.ensure_even_distribution_of_partitions = true; },
+       Lags({500, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}),
+       {},
+       {120, 500, 500, 1, true, {500, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}},
+      // KEDA: 10 (factor 1, since 1 * 10 >= 0); klag keeps no lag at 0.
+      {"EvenP12NoLagStaysZero",
+       [](TriggerSpec& s) { s.ensure_even_distribution_of_partitions = true; },
+       Lags({0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}),
+       {},
+       {0, 0, 0, 0, false, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}},
+      {"EvenPrimeP7",
+       [](TriggerSpec& s) { s.ensure_even_distribution_of_partitions = true; },
+       Lags({11, 0, 0, 0, 0, 0, 0}),
+       {},
+       {70, 11, 11, 1, true, {11, 0, 0, 0, 0, 0, 0}}},
+      // allowIdleConsumers does not switch the even distribution (or its cap) off, as in KEDA.
+      {"EvenWithAllowIdleConsumers",
+       [](TriggerSpec& s) {
+         s.ensure_even_distribution_of_partitions = true;
+         s.allow_idle_consumers = true;
+       },
+       Lags({500, 0, 0, 0}),
+       {},
+       {40, 500, 500, 1, true, {500, 0, 0, 0}}},
+      // --- excludePersistentLag ----------------------------------------------------------------
+      {"PersistentNoPreviousCounts",
+       [](TriggerSpec& s) {
+         s.exclude_persistent_lag = true;
+         s.lag_threshold = 100;
+       },
+       {P("t", 0, 5, 0, 20)},
+       {},
+       {15, 15, 15, 1, true, {15}}},
+      {"PersistentUnmovedCommitExcludedFromMetricOnly",
+       [](TriggerSpec& s) { s.exclude_persistent_lag = true; },
+       {P("t", 0, 5, 0, 25), P("t", 1, 8, 0, 10)},
+       Snap({{"t", 0, 5}, {"t", 1, 3}}),
+       {2, 2, 22, 1, true, {20, 2}}},
+      {"PersistentMovedCommitCounts",
+       [](TriggerSpec& s) {
+         s.exclude_persistent_lag = true;
+         s.lag_threshold = 100;
+       },
+       {P("t", 0, 8, 0, 25)},
+       Snap({{"t", 0, 5}}),
+       {17, 17, 17, 1, true, {17}}},
+      {"PersistentOffIgnoresPrevious",
+       T100,
+       {P("t", 0, 5, 0, 25)},
+       Snap({{"t", 0, 5}}),
+       {20, 20, 20, 1, true, {20}}},
+      {"PersistentPartitionMissingFromPreviousCounts",
+       [](TriggerSpec& s) {
+         s.exclude_persistent_lag = true;
+         s.lag_threshold = 100;
+       },
+       {P("t", 1, 5, 0, 25)},
+       Snap({{"t", 0, 5}}),
+       {20, 20, 20, 1, true, {20}}},
+      // KEDA handles "no commit" before the persistence check: such partitions always count.
+      {"PersistentNoCommitNeverPersistent",
+       [](TriggerSpec& s) { s.exclude_persistent_lag = true; },
+       {P("t", 0, kNoCommit, 0, 25)},
+       Snap({{"t", 0, kNoCommit}}),
+       {1, 1, 1, 1, true, {1}}},
+      // Activity still sees persistent lag above the activation threshold.
+      {"PersistentLagActivatesButMetricZero",
+       [](TriggerSpec& s) {
+         s.exclude_persistent_lag = true;
+         s.activation_lag_threshold = 3;
+       },
+       {P("t", 0, 5, 0, 9)},
+       Snap({{"t", 0, 5}}),
+       {0, 0, 4, 0, true, {4}}},
+      // --- topics and partitionLimitation
+      // ---------------------------------------------------------
+      {"TopicListSumsAndCapsOverAllPartitions",
+       [](TriggerSpec& s) {
+         s.topics = {"a", "b"};
+       },
+       {P("a", 0, 0, 0, 30), P("a", 1, 0, 0, 0), P("b", 0, 0, 0, 5)},
+       {},
+       {30, 35, 35, 2, true, {30, 0, 5}}},
+      {"PartitionLimitationFiltersAndShrinksTheCap",
+       [](TriggerSpec& s) {
+         s.partition_limitation = {{0, 0}, {2, 2}};
+       },
+       {P("t", 0, 0, 0, 50), P("t", 1, 0, 0, 1000), P("t", 2, 0, 0, 1), P("t", 3, 0, 0, 1000)},
+       {},
+       {20, 51, 51, 2, true, {50, 1}}},
+      {"PartitionLimitationRangeAcrossTopics",
+       [](TriggerSpec& s) {
+         s.topics = {"a", "b"};
+         s.partition_limitation = {{1, 2}};
+       },
+       {P("a", 0, 0, 0, 7), P("a", 1, 0, 0, 1), P("b", 2, 0, 0, 2), P("b", 3, 0, 0, 9)},
+       {},
+       {3, 3, 3, 2, true, {1, 2}}},
+      {"PartitionLimitationIgnoredWithoutTopics",
+       [](TriggerSpec& s) {
+         s.topics = {};
+         s.partition_limitation = {{0, 0}};
+       },
+       {P("x", 0, 0, 0, 2), P("y", 5, 0, 0, 3)},
+       {},
+       {5, 5, 5, 2, true, {2, 3}}},
+      // --- saturation instead of overflow ------------------------------------------------------
+      {"HugeThresholdCapSaturates",
+       [](TriggerSpec& s) { s.lag_threshold = kMax; },
+       Lags({100, 5, 0}),
+       {},
+       {105, 105, 105, 2, true, {100, 5, 0}}},
+      {"HugeLagsSumSaturates",
+       Default,
+       {P("t", 0, 0, 0, kMax), P("t", 1, 0, 0, kMax)},
+       {},
+       {20, kMax, kMax, 2, true, {kMax, kMax}}},
+  };
+}
+
+class ComputeLagTest : public ::testing::TestWithParam<LagRow> {};
+
+TEST_P(ComputeLagTest, GivesTheExactReport) {
+  const LagRow& row = GetParam();
+  TriggerSpec spec = BaseSpec();
+  row.spec(spec);
+  kafka::GroupOffsets offsets{.partitions = row.offsets};
+  const LagReport report =
+      ComputeLag(spec, offsets, row.previous.has_value() ? &*row.previous : nullptr);
+  EXPECT_EQ(report.metric_value, row.want.metric_value);
+  EXPECT_EQ(report.total_lag, row.want.total_lag);
+  EXPECT_EQ(report.total_lag_with_persistent, row.want.total_lag_with_persistent);
+  EXPECT_EQ(report.partitions_with_lag, row.want.partitions_with_lag);
+  EXPECT_EQ(report.active, row.want.active);
+  std::vector<int64_t> lags;
+  for (const PartitionLag& p : report.partitions) lags.push_back(p.lag);
+  EXPECT_EQ(lags, row.want.lags);
+}
+
+INSTANTIATE_TEST_SUITE_P(Rules, ComputeLagTest, ::testing::ValuesIn(Rows()),
+                         [](const auto& info) { return info.param.name; });
+
+// KEDA's own TestGetNextFactor vectors (pkg/scalers/kafka_scaler_test.go): 100 partitions,
+// lagThreshold 10; total lag -> factor. Here through ComputeLag: metric = factor * 10.
+struct FactorRow {
+  int64_t total_lag;
+  int64_t factor;
+};
+
+void PrintTo(const FactorRow& row, std::ostream* os) { *os << "lag " << row.total_lag; }
+
+class EvenDistributionTest : public ::testing::TestWithParam<FactorRow> {};
+
+TEST_P(EvenDistributionTest, UsesKedasFactorSearch) {
+  TriggerSpec spec = BaseSpec();
+  spec.ensure_even_distribution_of_partitions = true;
+  std::vector<int64_t> lags(100, 0);
+  lags[0] = GetParam().total_lag;
+  const LagReport report = ComputeLag(spec, {.partitions = Lags(lags)}, nullptr);
+  EXPECT_EQ(report.metric_value, GetParam().factor * 10);
+}
+
+INSTANTIATE_TEST_SUITE_P(KedaVectors, EvenDistributionTest,
+                         ::testing::Values(FactorRow{10, 1}, FactorRow{20, 2}, FactorRow{40, 4},
+                                           FactorRow{50, 5}, FactorRow{99, 10}, FactorRow{100, 10},
+                                           FactorRow{101, 20}));
+
+TEST(ComputeLagTest, ExcludePersistentLagOverTwoEvaluations) {
+  TriggerSpec spec = BaseSpec();
+  spec.exclude_persistent_lag = true;
+
+  // Poll 1: nothing to compare with, both partitions count.
+  const LagReport first = ComputeLag(
+      spec, {.partitions = {P("t", 0, 5, 0, 20), P("t", 1, 7, 0, 9)}}, /*previous=*/nullptr);
+  EXPECT_EQ(first.metric_value, 17);
+  EXPECT_THAT(first.snapshot.committed,
+              UnorderedElementsAre(Pair(kafka::TopicPartition{"t", 0}, 5),
+                                   Pair(kafka::TopicPartition{"t", 1}, 7)));
+
+  // Poll 2: partition 0 is stuck at 5 (lag 25 now), partition 1 moved to 8.
+  const LagReport second =
+      ComputeLag(spec, {.partitions = {P("t", 0, 5, 0, 30), P("t", 1, 8, 0, 12)}}, &first.snapshot);
+  EXPECT_EQ(second.metric_value, 4);
+  EXPECT_EQ(second.total_lag_with_persistent, 29);
+  EXPECT_TRUE(second.active);
+  ASSERT_EQ(second.partitions.size(), 2u);
+  EXPECT_TRUE(second.partitions[0].persistent);
+  EXPECT_FALSE(second.partitions[1].persistent);
+
+  // Poll 3: partition 0 finally moves: it counts again.
+  const LagReport third = ComputeLag(
+      spec, {.partitions = {P("t", 0, 6, 0, 30), P("t", 1, 8, 0, 12)}}, &second.snapshot);
+  EXPECT_EQ(third.total_lag, 24);
+  EXPECT_EQ(third.total_lag_with_persistent, 28);
+  EXPECT_EQ(third.metric_value, 20);  // capped at 2 partitions x 10
+  EXPECT_FALSE(third.partitions[0].persistent);
+  // Partition 1 did not move between poll 2 and 3: now it is the persistent one.
+  EXPECT_TRUE(third.partitions[1].persistent);
+}
+
+TEST(ComputeLagTest, ReportsPartitionsSortedWithTheirOffsets) {
+  TriggerSpec spec = BaseSpec();
+  spec.topics = {"b", "a"};
+  const LagReport report =
+      ComputeLag(spec,
+                 {.partitions = {P("b", 1, 3, 0, 4), P("a", 10, kNoCommit, 2, 9),
+                                 P("a", 0, 1, 0, 1), P("a", 2, 5, 6, 8)}},
+                 nullptr);
+  std::vector<std::pair<std::string, int32_t>> order;
+  for (const PartitionLag& p : report.partitions) order.emplace_back(p.topic, p.partition);
+  EXPECT_THAT(order, ElementsAre(Pair("a", 0), Pair("a", 2), Pair("a", 10), Pair("b", 1)));
+  const PartitionLag& a2 = report.partitions[1];
+  EXPECT_EQ(a2.committed, 5);
+  EXPECT_EQ(a2.log_start, 6);
+  EXPECT_EQ(a2.end, 8);
+  EXPECT_EQ(a2.lag, 2);
+  EXPECT_EQ(report.partitions[2].committed, std::nullopt);
+  EXPECT_EQ(report.snapshot.committed.size(), 4u);
+}
+
+}  // namespace
+}  // namespace klag::scaler
