@@ -1,0 +1,500 @@
+"""deploy/: every manifest parses and renders, the KEDA objects validate against KEDA's CRD
+schemas, and the pieces are wired to each other and to the images (Dockerfile.*).
+
+Run: python3 -m pytest tests/deploy (ctest: deploy_manifests_test, labels unit;python). The
+metadata keys and the scaler's default port are checked against the real C++ parser and server
+options by deploy_metadata_test (tests/deploy/deploy_metadata_test.cc).
+"""
+import copy
+import glob
+import json
+import os
+import re
+import shlex
+
+import jsonschema
+import pytest
+import yaml
+
+import kustomize_lite
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+DEPLOY = os.path.join(ROOT, "deploy")
+# Every kustomization a user applies (docs/deploy.md).
+ENTRY_POINTS = ["", "scaler", "jobs", "overlays/tls", "examples/scaledobject"]
+
+SCALER_NAMESPACE = "klag"
+SCALER_NAME = "klag-scaler"
+
+
+# ---------------------------------------------------------------- helpers
+
+def render(entry):
+    return kustomize_lite.render(os.path.join(DEPLOY, entry))
+
+
+def find(docs, kind, name=None):
+    hits = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    return hits
+
+
+def one(docs, kind, name=None):
+    hits = find(docs, kind, name)
+    assert len(hits) == 1, f"expected one {kind} {name or ''}, found {len(hits)}"
+    return hits[0]
+
+
+def pod_spec(doc):
+    if doc["kind"] == "ScaledJob":
+        return doc["spec"]["jobTargetRef"]["template"]["spec"]
+    return doc["spec"]["template"]["spec"]
+
+
+def pod_labels(doc):
+    if doc["kind"] == "ScaledJob":
+        return doc["spec"]["jobTargetRef"]["template"]["metadata"]["labels"]
+    return doc["spec"]["template"]["metadata"]["labels"]
+
+
+def env_of(container):
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def read(path):
+    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+        return f.read()
+
+
+class Dockerfile:
+    """The facts of a Dockerfile.* the manifests depend on."""
+
+    def __init__(self, path):
+        text = read(path)
+        # Join continuation lines, drop comments.
+        lines = [l for l in text.splitlines() if not l.lstrip().startswith("#")]
+        self.logical = re.sub(r"\\\n", " ", "\n".join(lines)).splitlines()
+        self.stages = [l for l in self.logical if l.startswith("FROM ")]
+        self.labels = dict(re.findall(r'([\w.]+)="([^"]*)"', " ".join(
+            l for l in self.logical if l.startswith("LABEL "))))
+        (entry,) = [l for l in self.logical if l.startswith("ENTRYPOINT ")]
+        self.entrypoint = json.loads(entry[len("ENTRYPOINT "):])
+        self.expose = [int(p) for l in self.logical if l.startswith("EXPOSE ")
+                       for p in l.split()[1:]]
+        (user,) = [l for l in self.logical if l.startswith("USER ")]
+        self.uid, self.gid = (int(x) for x in user.split()[1].split(":"))
+        self.copied = [w for l in self.logical if l.startswith("COPY --from=")
+                       for w in l.split()[2:]]
+        runs = self._runs_by_stage()
+        self.build_packages = apt_packages(runs[0])
+        self.runtime_packages = apt_packages(runs[-1])
+
+    def _runs_by_stage(self):
+        stages, current = [], None
+        for l in self.logical:
+            if l.startswith("FROM "):
+                current = []
+                stages.append(current)
+            elif l.startswith("RUN ") and current is not None:
+                current.append(l[4:])
+        return stages
+
+    def image(self):
+        return f"{self.labels['org.opencontainers.image.title']}:" \
+               f"{self.labels['org.opencontainers.image.version']}"
+
+
+def apt_packages(runs):
+    out = []
+    for run in runs:
+        for command in run.split("&&"):
+            words = shlex.split(command)
+            if "apt-get" in words and "install" in words:
+                out += [w for w in words[words.index("install") + 1:] if not w.startswith("-")]
+    return out
+
+
+def project_version():
+    m = re.search(r"project\(klag VERSION ([0-9.]+)", read("CMakeLists.txt"))
+    return m.group(1)
+
+
+def install_deps_packages():
+    text = read("scripts/install-deps.sh")
+    body = re.search(r"^PACKAGES=\((.*?)^\)", text, re.S | re.M).group(1)
+    words = []
+    for line in body.splitlines():
+        words += line.split("#", 1)[0].split()
+    return set(words)
+
+
+SCALER_DOCKERFILE = Dockerfile("Dockerfile.scaler")
+JOB_DOCKERFILE = Dockerfile("Dockerfile.job")
+
+
+# ---------------------------------------------------------------- CRD validation
+
+def load_schema(name):
+    with open(os.path.join(HERE, "schema", name), encoding="utf-8") as f:
+        return to_json_schema(json.load(f)["schema"])
+
+
+def to_json_schema(node):
+    """Kubernetes structural schema -> JSON Schema with the API server's strict field
+    validation: objects with `properties` reject other fields unless they preserve unknown
+    fields; int-or-string takes either."""
+    if isinstance(node, list):
+        return [to_json_schema(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: to_json_schema(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
+    if node.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out.pop("anyOf", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if (node.get("type") == "object" and "properties" in node
+            and not node.get("x-kubernetes-preserve-unknown-fields")
+            and "additionalProperties" not in node):
+        out["additionalProperties"] = False
+    return out
+
+
+SCALEDJOB_SCHEMA = load_schema("scaledjob-v1alpha1.json")
+TRIGGERAUTH_SCHEMA = load_schema("triggerauthentication-v1alpha1.json")
+
+
+def crd_errors(schema, doc):
+    validator = jsonschema.Draft7Validator(schema)
+    return sorted(f"{'/'.join(str(p) for p in e.absolute_path)}: {e.message}"
+                  for e in validator.iter_errors(doc))
+
+
+# ---------------------------------------------------------------- parsing and rendering
+
+def all_yaml_files():
+    return sorted(glob.glob(os.path.join(DEPLOY, "**", "*.yaml"), recursive=True))
+
+
+def test_every_manifest_parses_and_names_its_object():
+    files = all_yaml_files()
+    assert len(files) >= 15
+    for path in files:
+        docs = kustomize_lite.load_documents(path)
+        assert docs, f"{path} is empty"
+        for d in docs:
+            assert d.get("apiVersion") and d.get("kind"), path
+            if os.path.basename(path) != "kustomization.yaml":
+                assert d.get("metadata", {}).get("name"), path
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_every_kustomization_renders(entry):
+    docs = render(entry)
+    assert docs
+    for d in docs:
+        if d["kind"] not in kustomize_lite.CLUSTER_SCOPED:
+            assert d["metadata"].get("namespace"), f"{d['kind']} {d['metadata']['name']}"
+
+
+def test_every_file_in_deploy_is_used_by_a_kustomization():
+    used = set()
+    for entry in ENTRY_POINTS:
+        used |= kustomize_lite.files_of(os.path.join(DEPLOY, entry))
+    orphans = [p for p in all_yaml_files() if os.path.realpath(p) not in used]
+    assert not orphans
+
+
+def test_renderer_refuses_what_it_does_not_implement(tmp_path):
+    (tmp_path / "kustomization.yaml").write_text("resources: []\nreplicas: []\n")
+    with pytest.raises(kustomize_lite.KustomizeError, match="replicas"):
+        kustomize_lite.render(str(tmp_path))
+
+
+# ---------------------------------------------------------------- KEDA CRDs
+
+@pytest.mark.parametrize("entry", ["", "jobs", "overlays/tls"])
+def test_scaledjob_validates_against_keda_crd(entry):
+    for sj in find(render(entry), "ScaledJob"):
+        assert crd_errors(SCALEDJOB_SCHEMA, sj) == []
+
+
+def test_crd_validation_catches_typos_bad_enums_and_missing_fields():
+    sj = one(render("jobs"), "ScaledJob")
+    typo = copy.deepcopy(sj)
+    typo["spec"]["pollingIntervall"] = 30
+    assert any("pollingIntervall" in e for e in crd_errors(SCALEDJOB_SCHEMA, typo))
+    enum = copy.deepcopy(sj)
+    enum["spec"]["scalingStrategy"]["multipleScalersCalculation"] = "maximum"
+    assert crd_errors(SCALEDJOB_SCHEMA, enum)
+    nested = copy.deepcopy(sj)
+    pod_spec(nested)["containers"][0]["securityContext"]["readOnlyRootFilesystm"] = True
+    assert crd_errors(SCALEDJOB_SCHEMA, nested)
+    missing = copy.deepcopy(sj)
+    del missing["spec"]["triggers"][0]["metadata"]
+    assert crd_errors(SCALEDJOB_SCHEMA, missing)
+    number = copy.deepcopy(sj)
+    number["spec"]["triggers"][0]["metadata"]["lagThreshold"] = 1  # must be a string
+    assert crd_errors(SCALEDJOB_SCHEMA, number)
+
+
+def test_triggerauthentication_validates_against_keda_crd():
+    tas = find(render("overlays/tls"), "TriggerAuthentication")
+    assert len(tas) == 1
+    assert crd_errors(TRIGGERAUTH_SCHEMA, tas[0]) == []
+    bad = copy.deepcopy(tas[0])
+    del bad["spec"]["secretTargetRef"][0]["key"]
+    bad["spec"]["secretTargetRefs"] = []
+    errors = crd_errors(TRIGGERAUTH_SCHEMA, bad)
+    assert any("'key' is a required property" in e for e in errors)
+    assert any("secretTargetRefs" in e for e in errors)
+
+
+def test_scaledjob_triggers_follow_kedas_external_rules():
+    for entry in ["jobs", "overlays/tls"]:
+        for sj in find(render(entry), "ScaledJob"):
+            for trigger in sj["spec"]["triggers"]:
+                # KEDA's webhook rejects metricType on ScaledJob triggers.
+                assert "metricType" not in trigger
+                assert trigger["type"] == "external"
+                assert trigger["metadata"]["scalerAddress"]
+                assert all(isinstance(v, str) for v in trigger["metadata"].values())
+
+
+def test_scaledobject_example_triggers_have_the_crd_trigger_shape():
+    trigger_schema = SCALEDJOB_SCHEMA["properties"]["spec"]["properties"]["triggers"]
+    so = one(render("examples/scaledobject"), "ScaledObject")
+    assert so["apiVersion"] == "keda.sh/v1alpha1"
+    assert crd_errors(trigger_schema, so["spec"]["triggers"]) == []
+    target = so["spec"]["scaleTargetRef"]["name"]
+    one(render("examples/scaledobject"), "Deployment", target)
+    assert so["spec"]["minReplicaCount"] <= so["spec"]["maxReplicaCount"]
+
+
+# ---------------------------------------------------------------- the seed's ScaledJob
+
+def test_scaledjob_is_the_seeds_field_for_field():
+    sj = one(render("jobs"), "ScaledJob")
+    spec = sj["spec"]
+    job = spec["jobTargetRef"]
+    assert (job["parallelism"], job["completions"]) == (1, 1)
+    assert job["activeDeadlineSeconds"] == 600
+    assert job["backoffLimit"] == 6
+    assert spec["pollingInterval"] == 30
+    assert spec["successfulJobsHistoryLimit"] == 5
+    assert spec["failedJobsHistoryLimit"] == 5
+    assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (0, 1)
+    assert spec["rollout"] == {"strategy": "gradual", "propagationPolicy": "foreground"}
+    assert spec["scalingStrategy"]["multipleScalersCalculation"] == "max"
+    assert spec["scalingStrategy"]["pendingPodConditions"]
+    (trigger,) = spec["triggers"]
+    md = trigger["metadata"]
+    assert md["consumerGroup"] == "python_data_load"
+    assert md["topic"] == "ListedStockPrice"
+    assert md["lagThreshold"] == "1"
+    assert md["offsetResetPolicy"] == "latest"
+    assert md["bootstrapServers"]
+
+
+# ---------------------------------------------------------------- wiring
+
+def test_images_are_the_ones_the_dockerfiles_build():
+    version = project_version()
+    for dockerfile in (SCALER_DOCKERFILE, JOB_DOCKERFILE):
+        assert dockerfile.labels["org.opencontainers.image.version"] == version
+    docs = render("")
+    scaler = one(docs, "Deployment", SCALER_NAME)
+    assert pod_spec(scaler)["containers"][0]["image"] == SCALER_DOCKERFILE.image()
+    sj = one(docs, "ScaledJob")
+    assert pod_spec(sj)["containers"][0]["image"] == JOB_DOCKERFILE.image()
+
+
+def test_commands_exist_in_the_images():
+    def installed(dockerfile, path):
+        return path in dockerfile.entrypoint or any(
+            path == "/usr/local/bin/" + os.path.basename(src.lstrip("/"))
+            for src in dockerfile.copied if not src.endswith("/"))
+
+    sj = one(render("jobs"), "ScaledJob")
+    command = pod_spec(sj)["containers"][0]["command"]
+    assert command == JOB_DOCKERFILE.entrypoint
+    scaler_tls = one(render("overlays/tls"), "Deployment", SCALER_NAME)
+    container = pod_spec(scaler_tls)["containers"][0]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert installed(SCALER_DOCKERFILE, container[probe]["exec"]["command"][0])
+
+
+def scaler_port(deployment):
+    container = pod_spec(deployment)["containers"][0]
+    (port,) = container["ports"]
+    return port
+
+
+def test_ports_agree_between_listen_address_container_probes_image_and_services():
+    docs = render("scaler")
+    deployment = one(docs, "Deployment", SCALER_NAME)
+    container = pod_spec(deployment)["containers"][0]
+    port = scaler_port(deployment)
+    listen = env_of(container)["KLAG_LISTEN"]["value"]
+    assert listen.startswith("0.0.0.0:"), "must listen on every interface of the pod"
+    assert int(listen.rsplit(":", 1)[1]) == port["containerPort"]
+    assert SCALER_DOCKERFILE.expose == [port["containerPort"]]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"] == {"port": port["containerPort"]}
+    for svc in find(docs, "Service"):
+        (sp,) = svc["spec"]["ports"]
+        assert sp["targetPort"] in (port["name"], port["containerPort"])
+        assert sp["port"] == port["containerPort"]
+        assert svc["spec"]["selector"].items() <= pod_labels(deployment).items()
+
+
+def test_scaler_address_resolves_to_the_headless_scaler_service():
+    docs = render("")
+    deployment = one(docs, "Deployment", SCALER_NAME)
+    sj = one(docs, "ScaledJob")
+    so = one(render("examples/scaledobject"), "ScaledObject")
+    for trigger in sj["spec"]["triggers"] + so["spec"]["triggers"]:
+        host, port = trigger["metadata"]["scalerAddress"].rsplit(":", 1)
+        m = re.fullmatch(r"([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local", host)
+        assert m, f"{host}: use the Service's full DNS name"
+        svc = one(find(docs, "Service"), "Service", m.group(1))
+        assert svc["metadata"]["namespace"] == m.group(2)
+        # Headless: DNS returns every pod and KEDA balances round-robin over them.
+        assert svc["spec"].get("clusterIP") == "None"
+        assert svc["spec"]["selector"].items() <= pod_labels(deployment).items()
+        assert int(port) in [p["port"] for p in svc["spec"]["ports"]]
+        assert int(port) == scaler_port(deployment)["containerPort"]
+
+
+def test_scaler_deployment_is_hardened_and_highly_available():
+    docs = render("scaler")
+    deployment = one(docs, "Deployment", SCALER_NAME)
+    assert deployment["spec"]["replicas"] == 2
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels(deployment).items()
+    assert pdb["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+
+
+@pytest.mark.parametrize("entry,kind,dockerfile", [
+    ("scaler", "Deployment", SCALER_DOCKERFILE),
+    ("jobs", "ScaledJob", JOB_DOCKERFILE),
+    ("examples/scaledobject", "Deployment", None),
+])
+def test_pods_run_as_non_root_read_only_without_capabilities(entry, kind, dockerfile):
+    doc = one(render(entry), kind)
+    spec = pod_spec(doc)
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["automountServiceAccountToken"] is False
+    if dockerfile is not None:
+        assert spec["securityContext"]["runAsUser"] == dockerfile.uid
+    for c in spec["containers"]:
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        for what in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(c["resources"][what])
+
+
+def test_trigger_and_job_read_the_same_kafka_settings():
+    docs = render("jobs")
+    sj = one(docs, "ScaledJob")
+    md = sj["spec"]["triggers"][0]["metadata"]
+    container = pod_spec(sj)["containers"][0]
+    env = env_of(container)
+    same = {"bootstrapServers": "KLAG_BOOTSTRAP_SERVERS", "consumerGroup": "KLAG_GROUP",
+            "topic": "KLAG_TOPIC", "offsetResetPolicy": "KLAG_OFFSET_RESET"}
+    for key, var in same.items():
+        assert md[key] == env[var]["value"], f"{key} vs {var}"
+
+
+def test_from_env_keys_and_secret_refs_resolve():
+    """KEDA resolves `<key>FromEnv: VAR` from the first container's env; each secretKeyRef must
+    name a Secret of the same namespace that has the key (unless optional)."""
+    docs = render("")
+    sj = one(docs, "ScaledJob")
+    container = pod_spec(sj)["containers"][0]
+    env = env_of(container)
+    from_env = {k: v for k, v in sj["spec"]["triggers"][0]["metadata"].items()
+                if k.endswith("FromEnv")}
+    assert from_env, "credentials reach the scaler through ...FromEnv keys"
+    for key, var in from_env.items():
+        assert var in env, f"{key}: {var} is not in the Job template's env"
+    ns = sj["metadata"]["namespace"]
+    for e in env.values():
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        if not ref:
+            continue
+        secrets = [s for s in find(docs, "Secret", ref["name"]) if s["metadata"]["namespace"] == ns]
+        assert len(secrets) == 1, f"{e['name']}: no Secret {ref['name']} in {ns}"
+        data = secrets[0].get("stringData", {}) | secrets[0].get("data", {})
+        assert ref.get("optional") or ref["key"] in data, f"{e['name']}: no key {ref['key']}"
+
+
+def test_profiles_secret_is_mounted_where_the_scaler_reads_profiles():
+    docs = render("scaler")
+    deployment = one(docs, "Deployment", SCALER_NAME)
+    spec = pod_spec(deployment)
+    container = spec["containers"][0]
+    profiles_dir = env_of(container)["KLAG_PROFILES_DIR"]["value"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    for mount in container["volumeMounts"]:
+        secret = volumes[mount["name"]].get("secret")
+        if secret and secret["secretName"].startswith("klag-scaler-profile-"):
+            profile = secret["secretName"][len("klag-scaler-profile-"):]
+            assert mount["mountPath"] == f"{profiles_dir}/{profile}"
+            one(docs, "Secret", secret["secretName"])
+    so = one(render("examples/scaledobject"), "ScaledObject")
+    profile = so["spec"]["triggers"][0]["metadata"]["authProfile"]
+    one(docs, "Secret", f"klag-scaler-profile-{profile}")
+
+
+def test_tls_overlay_wires_keda_and_the_scaler_to_the_same_certificates():
+    docs = render("overlays/tls")
+    sj = one(docs, "ScaledJob")
+    ta = one(docs, "TriggerAuthentication")
+    assert ta["metadata"]["namespace"] == sj["metadata"]["namespace"]
+    (trigger,) = sj["spec"]["triggers"]
+    assert trigger["authenticationRef"]["name"] == ta["metadata"]["name"]
+    params = {r["parameter"] for r in ta["spec"]["secretTargetRef"]}
+    assert params == {"caCert", "tlsClientCert", "tlsClientKey"}
+    deployment = one(docs, "Deployment", SCALER_NAME)
+    container = pod_spec(deployment)["containers"][0]
+    env = env_of(container)
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    for var in ("KLAG_TLS_CERT", "KLAG_TLS_KEY", "KLAG_TLS_CLIENT_CA"):
+        assert os.path.dirname(env[var]["value"]) in mounts
+    host = trigger["metadata"]["scalerAddress"].rsplit(":", 1)[0]
+    port = scaler_port(deployment)["containerPort"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        args = container[probe]["exec"]["command"]
+        assert args[args.index("--address") + 1] == f"127.0.0.1:{port}"
+        assert args[args.index("--tls-server-name") + 1] == host
+        for flag, var in (("--tls-cert", "KLAG_TLS_CERT"), ("--tls-key", "KLAG_TLS_KEY")):
+            assert args[args.index(flag) + 1] == env[var]["value"]
+
+
+# ---------------------------------------------------------------- images
+
+def test_dockerfiles_are_multi_stage_bookworm_with_a_slim_non_root_runtime():
+    for d in (SCALER_DOCKERFILE, JOB_DOCKERFILE):
+        assert d.stages[0].startswith("FROM debian:bookworm AS build")
+        assert d.stages[-1].startswith("FROM debian:bookworm-slim AS runtime")
+        assert d.uid != 0 and d.gid != 0
+        assert d.entrypoint[0].startswith("/usr/local/bin/")
+        assert not any("-dev" in p for p in d.runtime_packages)
+
+
+def test_builder_packages_are_the_projects_build_packages():
+    """The images build with what the project builds with here (scripts/install-deps.sh)."""
+    known = install_deps_packages()
+    for d in (SCALER_DOCKERFILE, JOB_DOCKERFILE):
+        missing = sorted(set(d.build_packages) - known)
+        assert not missing, f"not in scripts/install-deps.sh: {missing}"
+    assert SCALER_DOCKERFILE.build_packages == JOB_DOCKERFILE.build_packages
+
+
+def test_dockerignore_keeps_build_trees_and_caches_out_of_the_context():
+    patterns = [l.strip() for l in read(".dockerignore").splitlines()
+                if l.strip() and not l.startswith("#")]
+    for p in (".git", ".cache", "build*", "out"):
+        assert p in patterns
