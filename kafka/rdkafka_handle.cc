@@ -1,7 +1,9 @@
 #include "kafka/rdkafka_handle.h"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "kafka/rdkafka_status.h"
@@ -59,47 +61,70 @@ absl::StatusOr<HandlePtr> NewHandle(rd_kafka_type_t type, const RdkafkaPropertie
   return HandlePtr(rk);
 }
 
+AdminCall StartAdmin(
+    rd_kafka_t* rk, absl::Time deadline, rd_kafka_event_type_t type,
+    absl::FunctionRef<void(const rd_kafka_AdminOptions_t*, rd_kafka_queue_t*)> start,
+    std::optional<absl::Duration> request_timeout) {
+  AdminCall call{QueuePtr(rd_kafka_queue_new(rk)), type};
+  // At least 1 ms: a zero timeout is valid for librdkafka but would mean "none" to a reader of
+  // this code; AwaitAdmin reports the timeout either way.
+  const int timeout_ms = std::max(
+      1, request_timeout.has_value() ? static_cast<int>(std::min<int64_t>(
+                                           absl::ToInt64Milliseconds(*request_timeout), INT_MAX))
+                                     : RemainingMs(deadline));
+  AdminOptionsPtr options(rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ANY));
+  char errstr[256];
+  // Both setters only fail for values outside [0, 3600000] ms; longer deadlines are clamped.
+  const int clamped_ms = std::min(timeout_ms, 3600 * 1000);
+  (void)rd_kafka_AdminOptions_set_request_timeout(options.get(), clamped_ms, errstr,
+                                                  sizeof(errstr));
+  // The operation timeout applies to CreateTopics/DeleteTopics/DeleteRecords (waiting for the
+  // controller); other requests ignore it.
+  (void)rd_kafka_AdminOptions_set_operation_timeout(options.get(), clamped_ms, errstr,
+                                                    sizeof(errstr));
+  start(options.get(), call.queue.get());
+  return call;
+}
+
+AdminOutcome AwaitAdmin(AdminCall& call, absl::Time deadline) {
+  AdminOutcome outcome;
+  // librdkafka times the request out itself at its request timeout; we stop waiting at the
+  // deadline either way.
+  outcome.event.reset(rd_kafka_queue_poll(call.queue.get(), RemainingMs(deadline)));
+  if (outcome.event == nullptr) {
+    outcome.err = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    return outcome;
+  }
+  if (rd_kafka_event_type(outcome.event.get()) != call.type) {
+    outcome.err = RD_KAFKA_RESP_ERR__FAIL;
+    outcome.detail =
+        absl::StrCat("unexpected librdkafka event ", rd_kafka_event_name(outcome.event.get()));
+    outcome.event.reset();
+    return outcome;
+  }
+  outcome.err = rd_kafka_event_error(outcome.event.get());
+  if (outcome.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const char* detail = rd_kafka_event_error_string(outcome.event.get());
+    outcome.detail = detail == nullptr ? "" : detail;
+    outcome.event.reset();
+  }
+  return outcome;
+}
+
 absl::StatusOr<EventPtr> AwaitAdminResult(
     rd_kafka_t* rk, absl::Time deadline, rd_kafka_event_type_t type, absl::string_view context,
     absl::FunctionRef<void(const rd_kafka_AdminOptions_t*, rd_kafka_queue_t*)> start,
-    absl::FunctionRef<bool()> brokers_unreachable) {
-  auto reachability = [&] {
-    return brokers_unreachable() ? BrokerReachability::kUnreachable
-                                 : BrokerReachability::kReachable;
-  };
-  const int timeout_ms = RemainingMs(deadline);
-  if (timeout_ms <= 0) {
+    std::optional<absl::Duration> request_timeout) {
+  if (RemainingMs(deadline) <= 0) {
     return RdkafkaStatus(RD_KAFKA_RESP_ERR__TIMED_OUT, context,
-                         "deadline passed before the request", reachability());
+                         "deadline passed before the request");
   }
-  AdminOptionsPtr options(rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ANY));
-  char errstr[256];
-  if (rd_kafka_AdminOptions_set_request_timeout(options.get(), timeout_ms, errstr,
-                                                sizeof(errstr)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return absl::InvalidArgumentError(absl::StrCat(context, ": ", errstr));
+  AdminCall call = StartAdmin(rk, deadline, type, start, request_timeout);
+  AdminOutcome outcome = AwaitAdmin(call, deadline);
+  if (outcome.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return RdkafkaStatus(outcome.err, context, outcome.detail);
   }
-  // Operation timeout applies to CreateTopics/DeleteTopics/DeleteRecords (waiting for the
-  // controller); other requests ignore it.
-  rd_kafka_AdminOptions_set_operation_timeout(options.get(), timeout_ms, errstr, sizeof(errstr));
-  QueuePtr queue(rd_kafka_queue_new(rk));
-  start(options.get(), queue.get());
-
-  // librdkafka times the request out itself at request_timeout; we stop waiting at the deadline
-  // either way.
-  EventPtr event(rd_kafka_queue_poll(queue.get(), RemainingMs(deadline)));
-  if (event == nullptr) {
-    return RdkafkaStatus(RD_KAFKA_RESP_ERR__TIMED_OUT, context, "", reachability());
-  }
-  if (rd_kafka_event_type(event.get()) != type) {
-    return absl::InternalError(
-        absl::StrCat(context, ": unexpected librdkafka event ", rd_kafka_event_name(event.get())));
-  }
-  const rd_kafka_resp_err_t err = rd_kafka_event_error(event.get());
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    const char* detail = rd_kafka_event_error_string(event.get());
-    return RdkafkaStatus(err, context, detail == nullptr ? "" : detail, reachability());
-  }
-  return event;
+  return std::move(outcome.event);
 }
 
 }  // namespace klag::kafka::rdkafka

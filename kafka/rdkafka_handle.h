@@ -15,6 +15,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/functional/function_ref.h"
@@ -84,16 +85,48 @@ absl::StatusOr<HandlePtr> NewHandle(rd_kafka_type_t type, const RdkafkaPropertie
 // threads).
 void LogToSpdlog(const rd_kafka_t* rk, int level, const char* facility, const char* message);
 
-// Starts one admin request and waits for its result event until `deadline`. `start` receives
-// admin options whose request timeout is the time left and a private result queue, and must
-// issue exactly one admin call with them. Returns the result event (of type `type`, top-level
-// error already checked), owned by the caller. Errors: the mapped top-level error, or
-// kDeadlineExceeded/kUnavailable (per `reachability`) when no result came in time; `context`
-// prefixes every message. An abandoned request's late result is dropped by librdkafka (the
-// queue is disabled when destroyed), so nothing leaks.
+// One admin request in flight: its private result queue. Destroying it abandons the request;
+// librdkafka then drops the late result (the queue is disabled on destruction), so nothing leaks.
+struct AdminCall {
+  QueuePtr queue;
+  rd_kafka_event_type_t type = RD_KAFKA_EVENT_NONE;
+};
+
+// What an admin request ended with: its result event (top-level error already checked), or the
+// error code and librdkafka's message. A request that got no result by the deadline ends with
+// RD_KAFKA_RESP_ERR__TIMED_OUT.
+struct AdminOutcome {
+  EventPtr event;
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  std::string detail;
+};
+
+// Starts one admin request whose result event is of type `type`. `start` receives admin options
+// and the call's result queue, and must issue exactly one admin call with them. The request
+// timeout librdkafka applies is the time left until `deadline`, or `request_timeout` when given
+// (see kMaxAdminRequestTimeout). Never blocks.
+AdminCall StartAdmin(
+    rd_kafka_t* rk, absl::Time deadline, rd_kafka_event_type_t type,
+    absl::FunctionRef<void(const rd_kafka_AdminOptions_t*, rd_kafka_queue_t*)> start,
+    std::optional<absl::Duration> request_timeout = std::nullopt);
+
+// The longest request timeout librdkafka accepts for admin requests. Long-lived clients use it
+// for coordinator-routed requests (ListConsumerGroupOffsets, AlterConsumerGroupOffsets, ...):
+// librdkafka 2.0.2 aborts the process (rd_kafka_enq_once_del_source_return: Assertion
+// `eonce->refcnt > 0') when such a request times out inside librdkafka while its coordinator is
+// unreachable and the coordinator comes back later (librdkafka issue #4605). Waiting on our side
+// only until the deadline and abandoning the queue is safe; librdkafka timing it out is not.
+inline constexpr absl::Duration kMaxAdminRequestTimeout = absl::Hours(1);
+
+// Waits for `call`'s result until `deadline`.
+AdminOutcome AwaitAdmin(AdminCall& call, absl::Time deadline);
+
+// StartAdmin + AwaitAdmin, with errors mapped by RdkafkaStatus (`context` prefixes every
+// message; a timeout is kDeadlineExceeded). On a long-lived client, pass
+// kMaxAdminRequestTimeout as `request_timeout` for coordinator-routed requests.
 absl::StatusOr<EventPtr> AwaitAdminResult(
     rd_kafka_t* rk, absl::Time deadline, rd_kafka_event_type_t type, absl::string_view context,
     absl::FunctionRef<void(const rd_kafka_AdminOptions_t*, rd_kafka_queue_t*)> start,
-    absl::FunctionRef<bool()> brokers_unreachable = [] { return false; });
+    std::optional<absl::Duration> request_timeout = std::nullopt);
 
 }  // namespace klag::kafka::rdkafka
