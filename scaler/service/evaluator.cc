@@ -147,12 +147,12 @@ absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::RunEvaluation(Trigg
   }
   const TriggerSpec& spec = *trigger.spec;
   absl::StatusOr<std::shared_ptr<kafka::OffsetReader>> reader = readers_(spec.connection);
-  absl::StatusOr<kafka::GroupOffsets> offsets = reader.status();
-  if (reader.ok()) {
-    kafka::OffsetQuery query{
-        .group = spec.consumer_group, .topics = spec.topics, .isolation = spec.isolation_level};
-    offsets = (*reader)->ReadOffsets(query, options_.now() + options_.kafka_timeout);
-  }
+  absl::StatusOr<kafka::GroupOffsets> offsets =
+      reader.ok() ? (*reader)->ReadOffsets(kafka::OffsetQuery{.group = spec.consumer_group,
+                                                              .topics = spec.topics,
+                                                              .isolation = spec.isolation_level},
+                                           options_.now() + options_.kafka_timeout)
+                  : absl::StatusOr<kafka::GroupOffsets>(reader.status());
   if (!offsets.ok()) {
     absl::MutexLock stats_lock(&mu_);
     ++stats_.failures;

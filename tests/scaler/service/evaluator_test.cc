@@ -58,7 +58,8 @@ TEST_F(EvaluatorTest, ComputesLagFromTheReadersOffsets) {
                             {.topic = "t", .partition = 1, .committed = 7, .end = 10}});
   auto e = evaluator_.Evaluate(Ref(BaseMetadata()));
   ASSERT_TRUE(e.ok()) << e.status();
-  EXPECT_EQ((*e)->report.metric_value, 8 + 3);
+  EXPECT_EQ((*e)->report.total_lag, 8 + 3);
+  EXPECT_EQ((*e)->report.metric_value, 10);  // capped at 2 partitions x lagThreshold 5
   EXPECT_TRUE((*e)->report.active);
   EXPECT_EQ((*e)->trigger.metric_name, "kafka-t");
   EXPECT_EQ(connections_, std::vector<std::string>{"kafka:9092"});
