@@ -63,6 +63,9 @@ absl::StatusOr<std::unique_ptr<ScalerServer>> ScalerServer::Start(const ServerOp
   int port = 0;
   builder.AddListeningPort(options.listen, *credentials, &port);
   builder.RegisterService(service);
+  // gRPC sets SO_REUSEPORT by default, which lets a second server bind a port already in use and
+  // silently share its traffic; a busy port must be an error instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   grpc::ResourceQuota quota("klag-scaler");
   quota.SetMaxThreads(options.max_threads);
   builder.SetResourceQuota(quota);
