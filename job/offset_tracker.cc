@@ -118,6 +118,17 @@ bool OffsetTracker::AllDone() const {
   return true;
 }
 
+bool OffsetTracker::AllFetchComplete() const {
+  for (const auto& [partition, state] : partitions_) {
+    if (state.progress.assigned && state.position < state.progress.end) return false;
+  }
+  return true;
+}
+
+bool OffsetTracker::IsAssigned(const kafka::TopicPartition& partition) const {
+  return Find(partition) != nullptr;
+}
+
 int OffsetTracker::AssignedCount() const {
   int n = 0;
   for (const auto& [partition, state] : partitions_) n += state.progress.assigned ? 1 : 0;

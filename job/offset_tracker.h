@@ -103,6 +103,12 @@ class OffsetTracker {
   // partition assigned.
   bool AllDone() const;
 
+  // True when every assigned partition is fetch-complete (nothing left to read; some records may
+  // still await their ack). True with no partition assigned.
+  bool AllFetchComplete() const;
+
+  bool IsAssigned(const kafka::TopicPartition& partition) const;
+
   // Number of assigned partitions.
   int AssignedCount() const;
 

@@ -1,0 +1,92 @@
+// klag-job's process options: one struct with defaults, filled from flags and KLAG_* environment
+// variables (common/flags.h: default < environment < flag), then validated.
+//
+//   absl::StatusOr<JobOptions> options = ParseJobOptions(args, klag::ProcessEnv(), &usage);
+//   if (!options.ok()) { std::cerr << options.status().message(); return kExitUsage; }
+//   if (options->help) { std::cout << usage; return 0; }
+//
+// Kafka connection flags are KEDA's `kafka` trigger keys in kebab case (bootstrapServers ->
+// --bootstrap-servers / KLAG_BOOTSTRAP_SERVERS, saslTokenProvider -> --sasl-token-provider /
+// KLAG_SASL_TOKEN_PROVIDER, ...) and go through kafka::ParseConnectionConfig, the scaler's own
+// parser; --ca-file, --cert-file and --key-file read the PEM from a file instead.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/flags.h"
+#include "job/consumer.h"
+#include "job/delivery.h"
+#include "job/drain.h"
+#include "kafka/connection_config.h"
+#include "kafka/offsets.h"
+
+namespace klag::job {
+
+enum class SinkKind { kJsonl, kExec, kPostgres };
+
+struct JobOptions {
+  bool help = false;
+
+  // Kafka connection, parsed by kafka::ParseConnectionConfig.
+  kafka::ConnectionConfig connection;
+  std::string group;
+  std::vector<std::string> topics;
+  kafka::IsolationLevel isolation = kafka::IsolationLevel::kReadCommitted;
+  OffsetReset reset = OffsetReset::kEarliest;
+  absl::Duration kafka_timeout = absl::Seconds(10);
+  absl::Duration session_timeout = absl::Seconds(10);
+  kafka::RdkafkaProperties kafka_properties;  // extra librdkafka properties
+  bool no_work_check = true;
+
+  SinkKind sink = SinkKind::kJsonl;
+  std::string jsonl_path = "-";  // "-": stdout
+  std::string exec_command;
+  absl::Duration exec_timeout = absl::Minutes(5);
+  std::string postgres_uri;
+  std::string postgres_table = "klag_records";
+  std::string postgres_conflict_key = "offset";  // offset | key
+
+  DrainOptions drain;
+  DeliveryOptions delivery;
+  std::string dead_letter_topic;
+
+  std::string log_format = "text";
+  std::string log_level = "info";
+
+  // True when the summary must go to stderr because the jsonl sink writes to stdout.
+  bool SummaryOnStderr() const;
+};
+
+// Parses `args` (without the program name) and `env`. `usage` receives the help text. Errors:
+// kInvalidArgument naming the flag (or variable) and what is wrong: unknown flags, bad values,
+// missing --bootstrap-servers/--group/--topic, a sink without its settings, contradictions
+// (--on-poison dead-letter without --dead-letter-topic), a --kafka-properties entry that is
+// not key=value, or a --*-file that cannot be read.
+absl::StatusOr<JobOptions> ParseJobOptions(const std::vector<std::string>& args,
+                                           const EnvLookup& env, std::string* usage);
+
+// The Kafka connection flags shared by klag-job and klag-produce: one string per KEDA key plus
+// --ca-file/--cert-file/--key-file.
+struct ConnectionFlags {
+  std::map<std::string, std::string> values;  // by KEDA key
+  std::map<std::string, std::string> files;   // ca, cert, key -> path
+};
+
+// Registers --bootstrap-servers, --tls, --ca, ... (and KLAG_* variables) into `flags`, bound to
+// `*out`, which must outlive parsing.
+void RegisterConnectionFlags(FlagSet& flags, ConnectionFlags* out);
+
+// Builds the connection from parsed flags with kafka::ParseConnectionConfig. Errors:
+// kInvalidArgument from the parser (prefixed "Kafka connection: "), both --x and --x-file
+// given, or an unreadable file.
+absl::StatusOr<kafka::ConnectionConfig> ConnectionFromFlags(const ConnectionFlags& flags);
+
+// Parses "a=b,c=d" (for --kafka-properties). Errors: kInvalidArgument naming the bad entry.
+absl::StatusOr<kafka::RdkafkaProperties> ParsePropertyList(absl::string_view text);
+
+}  // namespace klag::job

@@ -1,0 +1,44 @@
+// klag-produce: synthetic ListedStockPrice records for demos and benchmarks. See job/README.md.
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "common/flags.h"
+#include "common/logging.h"
+#include "job/produce.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void OnStopSignal(int) { g_stop.store(true); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::string usage;
+  absl::StatusOr<klag::job::ProduceOptions> options =
+      klag::job::ParseProduceOptions(args, klag::ProcessEnv(), &usage);
+  if (!options.ok()) {
+    std::fprintf(stderr, "klag-produce: %s\n", std::string(options.status().message()).c_str());
+    return 2;
+  }
+  if (options->help) {
+    std::cout << usage;
+    return 0;
+  }
+  if (absl::Status s = klag::ConfigureLogging({.level = options->log_level}); !s.ok()) {
+    std::fprintf(stderr, "klag-produce: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  struct sigaction stop_action = {};
+  stop_action.sa_handler = &OnStopSignal;
+  sigemptyset(&stop_action.sa_mask);
+  sigaction(SIGTERM, &stop_action, nullptr);
+  sigaction(SIGINT, &stop_action, nullptr);
+  return klag::job::RunProduce(*options, g_stop);
+}

@@ -1,0 +1,387 @@
+#include "job/rdkafka_consumer.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "kafka/rdkafka_handle.h"
+#include "kafka/rdkafka_status.h"
+#include "spdlog/spdlog.h"
+
+namespace klag::job {
+
+namespace rdk = kafka::rdkafka;
+
+struct RdkafkaConsumerCallbacks {
+  static void Rebalance(rd_kafka_t*, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* list,
+                        void* opaque) {
+    static_cast<RdkafkaConsumer*>(opaque)->OnRebalance(err, list);
+  }
+};
+
+namespace {
+
+// Settings the Job's guarantees rest on; --kafka-properties may not change them.
+constexpr const char* kReservedProperties[] = {"group.id",
+                                               "enable.auto.commit",
+                                               "enable.auto.offset.store",
+                                               "isolation.level",
+                                               "auto.offset.reset",
+                                               "partition.assignment.strategy",
+                                               "enable.partition.eof",
+                                               "group.protocol.type",
+                                               "bootstrap.servers"};
+
+std::string PartitionName(const char* topic, int32_t partition) {
+  return absl::StrCat(topic, "[", partition, "]");
+}
+
+rdk::PartitionListPtr CopyList(const rd_kafka_topic_partition_list_t* list, int64_t offset) {
+  rdk::PartitionListPtr copy(rd_kafka_topic_partition_list_new(list->cnt));
+  for (int i = 0; i < list->cnt; ++i) {
+    rd_kafka_topic_partition_list_add(copy.get(), list->elems[i].topic, list->elems[i].partition)
+        ->offset = offset;
+  }
+  return copy;
+}
+
+rdk::PartitionListPtr ToList(const std::vector<kafka::TopicPartition>& partitions) {
+  rdk::PartitionListPtr list(
+      rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
+  for (const kafka::TopicPartition& p : partitions) {
+    rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition);
+  }
+  return list;
+}
+
+Record ToRecord(const rd_kafka_message_t* m) {
+  Record r;
+  r.topic = rd_kafka_topic_name(m->rkt);
+  r.partition = m->partition;
+  r.offset = m->offset;
+  rd_kafka_timestamp_type_t type;
+  int64_t ts = rd_kafka_message_timestamp(m, &type);
+  if (type != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts >= 0) r.timestamp_ms = ts;
+  if (m->key != nullptr) r.key.emplace(static_cast<const char*>(m->key), m->key_len);
+  if (m->payload != nullptr) r.value.emplace(static_cast<const char*>(m->payload), m->len);
+  rd_kafka_headers_t* headers = nullptr;
+  if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR && headers != nullptr) {
+    const char* name;
+    const void* value;
+    size_t size;
+    for (size_t i = 0;
+         rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+         ++i) {
+      RecordHeader h{name, std::nullopt};
+      if (value != nullptr) h.value.emplace(static_cast<const char*>(value), size);
+      r.headers.push_back(std::move(h));
+    }
+  }
+  return r;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RdkafkaConsumer>> RdkafkaConsumer::Create(
+    RdkafkaConsumerOptions options) {
+  for (const auto& [name, value] : options.extra) {
+    for (const char* reserved : kReservedProperties) {
+      if (name == reserved) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "librdkafka property \"", name, "\" is set by klag-job and cannot be overridden"));
+      }
+    }
+  }
+  if (options.group.empty()) return absl::InvalidArgumentError("consumer group is empty");
+  std::unique_ptr<RdkafkaConsumer> consumer(new RdkafkaConsumer(options));
+  kafka::RdkafkaProperties props = options.connection;
+  const std::vector<std::pair<std::string, std::string>> fixed = {
+      {"group.id", options.group},
+      {"client.id", options.client_id},
+      {"enable.auto.commit", "false"},
+      {"enable.auto.offset.store", "false"},
+      {"partition.assignment.strategy", "cooperative-sticky"},
+      {"isolation.level", options.isolation == kafka::IsolationLevel::kReadCommitted
+                              ? "read_committed"
+                              : "read_uncommitted"},
+      {"auto.offset.reset", options.reset == OffsetReset::kEarliest ? "earliest" : "latest"},
+      {"enable.partition.eof", "true"},
+      {"session.timeout.ms", absl::StrCat(absl::ToInt64Milliseconds(options.session_timeout))},
+  };
+  props.insert(props.end(), fixed.begin(), fixed.end());
+  props.insert(props.end(), options.extra.begin(), options.extra.end());
+  RdkafkaConsumer* self = consumer.get();
+  absl::StatusOr<rdk::HandlePtr> handle =
+      rdk::NewHandle(RD_KAFKA_CONSUMER, props, [self](rd_kafka_conf_t* conf) {
+        rd_kafka_conf_set_opaque(conf, self);
+        rd_kafka_conf_set_rebalance_cb(conf, &RdkafkaConsumerCallbacks::Rebalance);
+      });
+  if (!handle.ok()) return handle.status();
+  consumer->rk_ = handle->release();
+  // Route every event (errors, rebalances) through the consumer queue served by Poll().
+  rd_kafka_poll_set_consumer(consumer->rk_);
+  return consumer;
+}
+
+RdkafkaConsumer::RdkafkaConsumer(RdkafkaConsumerOptions options) : options_(std::move(options)) {}
+
+RdkafkaConsumer::~RdkafkaConsumer() {
+  if (rk_ == nullptr) return;
+  // A consumer not closed in time is destroyed without another (unbounded) close: the group
+  // drops the member when its session times out.
+  rd_kafka_destroy_flags(rk_, closed_ ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}
+
+std::string RdkafkaConsumer::Context() const { return absl::StrCat("group ", options_.group); }
+
+void RdkafkaConsumer::NoteError(absl::Status status) {
+  spdlog::error("{}", std::string(status.message()));
+  if (error_.ok()) error_ = std::move(status);
+}
+
+absl::Status RdkafkaConsumer::Subscribe(const std::vector<std::string>& topics,
+                                        RebalanceListener* listener) {
+  listener_ = listener;
+  rdk::PartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(topics.size())));
+  for (const std::string& t : topics) {
+    rd_kafka_topic_partition_list_add(list.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
+  }
+  return kafka::RdkafkaStatus(
+      rd_kafka_subscribe(rk_, list.get()),
+      absl::StrCat(Context(), ": subscribe to ", absl::StrJoin(topics, ",")));
+}
+
+absl::StatusOr<std::vector<AssignedPartition>> RdkafkaConsumer::ResolveStarts(
+    rd_kafka_topic_partition_list_t* list) {
+  const absl::Time deadline = absl::Now() + options_.kafka_timeout;
+  rdk::PartitionListPtr committed = CopyList(list, RD_KAFKA_OFFSET_INVALID);
+  rd_kafka_resp_err_t err = rd_kafka_committed(rk_, committed.get(), rdk::RemainingMs(deadline));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return kafka::RdkafkaStatus(err, absl::StrCat(Context(), ": committed offsets at assignment"));
+  }
+  // offsets_for_times with the logical END/BEGINNING timestamps: one ListOffsets per leader,
+  // honouring the timeout and the consumer's isolation.level (END is the last stable offset
+  // under read_committed).
+  rdk::PartitionListPtr ends = CopyList(list, RD_KAFKA_OFFSET_END);
+  err = rd_kafka_offsets_for_times(rk_, ends.get(), rdk::RemainingMs(deadline));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return kafka::RdkafkaStatus(err, absl::StrCat(Context(), ": end offsets at assignment"));
+  }
+  rdk::PartitionListPtr starts = CopyList(list, RD_KAFKA_OFFSET_BEGINNING);
+  err = rd_kafka_offsets_for_times(rk_, starts.get(), rdk::RemainingMs(deadline));
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return kafka::RdkafkaStatus(err, absl::StrCat(Context(), ": log-start offsets at assignment"));
+  }
+  std::vector<AssignedPartition> out;
+  for (int i = 0; i < list->cnt; ++i) {
+    rd_kafka_topic_partition_t& p = list->elems[i];
+    const std::string name = PartitionName(p.topic, p.partition);
+    for (const rd_kafka_topic_partition_list_t* l : {committed.get(), ends.get(), starts.get()}) {
+      if (l->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return kafka::RdkafkaStatus(l->elems[i].err,
+                                    absl::StrCat(Context(), ": offsets of ", name));
+      }
+    }
+    AssignedPartition a;
+    a.partition = {p.topic, p.partition};
+    a.end = ends->elems[i].offset;
+    const int64_t log_start = starts->elems[i].offset;
+    if (committed->elems[i].offset >= 0) a.committed = committed->elems[i].offset;
+    if (a.committed.has_value() && *a.committed >= log_start) {
+      a.start = *a.committed;
+    } else {
+      a.start = options_.reset == OffsetReset::kEarliest ? log_start : a.end;
+    }
+    p.offset = a.start;
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+void RdkafkaConsumer::Assign(rd_kafka_topic_partition_list_t* list) {
+  absl::StatusOr<std::vector<AssignedPartition>> assigned = ResolveStarts(list);
+  if (!assigned.ok()) {
+    // Assign anyway so the group's rebalance completes; the Job stops at the next Poll.
+    for (int i = 0; i < list->cnt; ++i) list->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+    NoteError(assigned.status());
+  }
+  rdk::ErrorPtr error(rd_kafka_incremental_assign(rk_, list));
+  if (error != nullptr) {
+    NoteError(kafka::RdkafkaErrorStatus(error.get(), absl::StrCat(Context(), ": assign")));
+    return;
+  }
+  if (!assigned.ok()) return;
+  for (const AssignedPartition& a : *assigned) {
+    spdlog::info("assigned {}[{}]: start {}, end {}, committed {}", a.partition.topic,
+                 a.partition.partition, a.start, a.end,
+                 a.committed.has_value() ? absl::StrCat(*a.committed) : "none");
+  }
+  if (listener_ != nullptr) listener_->OnAssigned(*assigned);
+}
+
+void RdkafkaConsumer::Revoke(rd_kafka_topic_partition_list_t* list) {
+  const bool lost = rd_kafka_assignment_lost(rk_) != 0;
+  std::vector<kafka::TopicPartition> partitions;
+  for (int i = 0; i < list->cnt; ++i) {
+    partitions.push_back({list->elems[i].topic, list->elems[i].partition});
+  }
+  spdlog::info("{} {} partition(s)", lost ? "lost" : "revoked", partitions.size());
+  if (listener_ != nullptr) listener_->OnRevoked(partitions, lost);
+  rdk::ErrorPtr error(rd_kafka_incremental_unassign(rk_, list));
+  if (error != nullptr) {
+    NoteError(kafka::RdkafkaErrorStatus(error.get(), absl::StrCat(Context(), ": unassign")));
+  }
+}
+
+void RdkafkaConsumer::OnRebalance(int err, rd_kafka_topic_partition_list_t* list) {
+  brokers_down_since_.reset();
+  switch (err) {
+    case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+      Assign(list);
+      break;
+    case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+      Revoke(list);
+      break;
+    default:
+      NoteError(kafka::RdkafkaStatus(static_cast<rd_kafka_resp_err_t>(err),
+                                     absl::StrCat(Context(), ": rebalance")));
+      Revoke(list);
+  }
+}
+
+absl::StatusOr<PollResult> RdkafkaConsumer::Poll(int max_records, absl::Duration timeout) {
+  PollResult result;
+  int timeout_ms = static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(timeout)));
+  while (error_.ok() && static_cast<int>(result.records.size()) < max_records) {
+    rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_, timeout_ms);
+    timeout_ms = 0;
+    if (m == nullptr) break;
+    std::unique_ptr<rd_kafka_message_t, void (*)(rd_kafka_message_t*)> owned(
+        m, &rd_kafka_message_destroy);
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      brokers_down_since_.reset();
+      result.records.push_back(ToRecord(m));
+      continue;
+    }
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      brokers_down_since_.reset();
+      result.ends.push_back({{rd_kafka_topic_name(m->rkt), m->partition}, m->offset});
+      continue;
+    }
+    const std::string where =
+        m->rkt != nullptr ? absl::StrCat(Context(), ": ",
+                                         PartitionName(rd_kafka_topic_name(m->rkt), m->partition))
+                          : Context();
+    const char* detail = rd_kafka_message_errstr(m);
+    absl::Status status = kafka::RdkafkaStatus(m->err, where, detail == nullptr ? "" : detail);
+    switch (m->err) {
+      case RD_KAFKA_RESP_ERR__FATAL: {
+        char reason[512];
+        rd_kafka_resp_err_t fatal = rd_kafka_fatal_error(rk_, reason, sizeof(reason));
+        NoteError(kafka::RdkafkaStatus(fatal, absl::StrCat(Context(), ": fatal"), reason));
+        break;
+      }
+      case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+      case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+      case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+      case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+      case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+      case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+      case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+        NoteError(status);
+        break;
+      case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+        if (!brokers_down_since_.has_value()) brokers_down_since_ = absl::Now();
+        spdlog::warn("{}", std::string(status.message()));
+        break;
+      default:
+        spdlog::warn("{}", std::string(status.message()));
+    }
+  }
+  if (error_.ok() && brokers_down_since_.has_value() &&
+      absl::Now() - *brokers_down_since_ > options_.kafka_timeout) {
+    NoteError(absl::UnavailableError(
+        absl::StrCat(Context(), ": no broker reachable for ",
+                     absl::FormatDuration(absl::Now() - *brokers_down_since_), " (--kafka-timeout ",
+                     absl::FormatDuration(options_.kafka_timeout), ")")));
+  }
+  if (!error_.ok()) return error_;
+  return result;
+}
+
+absl::Status RdkafkaConsumer::Commit(const std::vector<CommitOffset>& offsets,
+                                     absl::Time deadline) {
+  if (offsets.empty()) return absl::OkStatus();
+  rdk::PartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size())));
+  for (const CommitOffset& c : offsets) {
+    rd_kafka_topic_partition_list_add(list.get(), c.partition.topic.c_str(), c.partition.partition)
+        ->offset = c.offset;
+  }
+  rdk::QueuePtr queue(rd_kafka_queue_new(rk_));
+  const std::string context = absl::StrCat(Context(), ": commit");
+  rd_kafka_resp_err_t err = rd_kafka_commit_queue(rk_, list.get(), queue.get(), nullptr, nullptr);
+  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) return kafka::RdkafkaStatus(err, context);
+  while (true) {
+    rdk::EventPtr event(rd_kafka_queue_poll(queue.get(), rdk::RemainingMs(deadline)));
+    if (event == nullptr) {
+      return absl::DeadlineExceededError(absl::StrCat(context, ": no answer in time"));
+    }
+    if (rd_kafka_event_type(event.get()) != RD_KAFKA_EVENT_OFFSET_COMMIT) continue;
+    if (rd_kafka_event_error(event.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const char* detail = rd_kafka_event_error_string(event.get());
+      return kafka::RdkafkaStatus(rd_kafka_event_error(event.get()), context,
+                                  detail == nullptr ? "" : detail);
+    }
+    const rd_kafka_topic_partition_list_t* result =
+        rd_kafka_event_topic_partition_list(event.get());
+    for (int i = 0; result != nullptr && i < result->cnt; ++i) {
+      if (result->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        return kafka::RdkafkaStatus(
+            result->elems[i].err,
+            absl::StrCat(context, " ",
+                         PartitionName(result->elems[i].topic, result->elems[i].partition)));
+      }
+    }
+    return absl::OkStatus();
+  }
+}
+
+absl::Status RdkafkaConsumer::Pause(const std::vector<kafka::TopicPartition>& partitions) {
+  if (partitions.empty()) return absl::OkStatus();
+  rdk::PartitionListPtr list = ToList(partitions);
+  return kafka::RdkafkaStatus(rd_kafka_pause_partitions(rk_, list.get()),
+                              absl::StrCat(Context(), ": pause"));
+}
+
+absl::Status RdkafkaConsumer::Close(absl::Time deadline) {
+  if (closed_) return absl::OkStatus();
+  rdk::QueuePtr queue(rd_kafka_queue_new(rk_));
+  rdk::ErrorPtr error(rd_kafka_consumer_close_queue(rk_, queue.get()));
+  if (error != nullptr) {
+    return kafka::RdkafkaErrorStatus(error.get(), absl::StrCat(Context(), ": close"));
+  }
+  // Revocation during the close arrives on `queue`: as a callback, or as an event we handle the
+  // same way.
+  while (!rd_kafka_consumer_closed(rk_)) {
+    const int wait_ms = std::min(100, rdk::RemainingMs(deadline));
+    if (wait_ms <= 0) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(Context(),
+                       ": leaving the group did not complete in time; the broker drops the "
+                       "member when its session times out"));
+    }
+    rdk::EventPtr event(rd_kafka_queue_poll(queue.get(), wait_ms));
+    if (event != nullptr && rd_kafka_event_type(event.get()) == RD_KAFKA_EVENT_REBALANCE) {
+      OnRebalance(rd_kafka_event_error(event.get()),
+                  rd_kafka_event_topic_partition_list(event.get()));
+    }
+  }
+  closed_ = true;
+  return absl::OkStatus();
+}
+
+}  // namespace klag::job
