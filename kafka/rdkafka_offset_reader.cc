@@ -657,7 +657,11 @@ absl::Status RdkafkaOffsetReader::Impl::LookupOffsets(
     Lane& lane, const std::vector<TopicPartition>& partitions, absl::Time deadline,
     absl::string_view context, absl::flat_hash_map<TopicPartition, int64_t>& end,
     absl::flat_hash_map<TopicPartition, int64_t>& log_start) {
-  const std::string what = absl::StrCat(context, ": ListOffsets");
+  std::set<std::string> topics;
+  for (const TopicPartition& tp : partitions) topics.insert(tp.topic);
+  // Failures that cover the whole call name every topic of this caller.
+  const std::string what =
+      absl::StrCat(context, ": topic ", absl::StrJoin(topics, ", "), ": ListOffsets");
   std::vector<TopicPartition> remaining = partitions;
   for (int attempt = 1;; ++attempt) {
     auto end_batch = lane.end->Submit(remaining, deadline);
@@ -684,7 +688,8 @@ absl::Status RdkafkaOffsetReader::Impl::LookupOffsets(
       }
       if (!NeedsMetadataRefresh(err)) {
         return lane.client->ErrorStatus(
-            err, absl::StrCat(what, ": topic ", tp.topic, " partition ", tp.partition));
+            err, absl::StrCat(context, ": topic ", tp.topic, " partition ", tp.partition,
+                              ": ListOffsets"));
       }
       if (first_failed == nullptr) {
         first_failed = &tp;
@@ -697,8 +702,8 @@ absl::Status RdkafkaOffsetReader::Impl::LookupOffsets(
     for (const std::string& topic : stale_topics) InvalidateTopic(topic);
     if (attempt >= kListOffsetsAttempts || deadline - absl::Now() < 2 * kRetryBackoff) {
       return lane.client->ErrorStatus(
-          first_err, absl::StrCat(what, ": topic ", first_failed->topic, " partition ",
-                                  first_failed->partition));
+          first_err, absl::StrCat(context, ": topic ", first_failed->topic, " partition ",
+                                  first_failed->partition, ": ListOffsets"));
     }
     // A fresh Metadata request also refreshes librdkafka's own leader cache, which
     // rd_kafka_offsets_for_times routes by.
