@@ -13,12 +13,12 @@ PACKAGES=(
   # libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   librdkafka-dev libspdlog-dev libfmt-dev libssl-dev libsasl2-dev libpq-dev
-  nlohmann-json3-dev libbenchmark-dev
-  # tests
-  libgtest-dev libgmock-dev googletest
+  nlohmann-json3-dev libbenchmark-dev libyaml-cpp-dev
+  # tests (tests/deploy runs pytest with Debian's python3)
+  libgtest-dev libgmock-dev googletest python3-pytest python3-yaml python3-jsonschema
   # the real test broker (scripts/kafka.sh) and the tools that talk to it
   openjdk-17-jre-headless maven kcat kafkacat python3-confluent-kafka
-  # PostgreSQL sink tests, the job's image build
+  # PostgreSQL sink tests (scripts/postgres.sh); the images' runtime test (tests/image)
   postgresql debootstrap
   # used by the scripts: ss (iproute2), flock/setsid (util-linux), HTTPS to the registries
   iproute2 util-linux ca-certificates
