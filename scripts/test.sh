@@ -5,11 +5,12 @@
 #   2. clang-format check of every C++ source (no diff allowed)
 #   3. configure + build `build` (RelWithDebInfo, Ninja)
 #   4. start a real Kafka broker (scripts/kafka.sh, own state dir), export KLAG_TEST_BOOTSTRAP
-#      and KLAG_KAFKA_STATE, run ctest (labels unit, service, e2e: each must have tests)
+#      and KLAG_KAFKA_STATE; start PostgreSQL when scripts/postgres.sh exists, export
+#      KLAG_TEST_POSTGRES; run ctest (every label; unit, service, e2e must have tests)
 #   5. the wire test: KEDA's own Go client against build/scaler/klag-scaler (tests/wire/run.sh)
 #   6. configure + build `build-asan` (-DKLAG_SANITIZE=address,undefined) and run its unit and
 #      service labels
-#   7. stop the broker (always, on exit)
+#   7. stop the broker and PostgreSQL (always, on exit)
 #
 # Exits non-zero on any failure; with CI=true also when any test was skipped. The last line is
 # "N passed, N failed" (", N skipped" outside CI): ctest tests over all ctest runs.
@@ -73,6 +74,7 @@ SKIPPED=0
 FAILURES=()
 LOGDIR="$(mktemp -d "${TMPDIR:-/tmp}/klag-test.XXXXXX")"
 KAFKA_STATE=""
+PG_STATE=""
 
 step() { printf '\n===== [%4ds] %s\n' $((SECONDS - T0)) "$*"; }
 fail() {
@@ -90,6 +92,10 @@ cleanup() {
     fi
     scripts/kafka.sh --state "$KAFKA_STATE" clean >/dev/null 2>&1 ||
       echo "test.sh: warning: could not stop the broker of ${KAFKA_STATE}" >&2
+  fi
+  if [[ -n "$PG_STATE" ]]; then
+    scripts/postgres.sh --state "$PG_STATE" clean >/dev/null 2>&1 ||
+      echo "test.sh: warning: could not stop PostgreSQL of ${PG_STATE}" >&2
   fi
   rm -rf "$LOGDIR"
   exit "$rc"
@@ -210,6 +216,18 @@ if ((built)); then
   else
     fail "could not start the Kafka broker (scripts/kafka.sh start)"
     unset KLAG_TEST_BOOTSTRAP
+  fi
+
+  # The PostgreSQL sink tests need a real server (scripts/postgres.sh, when the tree has it).
+  if [[ -x scripts/postgres.sh ]]; then
+    step "start PostgreSQL"
+    PG_STATE="${REPO_ROOT}/.cache/postgres/test.$$"
+    if KLAG_TEST_POSTGRES="$(scripts/postgres.sh --state "$PG_STATE" start --fresh)"; then
+      export KLAG_TEST_POSTGRES
+      echo "KLAG_TEST_POSTGRES=${KLAG_TEST_POSTGRES}"
+    else
+      fail "could not start PostgreSQL (scripts/postgres.sh start)"
+    fi
   fi
 
   label_args=()
