@@ -1,0 +1,207 @@
+// klag-scaler: KEDA external scaler for Kafka consumer-group lag.
+//
+//   klag-scaler [serve] [--listen 0.0.0.0:6000] ...     serve KEDA's ExternalScaler over gRPC
+//   klag-scaler check [flags] KEY=VALUE...               evaluate one trigger's metadata once
+//
+// Options -> wire objects -> serve; nothing else lives here.
+#include <signal.h>
+
+#include <iostream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/flags.h"
+#include "common/logging.h"
+#include "kafka/cluster_registry.h"
+#include "kafka/rdkafka_offset_reader.h"
+#include "scaler/service/check_report.h"
+#include "scaler/service/evaluator.h"
+#include "scaler/service/external_scaler_service.h"
+#include "scaler/service/server.h"
+
+namespace klag::scaler {
+namespace {
+
+constexpr char kSummary[] = R"(klag-scaler: KEDA external scaler for Kafka consumer-group lag
+
+Usage:
+  klag-scaler [serve] [options]           serve KEDA's externalscaler.ExternalScaler over gRPC
+  klag-scaler check [options] KEY=VALUE   evaluate one trigger's metadata once and print, per
+                                          partition, committed / log start / end / lag, and
+                                          what KEDA would receive
+
+Example:
+  klag-scaler check bootstrapServers=kafka:9092 consumerGroup=python_data_load \
+      topic=ListedStockPrice lagThreshold=1)";
+
+struct Options {
+  ServerOptions server;
+  std::string profiles_dir;
+  absl::Duration kafka_timeout = absl::Seconds(5);
+  absl::Duration evaluation_window = absl::Seconds(2);
+  absl::Duration stream_poll_interval = absl::Seconds(10);
+  absl::Duration metadata_max_age = absl::Seconds(30);
+  absl::Duration client_idle_timeout = absl::Minutes(30);
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  int64_t max_threads = 256;
+  std::string log_format = "text";
+  std::string log_level = "info";
+};
+
+void RegisterFlags(FlagSet& flags, Options& o) {
+  flags.String("listen", "KLAG_LISTEN", "address to serve gRPC on", &o.server.listen);
+  flags.Duration("kafka-timeout", "KLAG_KAFKA_TIMEOUT",
+                 "deadline of the Kafka work of one evaluation (KEDA sets none for ScaledJobs)",
+                 &o.kafka_timeout);
+  flags.Duration("evaluation-window", "KLAG_EVALUATION_WINDOW",
+                 "calls for the same trigger within this window share one evaluation",
+                 &o.evaluation_window);
+  flags.Duration("stream-poll-interval", "KLAG_STREAM_POLL_INTERVAL",
+                 "how often an open StreamIsActive re-evaluates", &o.stream_poll_interval);
+  flags.Duration("metadata-max-age", "KLAG_METADATA_MAX_AGE",
+                 "how long topic metadata (partitions, leaders) is cached", &o.metadata_max_age);
+  flags.Duration("client-idle-timeout", "KLAG_CLIENT_IDLE_TIMEOUT",
+                 "Kafka clients and trigger state unused this long are dropped",
+                 &o.client_idle_timeout);
+  flags.String("profiles-dir", "KLAG_PROFILES_DIR",
+               "directory of credential profiles for `authProfile: NAME` (<dir>/<NAME>/<key>)",
+               &o.profiles_dir);
+  flags.String("tls-cert", "KLAG_TLS_CERT", "PEM certificate: serve gRPC over TLS",
+               &o.server.tls_cert_file);
+  flags.String("tls-key", "KLAG_TLS_KEY", "PEM private key of --tls-cert", &o.server.tls_key_file);
+  flags.String("tls-client-ca", "KLAG_TLS_CLIENT_CA",
+               "PEM CA bundle: require client certificates signed by it (mutual TLS)",
+               &o.server.tls_client_ca_file);
+  flags.Int("max-threads", "KLAG_MAX_THREADS", "upper bound on threads serving RPCs",
+            &o.max_threads);
+  flags.Duration("shutdown-grace", "KLAG_SHUTDOWN_GRACE",
+                 "on SIGTERM, how long running RPCs may take to finish", &o.shutdown_grace);
+  flags.Choice("log-format", "KLAG_LOG_FORMAT", "log format on stderr", {"text", "json"},
+               &o.log_format);
+  flags.Choice("log-level", "KLAG_LOG_LEVEL", "log level",
+               {"trace", "debug", "info", "warn", "error", "off"}, &o.log_level);
+}
+
+// The one place that constructs real Kafka objects.
+struct Wiring {
+  explicit Wiring(const Options& o)
+      : registry(
+            [o](const kafka::ConnectionConfig& config)
+                -> absl::StatusOr<std::shared_ptr<kafka::OffsetReader>> {
+              kafka::RdkafkaOffsetReaderOptions reader_options;
+              reader_options.metadata_max_age = o.metadata_max_age;
+              absl::StatusOr<std::unique_ptr<kafka::RdkafkaOffsetReader>> reader =
+                  kafka::RdkafkaOffsetReader::Create(config, reader_options);
+              if (!reader.ok()) return reader.status();
+              return std::shared_ptr<kafka::OffsetReader>(*std::move(reader));
+            },
+            o.client_idle_timeout),
+        profiles(o.profiles_dir),
+        evaluator([this](const kafka::ConnectionConfig& c) { return registry.For(c); }, &profiles,
+                  EvaluatorOptions{.kafka_timeout = o.kafka_timeout,
+                                   .window = o.evaluation_window,
+                                   .idle_ttl = o.client_idle_timeout}) {}
+
+  kafka::ClusterRegistry registry;
+  ProfileStore profiles;
+  Evaluator evaluator;
+};
+
+int Check(const Options& options, const std::vector<std::string>& args) {
+  Metadata metadata;
+  for (const std::string& arg : args) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(arg, absl::MaxSplits('=', 1));
+    if (arg.find('=') == std::string::npos || kv.first.empty()) {
+      std::cerr << "klag-scaler check: expected KEY=VALUE, got \"" << arg << "\"\n";
+      return 2;
+    }
+    metadata[kv.first] = kv.second;
+  }
+  if (metadata.empty()) {
+    std::cerr << "klag-scaler check: give the trigger's metadata as KEY=VALUE arguments\n";
+    return 2;
+  }
+  Wiring wiring(options);
+  absl::StatusOr<std::shared_ptr<const Evaluation>> evaluation = wiring.evaluator.Evaluate(
+      TriggerRef{.name = "check", .namespace_ = "cli", .metadata = std::move(metadata)});
+  if (!evaluation.ok()) {
+    std::cerr << "klag-scaler check: " << evaluation.status().ToString() << "\n";
+    return 1;
+  }
+  std::cout << FormatCheckReport(**evaluation);
+  return 0;
+}
+
+int Serve(const Options& options) {
+  // Block the stop signals in every thread gRPC and librdkafka start; one thread waits for them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  Wiring wiring(options);
+  ExternalScalerService service(
+      &wiring.evaluator, ServiceOptions{.stream_poll_interval = options.stream_poll_interval});
+  ServerOptions server_options = options.server;
+  server_options.max_threads = static_cast<int>(options.max_threads);
+  absl::StatusOr<std::unique_ptr<ScalerServer>> server =
+      ScalerServer::Start(server_options, &service);
+  if (!server.ok()) {
+    spdlog::critical("{}", server.status().ToString());
+    return 1;
+  }
+  spdlog::info("klag-scaler serving externalscaler.ExternalScaler on {} (port {}){}",
+               options.server.listen, (*server)->port(),
+               options.server.tls_cert_file.empty() ? "" : " with TLS");
+  std::thread stopper([&] {
+    int signal = 0;
+    sigwait(&stop_signals, &signal);
+    spdlog::info("received {}, shutting down (grace {})", strsignal(signal),
+                 absl::FormatDuration(options.shutdown_grace));
+    (*server)->Shutdown(options.shutdown_grace);
+  });
+  (*server)->Wait();
+  stopper.join();
+  spdlog::info("klag-scaler stopped");
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  Options options;
+  FlagSet flags("klag-scaler", kSummary);
+  RegisterFlags(flags, options);
+  absl::StatusOr<std::vector<std::string>> args = flags.Parse(argc, argv, ProcessEnv());
+  if (!args.ok()) {
+    std::cerr << "klag-scaler: " << args.status().message() << "\n";
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::cout << flags.Usage();
+    return 0;
+  }
+  LogOptions log_options{.level = options.log_level};
+  if (absl::Status s = ParseLogFormat(options.log_format, &log_options.format);
+      !s.ok() || !(s = ConfigureLogging(log_options)).ok()) {
+    std::cerr << "klag-scaler: " << s.message() << "\n";
+    return 2;
+  }
+  std::vector<std::string> rest = *std::move(args);
+  std::string command = "serve";
+  if (!rest.empty() && (rest[0] == "serve" || rest[0] == "check")) {
+    command = rest[0];
+    rest.erase(rest.begin());
+  }
+  if (command == "check") return Check(options, rest);
+  if (!rest.empty()) {
+    std::cerr << "klag-scaler: unexpected argument \"" << rest[0] << "\" (see --help)\n";
+    return 2;
+  }
+  return Serve(options);
+}
+
+}  // namespace
+}  // namespace klag::scaler
+
+int main(int argc, char** argv) { return klag::scaler::Main(argc, argv); }
