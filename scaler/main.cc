@@ -5,6 +5,7 @@
 //
 // Options -> wire objects -> serve; nothing else lives here.
 #include <signal.h>
+#include <spdlog/spdlog.h>
 
 #include <iostream>
 #include <thread>

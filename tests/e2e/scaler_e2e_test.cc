@@ -119,7 +119,10 @@ Scenario MakeScenario(const std::string& bootstrap, const std::vector<int>& prod
   }
   std::vector<testing::CommitEntry> commits;
   for (auto [p, offset] : committed) commits.push_back({s.topic, p, offset});
-  if (!commits.empty()) EXPECT_TRUE(testing::CommitOffsets(bootstrap, s.group, commits).ok());
+  if (!commits.empty()) {
+    absl::Status committed_status = testing::CommitOffsets(bootstrap, s.group, commits);
+    EXPECT_TRUE(committed_status.ok()) << committed_status;
+  }
   return s;
 }
 
