@@ -419,7 +419,7 @@ class RdkafkaOffsetReader::Impl {
   absl::StatusOr<int> FetchPartitionCount(Lane& lane, const std::string& topic,
                                           absl::Time deadline);
   void InvalidateTopic(const std::string& topic);
-  absl::Status EnsureReachable(Lane& lane, absl::Time deadline);
+  absl::Status EnsureReachable(Lane& lane, absl::Time deadline, absl::string_view context);
   AdminCall StartCommitted(Lane& lane, const std::string& group,
                            const std::vector<TopicPartition>* partitions, absl::Time deadline);
   absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> AwaitCommitted(
@@ -576,9 +576,10 @@ void RdkafkaOffsetReader::Impl::InvalidateTopic(const std::string& topic) {
 // such requests get the maximum timeout and are started only after some broker has answered
 // since the latest bad connection news. When the news is bad, one Metadata request (brokers
 // only) proves the cluster reachable first, or fails the evaluation as the outage it is.
-absl::Status RdkafkaOffsetReader::Impl::EnsureReachable(Lane& lane, absl::Time deadline) {
+absl::Status RdkafkaOffsetReader::Impl::EnsureReachable(Lane& lane, absl::Time deadline,
+                                                        absl::string_view caller) {
   if (lane.client->Reachable()) return absl::OkStatus();
-  const std::string context = absl::StrCat("cluster ", name_, ": Metadata");
+  const std::string context = absl::StrCat(caller, ": Metadata");
   if (RemainingMs(deadline) <= 0) return lane.client->TimeoutStatus(context);
   counters_.metadata_requests.fetch_add(1);
   const rd_kafka_metadata_t* raw = nullptr;
@@ -750,10 +751,14 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
       for (int p = 0; p < count; ++p) all.push_back(TopicPartition{topic, p});
     }
     // Runs while the ListOffsets lookups below are in flight.
-    if (absl::Status s = EnsureReachable(lane, deadline); !s.ok()) return s;
+    if (absl::Status s = EnsureReachable(
+            lane, deadline, absl::StrCat(context, ": topic ", absl::StrJoin(topics, ", ")));
+        !s.ok()) {
+      return s;
+    }
     committed_call = StartCommitted(lane, query.group, &all, deadline);
   } else {
-    if (absl::Status s = EnsureReachable(lane, deadline); !s.ok()) return s;
+    if (absl::Status s = EnsureReachable(lane, deadline, context); !s.ok()) return s;
     AdminCall call = StartCommitted(lane, query.group, nullptr, deadline);
     absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> all =
         AwaitCommitted(lane, call, deadline, context);

@@ -297,6 +297,7 @@ TEST(RdkafkaOffsetReaderE2eTest, BrokerStoppedIsUnavailableAndRestartedAnswersAg
                 offsets.status().ToString().c_str(), absl::ToDoubleMilliseconds(took));
     EXPECT_EQ(offsets.status().code(), absl::StatusCode::kUnavailable) << offsets.status();
     EXPECT_THAT(offsets.status().message(), HasSubstr(*bootstrap));
+    EXPECT_THAT(offsets.status().message(), HasSubstr(group));
     EXPECT_LT(took, kShortDeadline + absl::Milliseconds(250));
   }
 

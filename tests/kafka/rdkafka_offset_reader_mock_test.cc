@@ -128,6 +128,7 @@ TEST(RdkafkaOffsetReaderMockTest, AllBrokersDownIsUnavailableWithinTheDeadline) 
     Timed read = ReadTimed(*reader, query, kDeadline);
     EXPECT_EQ(read.result.status().code(), absl::StatusCode::kUnavailable) << read.result.status();
     EXPECT_THAT(read.result.status().message(), HasSubstr(cluster.bootstrap()));
+    EXPECT_THAT(read.result.status().message(), HasSubstr(query.group));
     EXPECT_LT(read.took, kDeadline + kSlack);
   }
 
