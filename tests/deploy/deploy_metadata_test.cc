@@ -87,8 +87,8 @@ TEST(DeployMetadataTest, ScaledJobTriggerWithSaslCredentialsStillParses) {
 
 TEST(DeployMetadataTest, ScaledObjectExampleMergesWithTheMountedProfile) {
   // The profile Secret as the scaler's volume mount lays it out: <dir>/<profile>/<key>.
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                                    ("klag-deploy-profiles-" + local::RandomSuffix(8));
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("klag-deploy-profiles-" + local::RandomSuffix(8));
   for (const YAML::Node& doc : YAML::LoadAllFromFile(kDeploy + "/scaler/profiles-secret.yaml")) {
     const std::string name = doc["metadata"]["name"].Scalar();
     const std::string prefix = "klag-scaler-profile-";

@@ -85,7 +85,8 @@ TEST(ControllerTest, RunPollsAtTheIntervalWritesEventsAndKeepsTheHistoryLimit) {
   std::FILE* events = std::fopen(events_path.c_str(), "w");
   ASSERT_NE(events, nullptr);
   FakeClient client;
-  for (int i = 0; i < 100; ++i) client.answers.push_back(FakeClient::Lag(i % 2 ? 0 : 3, i % 2 == 0));
+  for (int i = 0; i < 100; ++i)
+    client.answers.push_back(FakeClient::Lag(i % 2 ? 0 : 3, i % 2 == 0));
   JobRunner runner(Sleeper("0"));
   Controller controller(
       SeedLike(), {ScalerRef{.name = "listed-stock-price"}}, &client, &runner,

@@ -97,8 +97,9 @@ TEST_F(JobRunnerTest, RetryThatSucceedsCompletesAndCountsAsPendingDuringBackOff)
 }
 
 TEST_F(JobRunnerTest, ActiveDeadlineSendsSigtermAndThePodCanFinishCleanly) {
-  JobRunnerOptions o = Sh("trap 'echo term > \"$DIR/signal\"; exit 3' TERM; "
-                          "while :; do sleep 0.05; done");
+  JobRunnerOptions o =
+      Sh("trap 'echo term > \"$DIR/signal\"; exit 3' TERM; "
+         "while :; do sleep 0.05; done");
   o.active_deadline = absl::Milliseconds(200);
   JobRunner runner(o);
   const absl::Time start = absl::Now();

@@ -117,22 +117,25 @@ TEST(ScaledJobTest, RefusesWhatKedaOrKubernetesWouldRefuse) {
   const std::vector<BadCase> cases = {
       {"unquoted number in metadata", With("lagThreshold: \"5\"", "lagThreshold: 5"),
        "spec.triggers[0].metadata.lagThreshold"},
-      {"no triggers", With("  triggers:\n    - type: external\n      metadata: {scalerAddress: "
-                           "\"h:1\", lagThreshold: \"5\"}\n",
-                           ""),
+      {"no triggers",
+       With("  triggers:\n    - type: external\n      metadata: {scalerAddress: "
+            "\"h:1\", lagThreshold: \"5\"}\n",
+            ""),
        "spec.triggers"},
-      {"unknown strategy", With("  envSourceContainerName: main\n",
-                                "  envSourceContainerName: main\n  scalingStrategy: {strategy: "
-                                "fast}\n"),
+      {"unknown strategy",
+       With("  envSourceContainerName: main\n",
+            "  envSourceContainerName: main\n  scalingStrategy: {strategy: "
+            "fast}\n"),
        "spec.scalingStrategy.strategy"},
       {"negative backoffLimit", With("    template:\n", "    backoffLimit: -1\n    template:\n"),
        "spec.jobTargetRef.backoffLimit"},
-      {"no such env source container", With("envSourceContainerName: main",
-                                            "envSourceContainerName: other"),
+      {"no such env source container",
+       With("envSourceContainerName: main", "envSourceContainerName: other"),
        "envSourceContainerName"},
-      {"text where a number belongs", With("  envSourceContainerName: main\n",
-                                           "  envSourceContainerName: main\n  pollingInterval: "
-                                           "soon\n"),
+      {"text where a number belongs",
+       With("  envSourceContainerName: main\n",
+            "  envSourceContainerName: main\n  pollingInterval: "
+            "soon\n"),
        "spec.pollingInterval"},
       {"unquoted boolean in metadata", With("lagThreshold: \"5\"", "enableTLS: yes"),
        "spec.triggers[0].metadata.enableTLS"},

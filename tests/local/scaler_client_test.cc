@@ -1,3 +1,5 @@
+#include "tools/local/scaler_client.h"
+
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
@@ -8,7 +10,6 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/externalscaler.grpc.pb.h"
-#include "tools/local/scaler_client.h"
 
 namespace klag::local {
 namespace {
@@ -119,8 +120,8 @@ TEST_F(ScalerClientTest, EachSpecGetsItsPairAndValuesAreSummedTargetsAveraged) {
   fake_.target_float = 4;
   absl::StatusOr<TriggerPoll> poll = client_->Poll(Ref());
   ASSERT_TRUE(poll.ok()) << poll.status();
-  EXPECT_THAT(fake_.calls, ElementsAre("GetMetricSpec", "GetMetrics:a", "IsActive",
-                                       "GetMetrics:b", "IsActive"));
+  EXPECT_THAT(fake_.calls,
+              ElementsAre("GetMetricSpec", "GetMetrics:a", "IsActive", "GetMetrics:b", "IsActive"));
   EXPECT_EQ(poll->sample.queue_length, 12);
   EXPECT_EQ(poll->sample.target, 4);
 }

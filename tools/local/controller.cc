@@ -71,9 +71,8 @@ PollResult Controller::PollOnce(absl::Time now) {
   double queue = 0;
   for (const TriggerSample& t : in.triggers) queue = std::max(queue, t.queue_length);
   Event(now, absl::StrCat("\"event\":\"poll\",\"queueLength\":", queue,
-                          ",\"active\":", d.active ? "true" : "false",
-                          ",\"running\":", in.running, ",\"pending\":", in.pending,
-                          ",\"create\":", d.jobs_to_create,
+                          ",\"active\":", d.active ? "true" : "false", ",\"running\":", in.running,
+                          ",\"pending\":", in.pending, ",\"create\":", d.jobs_to_create,
                           ",\"errors\":", result.errors.size()));
 
   std::vector<std::string> removed =

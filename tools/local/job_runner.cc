@@ -61,13 +61,13 @@ std::string JobRunner::StartJob(absl::Time now) {
   job.status.start = now;
   jobs_.push_back(std::move(job));
   Job& created = jobs_.back();
-  spdlog::info("job {}: created (parallelism {}, completions {}, backoffLimit {}, "
-               "activeDeadlineSeconds {})",
-               created.status.name, options_.parallelism, options_.completions,
-               options_.backoff_limit,
-               options_.active_deadline.has_value()
-                   ? absl::StrCat(absl::ToInt64Seconds(*options_.active_deadline))
-                   : "none");
+  spdlog::info(
+      "job {}: created (parallelism {}, completions {}, backoffLimit {}, "
+      "activeDeadlineSeconds {})",
+      created.status.name, options_.parallelism, options_.completions, options_.backoff_limit,
+      options_.active_deadline.has_value()
+          ? absl::StrCat(absl::ToInt64Seconds(*options_.active_deadline))
+          : "none");
   StartPods(created, now);
   return created.status.name;
 }
@@ -122,8 +122,8 @@ bool JobRunner::StartPod(Job& job, absl::Time now) {
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &defaults);
   posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   pid_t pid = -1;
   const int rc = argv[0] != nullptr && std::strchr(argv[0], '/') == nullptr
                      ? posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data())
@@ -265,9 +265,8 @@ std::vector<std::string> JobRunner::CleanUp(int64_t successful_limit, int64_t fa
       if (j.status.phase == phase && j.pods.empty()) finished.push_back(&j);
     }
     if (static_cast<int64_t>(finished.size()) <= limit) continue;
-    std::sort(finished.begin(), finished.end(), [](const Job* a, const Job* b) {
-      return *a->status.finished < *b->status.finished;
-    });
+    std::sort(finished.begin(), finished.end(),
+              [](const Job* a, const Job* b) { return *a->status.finished < *b->status.finished; });
     for (size_t i = 0; i < finished.size() - limit; ++i) {
       removed.push_back(finished[i]->status.name);
     }

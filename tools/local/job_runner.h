@@ -94,7 +94,7 @@ class JobRunner {
   };
   struct Job {
     JobStatus status;
-    std::vector<Pod> pods;  // live pods
+    std::vector<Pod> pods;                 // live pods
     std::optional<absl::Time> next_start;  // back-off before replacing a failed pod
     int64_t consecutive_failures = 0;
     bool terminating = false;

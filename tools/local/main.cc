@@ -56,19 +56,23 @@ struct Options {
 };
 
 void RegisterFlags(FlagSet& flags, Options& o) {
-  flags.String("scaledjob", "KLAG_LOCAL_SCALEDJOB", "ScaledJob manifest (required)",
-               &o.scaledjob);
-  flags.String("values", "KLAG_LOCAL_VALUES", "local values file: secrets, configMaps, env, "
-               "metadata", &o.values);
+  flags.String("scaledjob", "KLAG_LOCAL_SCALEDJOB", "ScaledJob manifest (required)", &o.scaledjob);
+  flags.String("values", "KLAG_LOCAL_VALUES",
+               "local values file: secrets, configMaps, env, "
+               "metadata",
+               &o.values);
   flags.String("scaler-address", "KLAG_LOCAL_SCALER_ADDRESS",
                "host:port to dial instead of each trigger's scalerAddress (also sent as "
-               "scalerAddress)", &o.scaler_address);
+               "scalerAddress)",
+               &o.scaler_address);
   flags.String("bin-dir", "KLAG_LOCAL_BIN_DIR",
                "run <bin-dir>/<basename of the container command> instead of the command's "
-               "path (e.g. build/job for /usr/local/bin/klag-job)", &o.bin_dir);
+               "path (e.g. build/job for /usr/local/bin/klag-job)",
+               &o.bin_dir);
   flags.String("job-logs", "KLAG_LOCAL_JOB_LOGS",
                "directory for pod logs (<dir>/<job>/<pod>.log); empty: pods write to this "
-               "terminal", &o.job_logs);
+               "terminal",
+               &o.job_logs);
   flags.String("events", "KLAG_LOCAL_EVENTS",
                "append JSON lines (each poll's inputs and decision, each Job transition) here",
                &o.events);
@@ -204,24 +208,26 @@ int Run(const Options& o) {
   if (o.max_duration > absl::ZeroDuration()) {
     std::thread([&stop, d = o.max_duration] {
       std::this_thread::sleep_for(absl::ToChronoMilliseconds(d));
-      if (!stop.exchange(true)) spdlog::info("--max-duration {} reached, stopping",
-                                             absl::FormatDuration(d));
+      if (!stop.exchange(true))
+        spdlog::info("--max-duration {} reached, stopping", absl::FormatDuration(d));
     }).detach();
   }
 
   JobRunner runner(runner_options);
-  Controller controller(*sj, refs, client->get(), &runner,
-                        ControllerOptions{.polling_interval = o.polling_interval > absl::ZeroDuration()
-                                                                  ? std::optional(o.polling_interval)
-                                                                  : std::nullopt,
-                                          .events = events});
-  spdlog::info("klag-local: ScaledJob {}/{}, {} trigger(s) via {}, polling every {}, strategy {}, "
-               "min {} max {}, job: {}",
-               sj->namespace_, sj->name, refs.size(), address,
-               absl::FormatDuration(controller.polling_interval()),
-               std::string(StrategyName(sj->scaling_strategy.strategy)), sj->min_replica_count,
-               sj->max_replica_count.has_value() ? absl::StrCat(*sj->max_replica_count) : "unset",
-               absl::StrJoin(runner_options.argv, " "));
+  Controller controller(
+      *sj, refs, client->get(), &runner,
+      ControllerOptions{.polling_interval = o.polling_interval > absl::ZeroDuration()
+                                                ? std::optional(o.polling_interval)
+                                                : std::nullopt,
+                        .events = events});
+  spdlog::info(
+      "klag-local: ScaledJob {}/{}, {} trigger(s) via {}, polling every {}, strategy {}, "
+      "min {} max {}, job: {}",
+      sj->namespace_, sj->name, refs.size(), address,
+      absl::FormatDuration(controller.polling_interval()),
+      std::string(StrategyName(sj->scaling_strategy.strategy)), sj->min_replica_count,
+      sj->max_replica_count.has_value() ? absl::StrCat(*sj->max_replica_count) : "unset",
+      absl::StrJoin(runner_options.argv, " "));
   controller.Run(&stop);
   const absl::Duration grace =
       o.stop_grace > absl::ZeroDuration() ? o.stop_grace : sj->job.termination_grace;

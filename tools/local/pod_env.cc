@@ -59,10 +59,10 @@ absl::StatusOr<std::string> Lookup(const std::map<std::string, StringMap, std::l
     }
   }
   if (ref.optional) return std::string();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "env ", var, ": ", kind, " ", ref.name, " has no key ", ref.key,
-      " (give it in the local values file under ", kind == "Secret" ? "secrets" : "configMaps",
-      ")"));
+  return absl::FailedPreconditionError(
+      absl::StrCat("env ", var, ": ", kind, " ", ref.name, " has no key ", ref.key,
+                   " (give it in the local values file under ",
+                   kind == "Secret" ? "secrets" : "configMaps", ")"));
 }
 
 }  // namespace
@@ -76,8 +76,8 @@ absl::StatusOr<LocalValues> ParseLocalValues(absl::string_view yaml) {
     for (const auto& kv : root) {
       const std::string key = kv.first.Scalar();
       if (key != "secrets" && key != "configMaps" && key != "env" && key != "metadata") {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "local values: unknown part \"", key, "\" (secrets, configMaps, env, metadata)"));
+        return absl::InvalidArgumentError(absl::StrCat("local values: unknown part \"", key,
+                                                       "\" (secrets, configMaps, env, metadata)"));
       }
     }
     ASSIGN_OR_RETURN(values.secrets, ObjectsOf(root["secrets"], "secrets"));

@@ -23,7 +23,7 @@
 namespace klag::local {
 
 struct LocalValues {
-  std::map<std::string, StringMap, std::less<>> secrets;     // name -> key -> value
+  std::map<std::string, StringMap, std::less<>> secrets;      // name -> key -> value
   std::map<std::string, StringMap, std::less<>> config_maps;  // name -> key -> value
   StringMap env;       // container env overrides (set or replace)
   StringMap metadata;  // trigger metadata overrides (set or replace), before FromEnv resolution

@@ -69,13 +69,14 @@ absl::StatusOr<std::vector<std::string>> StringList(const YAML::Node& node,
 bool IsYamlString(const YAML::Node& node) {
   if (node.Tag() == "!") return true;  // quoted
   const std::string lower = absl::AsciiStrToLower(node.Scalar());
-  static constexpr absl::string_view kNotStrings[] = {
-      "", "~", "null", "true", "false", "yes", "no", "on", "off", "y", "n"};
+  static constexpr absl::string_view kNotStrings[] = {"",   "~",  "null", "true", "false", "yes",
+                                                      "no", "on", "off",  "y",    "n"};
   for (absl::string_view word : kNotStrings) {
     if (lower == word) return false;
   }
   double number = 0;
-  return !absl::SimpleAtod(lower, &number) || lower.find_first_of("0123456789") == std::string::npos;
+  return !absl::SimpleAtod(lower, &number) ||
+         lower.find_first_of("0123456789") == std::string::npos;
 }
 
 absl::StatusOr<KeyRef> ParseKeyRef(const YAML::Node& node, absl::string_view field) {
@@ -116,9 +117,9 @@ absl::StatusOr<Container> ParseContainer(const YAML::Node& node, absl::string_vi
           ASSIGN_OR_RETURN(var.secret_key_ref,
                            ParseKeyRef(from["secretKeyRef"], absl::StrCat(where, ".secretKeyRef")));
         } else if (from["configMapKeyRef"]) {
-          ASSIGN_OR_RETURN(var.config_map_key_ref,
-                           ParseKeyRef(from["configMapKeyRef"],
-                                       absl::StrCat(where, ".configMapKeyRef")));
+          ASSIGN_OR_RETURN(
+              var.config_map_key_ref,
+              ParseKeyRef(from["configMapKeyRef"], absl::StrCat(where, ".configMapKeyRef")));
         } else {
           return Invalid(where, "valueFrom supports secretKeyRef and configMapKeyRef only");
         }
@@ -145,12 +146,12 @@ absl::StatusOr<Enum> ParseEnum(const YAML::Node& node, absl::string_view field,
 
 absl::Status ParseJobTarget(const YAML::Node& ref, JobTemplate* job) {
   if (!ref || !ref.IsMap()) return Invalid("spec.jobTargetRef", "is required");
-  RETURN_IF_ERROR(IntInto(ref, "parallelism", "spec.jobTargetRef.parallelism", 1,
-                          &job->parallelism));
-  RETURN_IF_ERROR(IntInto(ref, "completions", "spec.jobTargetRef.completions", 1,
-                          &job->completions));
-  RETURN_IF_ERROR(IntInto(ref, "backoffLimit", "spec.jobTargetRef.backoffLimit", 0,
-                          &job->backoff_limit));
+  RETURN_IF_ERROR(
+      IntInto(ref, "parallelism", "spec.jobTargetRef.parallelism", 1, &job->parallelism));
+  RETURN_IF_ERROR(
+      IntInto(ref, "completions", "spec.jobTargetRef.completions", 1, &job->completions));
+  RETURN_IF_ERROR(
+      IntInto(ref, "backoffLimit", "spec.jobTargetRef.backoffLimit", 0, &job->backoff_limit));
   std::optional<int64_t> deadline;
   RETURN_IF_ERROR(OptionalInt(ref, "activeDeadlineSeconds",
                               "spec.jobTargetRef.activeDeadlineSeconds", 1, &deadline));
@@ -209,8 +210,8 @@ absl::StatusOr<ScaledJob> ParseDocument(const YAML::Node& doc) {
   int64_t polling_seconds = 30;
   RETURN_IF_ERROR(IntInto(spec, "pollingInterval", "spec.pollingInterval", 1, &polling_seconds));
   sj.polling_interval = absl::Seconds(polling_seconds);
-  RETURN_IF_ERROR(IntInto(spec, "successfulJobsHistoryLimit", "spec.successfulJobsHistoryLimit",
-                          0, &sj.successful_jobs_history_limit));
+  RETURN_IF_ERROR(IntInto(spec, "successfulJobsHistoryLimit", "spec.successfulJobsHistoryLimit", 0,
+                          &sj.successful_jobs_history_limit));
   RETURN_IF_ERROR(IntInto(spec, "failedJobsHistoryLimit", "spec.failedJobsHistoryLimit", 0,
                           &sj.failed_jobs_history_limit));
   RETURN_IF_ERROR(
@@ -232,16 +233,16 @@ absl::StatusOr<ScaledJob> ParseDocument(const YAML::Node& doc) {
     ASSIGN_OR_RETURN(out.strategy, ParseEnum(s["strategy"], "spec.scalingStrategy.strategy",
                                              kStrategies, Strategy::kDefault));
     RETURN_IF_ERROR(OptionalInt(s, "customScalingQueueLengthDeduction",
-                                "spec.scalingStrategy.customScalingQueueLengthDeduction",
-                                INT32_MIN, &out.custom_queue_length_deduction));
+                                "spec.scalingStrategy.customScalingQueueLengthDeduction", INT32_MIN,
+                                &out.custom_queue_length_deduction));
     if (s["customScalingRunningJobPercentage"]) {
       ASSIGN_OR_RETURN(out.custom_running_job_percentage,
                        Scalar(s["customScalingRunningJobPercentage"],
                               "spec.scalingStrategy.customScalingRunningJobPercentage"));
     }
-    ASSIGN_OR_RETURN(out.pending_pod_conditions,
-                     StringList(s["pendingPodConditions"],
-                                "spec.scalingStrategy.pendingPodConditions"));
+    ASSIGN_OR_RETURN(
+        out.pending_pod_conditions,
+        StringList(s["pendingPodConditions"], "spec.scalingStrategy.pendingPodConditions"));
     static constexpr std::pair<const char*, MultipleScalersCalculation> kCalculations[] = {
         {"max", MultipleScalersCalculation::kMax},
         {"min", MultipleScalersCalculation::kMin},
@@ -315,7 +316,8 @@ absl::StatusOr<ScaledJob> LoadScaledJob(const std::string& path) {
   std::ostringstream text;
   text << in.rdbuf();
   absl::StatusOr<ScaledJob> sj = ParseScaledJob(text.str());
-  if (!sj.ok()) return absl::Status(sj.status().code(), absl::StrCat(path, ": ", sj.status().message()));
+  if (!sj.ok())
+    return absl::Status(sj.status().code(), absl::StrCat(path, ": ", sj.status().message()));
   return sj;
 }
 

@@ -28,8 +28,8 @@ std::optional<double> ParsePercentage(const std::optional<std::string>& text) {
 ScaleDecision DecideScale(const ScaleInput& in) {
   ScaleDecision d;
   const int64_t min = in.min_replica_count;
-  d.max_rc = in.max_replica_count.has_value() ? *in.max_replica_count - min
-                                              : kDefaultMaxReplicaCount;
+  d.max_rc =
+      in.max_replica_count.has_value() ? *in.max_replica_count - min : kDefaultMaxReplicaCount;
 
   // Per trigger: maxValue = min(queueLength / target, MaxRC); 0 without a target.
   double queue_length = 0;
@@ -103,8 +103,8 @@ ScaleDecision DecideScale(const ScaleInput& in) {
                              d.max_rc);
         break;
       case Strategy::kAccurate:
-        effective = d.max_scale + r - in.pending > d.max_rc ? d.max_rc - r
-                                                            : d.max_scale - in.pending;
+        effective =
+            d.max_scale + r - in.pending > d.max_rc ? d.max_rc - r : d.max_scale - in.pending;
         break;
       case Strategy::kEager:
         effective = std::min(d.max_rc - r - in.pending, d.max_scale);
@@ -124,13 +124,12 @@ std::string DescribeDecision(const ScaleInput& in, const ScaleDecision& d) {
                                     " target=", t.target, "}"));
   }
   return absl::StrCat(
-      "triggers=[", absl::StrJoin(triggers, " "), "] calc=",
-      CalculationName(in.strategy.multiple_scalers_calculation), " active=", d.active,
+      "triggers=[", absl::StrJoin(triggers, " "),
+      "] calc=", CalculationName(in.strategy.multiple_scalers_calculation), " active=", d.active,
       " queueLength=", d.queue_length, " maxScale=", d.max_scale, " min=", in.min_replica_count,
       " maxRC=", d.max_rc, " running=", in.running, " pending=", in.pending,
       " strategy=", StrategyName(d.strategy_used), d.below_min ? " (below min)" : "",
-      " scaleTo=", d.scale_to, " effectiveMax=", d.effective_max, " -> create ",
-      d.jobs_to_create);
+      " scaleTo=", d.scale_to, " effectiveMax=", d.effective_max, " -> create ", d.jobs_to_create);
 }
 
 }  // namespace klag::local

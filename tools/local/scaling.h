@@ -43,7 +43,7 @@ struct ScaleDecision {
   int64_t effective_max = 0;  // what the strategy allows (>= 0)
   int64_t max_rc = 0;         // max - min (100 when max is unset)
   Strategy strategy_used = Strategy::kDefault;  // custom falls back to default, see below
-  bool below_min = false;     // running < min: min - running Jobs, the queue ignored
+  bool below_min = false;  // running < min: min - running Jobs, the queue ignored
   int64_t jobs_to_create = 0;
 };
 
