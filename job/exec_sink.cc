@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/syscall.h>
@@ -90,6 +91,40 @@ class Child {
   bool reaped_ = false;
 };
 
+// Blocks SIGPIPE in this thread while it lives, and swallows one raised meanwhile, so a command
+// that exits without reading its stdin gives EPIPE instead of killing the process (whatever the
+// process's SIGPIPE disposition).
+class NoSigpipe {
+ public:
+  NoSigpipe() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    sigset_t pending;
+    sigpending(&pending);
+    was_pending_ = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  }
+  ~NoSigpipe() {
+    if (!was_pending_) {
+      sigset_t pending;
+      sigpending(&pending);
+      if (sigismember(&pending, SIGPIPE) == 1) {
+        timespec zero{0, 0};
+        while (sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {
+        }
+      }
+    }
+    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  NoSigpipe(const NoSigpipe&) = delete;
+  NoSigpipe& operator=(const NoSigpipe&) = delete;
+
+ private:
+  sigset_t pipe_;
+  sigset_t old_;
+  bool was_pending_ = false;
+};
+
 }  // namespace
 
 ExecSink::ExecSink(ExecSinkOptions options) : options_(std::move(options)) {}
@@ -160,6 +195,7 @@ absl::Status ExecSink::Write(absl::Span<const Record> records, const WriteContex
   // Feed stdin without blocking, so a command that stops reading cannot hang the Job.
   ::fcntl(write_end.get(), F_SETFL, O_NONBLOCK);
   size_t done = 0;
+  NoSigpipe no_sigpipe;
   while (done < buffer_.size()) {
     ssize_t n = ::write(write_end.get(), buffer_.data() + done, buffer_.size() - done);
     if (n >= 0) {
