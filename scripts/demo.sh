@@ -109,7 +109,7 @@ metadata:
 EOF
 say "starting klag-local with deploy/jobs/scaledjob.yaml, pollingInterval ${POLL} (manifest: 30s)"
 "${BUILD}/tools/local/klag-local" --scaledjob deploy/jobs/scaledjob.yaml \
-  --values "${OUT}/local-values.yaml" --scaler-address "127.0.0.1:${PORT}" \
+  --namespace data-load --values "${OUT}/local-values.yaml" --scaler-address "127.0.0.1:${PORT}" \
   --bin-dir "${BUILD}/job" --polling-interval "$POLL" --events "${OUT}/events.jsonl" \
   --stop-grace 5s > >(sed -u 's/^/  [klag-local] /') 2>&1 &
 PIDS+=($!)

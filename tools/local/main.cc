@@ -43,6 +43,7 @@ struct Options {
   std::string scaledjob;
   std::string values;
   std::string scaler_address;
+  std::string namespace_;
   std::string bin_dir;
   std::string job_logs;
   std::string events;
@@ -65,6 +66,10 @@ void RegisterFlags(FlagSet& flags, Options& o) {
                "host:port to dial instead of each trigger's scalerAddress (also sent as "
                "scalerAddress)",
                &o.scaler_address);
+  flags.String("namespace", "KLAG_LOCAL_NAMESPACE",
+               "namespace sent to the scaler (default: the manifest's, else \"default\"; "
+               "Kustomize sets deploy/jobs' to data-load)",
+               &o.namespace_);
   flags.String("bin-dir", "KLAG_LOCAL_BIN_DIR",
                "run <bin-dir>/<basename of the container command> instead of the command's "
                "path (e.g. build/job for /usr/local/bin/klag-job)",
@@ -105,6 +110,7 @@ int Run(const Options& o) {
     std::cerr << "klag-local: " << sj.status().message() << "\n";
     return 2;
   }
+  if (!o.namespace_.empty()) sj->namespace_ = o.namespace_;
   LocalValues values;
   if (!o.values.empty()) {
     absl::StatusOr<LocalValues> loaded = LoadLocalValues(o.values);
