@@ -17,12 +17,20 @@ org.apache.kafka:kafka_2.13 jars on Maven Central (fetched with mvn, cached).
 
 Commands:
   fetch                      download the jars if missing (idempotent)
-  start [--port P] [--controller-port C] [--fresh]
+  start [--port P] [--controller-port C] [--fresh] [--security]
                              fetch if needed, format storage on first use, start the broker in
                              the background, wait until it serves metadata and group
                              coordination, print 127.0.0.1:PORT and write it to <state>/bootstrap.
                              Without --port, free ports are picked. Data in the state dir is
                              kept unless --fresh. Already running: prints its address.
+                             --security (env KLAG_KAFKA_SECURITY=1) adds SASL_PLAINTEXT (PLAIN,
+                             SCRAM-SHA-256/512, unsecured-JWT OAUTHBEARER), SSL, MTLS (client
+                             certificate required) and SASL_SSL listeners, test users, a CA and
+                             certificates, and ACL authorization (StandardAuthorizer); writes
+                             their addresses and credentials to <state>/listeners (key=value).
+                             PLAINTEXT stays the admin port (ANONYMOUS is a super user). A state
+                             dir formatted this way stays secured until --fresh. See
+                             scripts/kafka/security.sh.
   restart                    stop, then start again on the same ports with the same data
   stop                       SIGTERM, wait (KLAG_KAFKA_STOP_TIMEOUT, 30 s), then SIGKILL;
                              keeps the data; no-op when not running
@@ -67,6 +75,7 @@ JVM_OPTS="${KLAG_KAFKA_JVM_OPTS:-}"
 OPT_PORT=""
 OPT_CONTROLLER_PORT=""
 OPT_FRESH=0
+SECURITY="${KLAG_KAFKA_SECURITY:-0}"
 ARGS=()
 
 need_value() { [[ $# -ge 2 && -n "$2" ]] || die "option $1 needs a value (see --help)"; }
@@ -85,6 +94,7 @@ while [[ $# -gt 0 ]]; do
     --controller-port) need_value "$@"; OPT_CONTROLLER_PORT="$2"; shift 2 ;;
     --controller-port=*) OPT_CONTROLLER_PORT="${1#*=}"; shift ;;
     --fresh) OPT_FRESH=1; shift ;;
+    --security) SECURITY=1; shift ;;
     --) shift; ARGS+=("$@"); break ;;
     -*) die "unknown option '$1' (see --help)" ;;
     *) ARGS+=("$1"); shift ;;
@@ -107,6 +117,8 @@ readonly PROPS="${STATE}/server.properties"
 readonly DATA="${STATE}/data"
 readonly LOGS="${STATE}/logs"
 readonly PIDFILE="${STATE}/pid"
+# shellcheck source=kafka/security.sh
+source "${KAFKA_DIR}/security.sh"
 
 # ---------------------------------------------------------------- helpers
 
@@ -300,8 +312,10 @@ format_storage() {
   local id
   id="$(new_cluster_id)"
   mkdir -p "$DATA"
+  local extra=()
+  if security_enabled; then mapfile -t extra < <(security_format_args); fi
   if ! run_tool kafka.tools.StorageTool format -t "$id" -c "$PROPS" --ignore-formatted \
-    >"${LOGS}/format.log" 2>&1; then
+    "${extra[@]}" >"${LOGS}/format.log" 2>&1; then
     cat "${LOGS}/format.log" >&2
     die "formatting the broker storage in ${DATA} failed"
   fi
@@ -312,6 +326,7 @@ format_storage() {
 launch() {
   local port="$1" cport="$2"
   render_props "$port" "$cport"
+  if security_enabled; then security_configure "$port" "$cport"; fi
   format_storage
   echo "$port" >"${STATE}/port"
   echo "$cport" >"${STATE}/controller_port"
@@ -363,6 +378,7 @@ cmd_start() {
   if ((OPT_FRESH)); then
     rm -rf "$DATA" "$LOGS" "${STATE}/bootstrap" "${STATE}/port" "${STATE}/controller_port" \
       "${STATE}/cluster_id" "$PIDFILE"
+    security_fresh
   fi
   fetch
   require_java
@@ -408,6 +424,7 @@ cmd_start() {
   echo "$bootstrap" >"${STATE}/bootstrap.tmp"
   mv "${STATE}/bootstrap.tmp" "${STATE}/bootstrap"
   info "Kafka ${VERSION} ready at ${bootstrap} (pid ${pid}, state ${STATE})"
+  if security_enabled; then info "secured listeners: $(grep -E '^(sasl_plaintext|ssl|mtls|sasl_ssl)=' "$SEC_LISTENERS" | tr '\n' ' ')(all in ${SEC_LISTENERS})"; fi
   echo "$bootstrap"
 }
 
