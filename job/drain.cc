@@ -273,8 +273,13 @@ DrainReport Drainer::Run() {
     if (now - last_progress >= options_.progress_interval) {
       const double rate = static_cast<double>(report_.records - records_at_last_progress) /
                           absl::ToDoubleSeconds(now - last_progress);
-      spdlog::info("progress: {} records, {:.0f} records/s, remaining lag {} on {} partition(s)",
-                   report_.records, rate, tracker_.RemainingLag(), tracker_.AssignedCount());
+      if (tracker_.AssignedCount() == 0) {
+        spdlog::info("progress: {} records; waiting for partitions to be assigned",
+                     report_.records);
+      } else {
+        spdlog::info("progress: {} records, {:.0f} records/s, remaining lag {} on {} partition(s)",
+                     report_.records, rate, tracker_.RemainingLag(), tracker_.AssignedCount());
+      }
       last_progress = now;
       records_at_last_progress = report_.records;
     }

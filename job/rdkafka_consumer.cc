@@ -203,6 +203,15 @@ absl::StatusOr<std::vector<AssignedPartition>> RdkafkaConsumer::ResolveStarts(
 }
 
 void RdkafkaConsumer::Assign(rd_kafka_topic_partition_list_t* list) {
+  if (list->cnt == 0) {
+    // Cooperative rebalances that add nothing to this member still call back, with no
+    // partitions (the offset queries would refuse an empty list).
+    rdk::ErrorPtr error(rd_kafka_incremental_assign(rk_, list));
+    if (error != nullptr) {
+      NoteError(kafka::RdkafkaErrorStatus(error.get(), absl::StrCat(Context(), ": assign")));
+    }
+    return;
+  }
   absl::StatusOr<std::vector<AssignedPartition>> assigned = ResolveStarts(list);
   if (!assigned.ok()) {
     // Assign anyway so the group's rebalance completes; the Job stops at the next Poll.
@@ -229,8 +238,10 @@ void RdkafkaConsumer::Revoke(rd_kafka_topic_partition_list_t* list) {
   for (int i = 0; i < list->cnt; ++i) {
     partitions.push_back({list->elems[i].topic, list->elems[i].partition});
   }
-  spdlog::info("{} {} partition(s)", lost ? "lost" : "revoked", partitions.size());
-  if (listener_ != nullptr) listener_->OnRevoked(partitions, lost);
+  if (!partitions.empty()) {
+    spdlog::info("{} {} partition(s)", lost ? "lost" : "revoked", partitions.size());
+    if (listener_ != nullptr) listener_->OnRevoked(partitions, lost);
+  }
   rdk::ErrorPtr error(rd_kafka_incremental_unassign(rk_, list));
   if (error != nullptr) {
     NoteError(kafka::RdkafkaErrorStatus(error.get(), absl::StrCat(Context(), ": unassign")));
