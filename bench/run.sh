@@ -1,0 +1,274 @@
+#!/usr/bin/env bash
+# klag's benchmarks (issue 5), one command: builds what it needs, starts its own Kafka broker
+# (and PostgreSQL), runs every benchmark with klag and its reference side by side, prints the
+# tables and rewrites docs/benchmarks.md with them.
+#
+#   bench/run.sh            full run (under 15 minutes on 2 cores)
+#   bench/run.sh --quick    shorter sweep, fewer records (under 3 minutes once built)
+#
+#   1. build build-bench (Release, -DKLAG_BUILD_BENCH=ON): klag_lag_bench, klag-scaler,
+#      klag-job, klag-produce; the Go programs bench/fanout (fanout, kproxy, ksetup) and
+#      bench/keda-ref (KEDA v2.20.2's kafka scaler, from the Go module proxy)
+#   2. start a fresh single-node broker (scripts/kafka.sh, state .cache/kafka/bench) and a
+#      PostgreSQL server (scripts/postgres.sh, state .cache/postgres/bench)
+#   3. micro-benchmarks: ParseTriggerSpec / ComputeLag at P = 12, 1,000, 10,000
+#   4. fan-out: S = 10, 100, 1,000, 5,000 ScaledJobs (P = 12): klag-scaler polled by
+#      bench/fanout, then KEDA's scaler code driven by bench/keda-ref, each through its own
+#      counting Kafka proxy (bench/fanout/kproxy)
+#   5. the Job: drain 1,000,000 records with klag-job (jsonl, postgres), kcat and a Python
+#      confluent-kafka consumer (bench/job/jobbench.py)
+#   6. bench/report.py: tables on stdout and in docs/benchmarks.md
+#
+# Raw results stay in .cache/bench/<date>/ (one JSON file per part).
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: bench/run.sh [options]
+
+  --quick          S sweep with fewer cycles, 200,000 job records, one no-work run each
+  --no-build       use the binaries already in the build dir
+  --only PARTS     comma-separated subset of: micro,fanout,job (default: all)
+  --sizes LIST     fan-out S values (default 10,100,1000,5000)
+  --no-doc         print the tables but do not rewrite docs/benchmarks.md
+  --keep           leave the broker and PostgreSQL running afterwards
+  -j, --jobs N     build parallelism (default 2; env KLAG_JOBS)
+  -h, --help       this text
+
+Environment: KLAG_BENCH_BUILD_DIR (default build-bench), KLAG_BENCH_KAFKA_STATE (default
+.cache/kafka/bench), KLAG_BENCH_POSTGRES_STATE (default .cache/postgres/bench), GOFLAGS and
+GOPROXY as for any Go build.
+EOF
+}
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+
+quick=0 build=1 doc=1 keep=0 only="micro,fanout,job" sizes="10,100,1000,5000"
+JOBS="${KLAG_JOBS:-2}"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --no-build) build=0 ;;
+    --no-doc) doc=0 ;;
+    --keep) keep=1 ;;
+    --only) [[ $# -ge 2 ]] || { echo "run.sh: $1 needs a value" >&2; exit 2; }; only="$2"; shift ;;
+    --sizes) [[ $# -ge 2 ]] || { echo "run.sh: $1 needs a value" >&2; exit 2; }; sizes="$2"; shift ;;
+    -j | --jobs) [[ $# -ge 2 ]] || { echo "run.sh: $1 needs a value" >&2; exit 2; }; JOBS="$2"; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+want() { [[ ",${only}," == *",$1,"* ]]; }
+
+BUILD="${KLAG_BENCH_BUILD_DIR:-build-bench}"
+KAFKA_STATE="${KLAG_BENCH_KAFKA_STATE:-${REPO_ROOT}/.cache/kafka/bench}"
+PG_STATE="${KLAG_BENCH_POSTGRES_STATE:-${REPO_ROOT}/.cache/postgres/bench}"
+GOBIN_DIR="${REPO_ROOT}/${BUILD}/bench-go"
+RESULTS="${REPO_ROOT}/.cache/bench/$(date -u +%Y%m%dT%H%M%SZ)"
+PY=/usr/bin/python3 # Debian's python3: python3-confluent-kafka lives there
+export GOFLAGS="${GOFLAGS:--mod=mod -buildvcs=false}"
+mkdir -p "$RESULTS" "$GOBIN_DIR"
+started=$(date +%s)
+
+log() { echo "bench: $*" >&2; }
+die() { echo "bench: error: $*" >&2; exit 1; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+# phase NAME: records the load average at the start of each phase (for the report).
+phase() { echo "{\"phase\": \"$1\", \"t\": $(( $(date +%s) - started )), \"load\": \"$(loadavg)\"}" >> "$RESULTS/load.jsonl"; log "== $1 (load $(loadavg))"; }
+
+if ((quick)); then
+  mode=quick
+  job_records=200000 nowork_reps=1 micro_min_time=0.02
+  # S:interval:warmup:cycles
+  plan_for() { case "$1" in 10) echo 1s:1:3 ;; 100) echo 1s:1:3 ;; 1000) echo 2s:1:2 ;; *) echo 5s:1:1 ;; esac; }
+else
+  mode=full
+  job_records=1000000 nowork_reps=3 micro_min_time=0.3
+  plan_for() { case "$1" in 10) echo 1s:1:10 ;; 100) echo 1s:1:10 ;; 1000) echo 2s:1:5 ;; *) echo 5s:1:4 ;; esac; }
+fi
+
+# ---- preflight ---------------------------------------------------------------------------
+for tool in cmake go java mvn kcat "$PY"; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool not found (scripts/install-deps.sh installs what klag needs)"
+done
+"$PY" -c 'import confluent_kafka' 2>/dev/null || die "python3-confluent-kafka missing (apt-get install python3-confluent-kafka)"
+# KEDA's operator holds two connections per trigger; so does the reference (and the proxy, two
+# descriptors each).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# ---- 1. build -----------------------------------------------------------------------------
+if ((build)); then
+  phase build
+  cmake -S . -B "$BUILD" -DKLAG_BUILD_BENCH=ON -DKLAG_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_CXX_FLAGS="-Wno-error=array-bounds" >"$RESULTS/cmake.log" 2>&1 ||
+    { tail -20 "$RESULTS/cmake.log"; die "cmake failed"; }
+  targets=(klag_lag_bench klag-scaler)
+  [[ -f job/CMakeLists.txt ]] && targets+=(klag-job klag-produce)
+  cmake --build "$BUILD" -j "$JOBS" --target "${targets[@]}" >"$RESULTS/build.log" 2>&1 ||
+    { tail -30 "$RESULTS/build.log"; die "build failed (log: $RESULTS/build.log)"; }
+  (cd bench/fanout && go build -o "$GOBIN_DIR/" . ./kproxy ./ksetup) >"$RESULTS/go-build.log" 2>&1 ||
+    { tail -20 "$RESULTS/go-build.log"; die "go build bench/fanout failed"; }
+  # The KEDA reference: pkg/scalers pulls every scaler's SDK; the first build takes minutes.
+  t0=$(date +%s)
+  (cd bench/keda-ref && go build -o "$GOBIN_DIR/keda-ref" .) >>"$RESULTS/go-build.log" 2>&1 ||
+    { tail -20 "$RESULTS/go-build.log"; die "go build bench/keda-ref failed"; }
+  echo "{\"keda_ref_build_s\": $(( $(date +%s) - t0 ))}" >"$RESULTS/keda-build.json"
+fi
+SCALER="$BUILD/scaler/klag-scaler" JOB="$BUILD/job/klag-job" PRODUCE="$BUILD/job/klag-produce"
+LAGBENCH="$BUILD/bench/klag_lag_bench"
+
+# ---- 2. broker and PostgreSQL -------------------------------------------------------------
+cleanup() {
+  local pids
+  pids=$(jobs -p) && [[ -n "$pids" ]] && kill $pids 2>/dev/null || true
+  if ((!keep)); then
+    scripts/kafka.sh --state "$KAFKA_STATE" stop >/dev/null 2>&1 || true
+    [[ -x scripts/postgres.sh ]] && scripts/postgres.sh --state "$PG_STATE" stop >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
+if want fanout || want job; then
+  phase broker
+  KLAG_KAFKA_HEAP_OPTS="-Xmx1g -Xms256m" \
+    scripts/kafka.sh --state "$KAFKA_STATE" start --fresh >"$RESULTS/kafka-start.log" 2>&1 ||
+    { tail -20 "$RESULTS/kafka-start.log"; die "broker did not start"; }
+  BOOTSTRAP="$(scripts/kafka.sh --state "$KAFKA_STATE" bootstrap)"
+  log "broker at $BOOTSTRAP"
+fi
+PG_URI=""
+if want job && [[ -x scripts/postgres.sh ]] && command -v psql >/dev/null 2>&1; then
+  if PG_URI="$(scripts/postgres.sh --state "$PG_STATE" start --fresh 2>"$RESULTS/postgres-start.log")"; then
+    log "PostgreSQL at $PG_URI"
+  else
+    log "PostgreSQL did not start (see $RESULTS/postgres-start.log): no postgres sink row"
+    PG_URI=""
+  fi
+fi
+
+# Versions and machine, for the report.
+kafka_version=unknown
+if [[ -f "$KAFKA_STATE/pid" ]]; then
+  kafka_version="$(ps -o args= -p "$(cat "$KAFKA_STATE/pid")" | grep -o 'jars/[0-9][0-9.]*' | head -1 | cut -d/ -f2)"
+fi
+"$PY" - "$RESULTS/env.json" "$mode" "$kafka_version" <<'EOF'
+import json, os, platform, subprocess, sys, datetime
+out, mode, kafka = sys.argv[1:4]
+def sh(cmd):
+    try: return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30).stdout.strip()
+    except Exception: return ""
+import confluent_kafka
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+env = {
+  "mode": mode,
+  "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+  "nproc": os.cpu_count(), "cpu": cpu, "mem_gib": round(mem / 1024 / 1024, 1),
+  "kernel": platform.release(), "os": sh(". /etc/os-release; echo $PRETTY_NAME"),
+  "load_start": open("/proc/loadavg").read().split()[:3],
+  "klag_rev": sh("git rev-parse --short HEAD") + (" (dirty tree)" if sh("git status --porcelain --untracked-files=no") else ""),
+  "kafka": kafka,
+  "librdkafka": sh("pkg-config --modversion rdkafka"),
+  "keda": "v2.20.2 (github.com/kedacore/keda/v2/pkg/scalers, sarama " + sh("cd bench/keda-ref && go list -m -f '{{.Version}}' github.com/IBM/sarama") + ")",
+  "kcat": sh("kcat -V 2>&1 | head -1; dpkg-query -W -f='${Version}' kcat").replace("\n", " "),
+  "confluent_kafka": "%s (librdkafka %s)" % (confluent_kafka.version()[0], confluent_kafka.libversion()[0]),
+  "go": sh("go version"), "gcc": sh("gcc -dumpfullversion"),
+  "postgres": sh("psql --version"),
+}
+json.dump(env, open(out, "w"), indent=1)
+EOF
+
+# ---- 3. micro-benchmarks ------------------------------------------------------------------
+if want micro; then
+  phase micro
+  "$LAGBENCH" --benchmark_min_time="$micro_min_time" --benchmark_format=json \
+    --benchmark_out="$RESULTS/lag.json" --benchmark_out_format=json >/dev/null 2>"$RESULTS/lag.err" ||
+    { cat "$RESULTS/lag.err"; die "klag_lag_bench failed"; }
+fi
+
+# ---- 4. fan-out ---------------------------------------------------------------------------
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# start_proxies N: N kproxy processes in front of the broker; sets PROXY_ADDRS, PROXY_STATS,
+# PROXY_PIDS.
+start_proxies() {
+  PROXY_ADDRS="" PROXY_STATS="" PROXY_PIDS=()
+  local i f
+  for ((i = 0; i < $1; i++)); do
+    f="$RESULTS/kproxy.$i"
+    rm -f "$f"
+    "$GOBIN_DIR/kproxy" --upstream "$BOOTSTRAP" --addr-file "$f" >/dev/null 2>>"$RESULTS/kproxy.log" &
+    PROXY_PIDS+=($!)
+    for _ in $(seq 100); do [[ -s "$f" ]] && break; sleep 0.05; done
+    [[ -s "$f" ]] || die "kproxy did not start"
+    PROXY_ADDRS+="${PROXY_ADDRS:+,}$(cut -d' ' -f1 "$f")"
+    PROXY_STATS+="${PROXY_STATS:+,}$(cut -d' ' -f2 "$f")"
+  done
+}
+stop_pids() { local p; for p in "$@"; do kill "$p" 2>/dev/null || true; done; for p in "$@"; do wait "$p" 2>/dev/null || true; done; }
+
+if want fanout; then
+  phase fanout-setup
+  max_s=0
+  for s in ${sizes//,/ }; do ((s > max_s)) && max_s=$s; done
+  "$GOBIN_DIR/ksetup" --bootstrap "$BOOTSTRAP" --topics 100 --partitions 12 --records 100 \
+    --groups "$max_s" >"$RESULTS/ksetup.log" 2>&1 || { cat "$RESULTS/ksetup.log"; die "ksetup failed"; }
+  log "$(tail -1 "$RESULTS/ksetup.log")"
+  : >"$RESULTS/fanout.jsonl"
+  for s in ${sizes//,/ }; do
+    IFS=: read -r interval warmup cycles <<<"$(plan_for "$s")"
+    common=(--S "$s" --interval "$interval" --warmup "$warmup" --cycles "$cycles" --topics 100
+      --partitions 12 --records 100)
+
+    # klag-scaler: a fresh process per S (peak RSS is a high-water mark). Its evaluation window
+    # must be shorter than the compressed interval, or polls would share evaluations.
+    phase "fanout klag S=$s"
+    start_proxies 1
+    port=$(free_port)
+    "$SCALER" --listen "127.0.0.1:$port" --evaluation-window 500ms --log-level warn \
+      >"$RESULTS/scaler-$s.log" 2>&1 &
+    scaler_pid=$!
+    for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+    if ! "$GOBIN_DIR/fanout" --addr "127.0.0.1:$port" --bootstrap "$PROXY_ADDRS" --pid "$scaler_pid" \
+      --proxy-stats "$PROXY_STATS" "${common[@]}" >>"$RESULTS/fanout.jsonl" 2>"$RESULTS/fanout-$s.err"; then
+      log "fanout S=$s failed: $(tail -3 "$RESULTS/fanout-$s.err")"
+      kill -0 "$scaler_pid" 2>/dev/null || log "klag-scaler died; its log ends: $(tail -5 "$RESULTS/scaler-$s.log")"
+      echo "{\"side\": \"klag\", \"S\": $s, \"error\": $("$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()[-600:]))' <"$RESULTS/fanout-$s.err")}" >>"$RESULTS/fanout.jsonl"
+    fi
+    stop_pids "$scaler_pid" "${PROXY_PIDS[@]}"
+
+    # KEDA's scaler code: one sarama client per trigger; a proxy per 2,000 triggers keeps each
+    # proxy under the descriptor limit.
+    phase "fanout keda S=$s"
+    start_proxies $(((s + 1999) / 2000))
+    if ! "$GOBIN_DIR/keda-ref" --bootstrap "$PROXY_ADDRS" --proxy-stats "$PROXY_STATS" "${common[@]}" \
+      >>"$RESULTS/fanout.jsonl" 2>"$RESULTS/keda-$s.err"; then
+      log "keda-ref S=$s failed: $(tail -3 "$RESULTS/keda-$s.err")"
+      echo "{\"side\": \"keda\", \"S\": $s, \"error\": $("$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()[-600:]))' <"$RESULTS/keda-$s.err")}" >>"$RESULTS/fanout.jsonl"
+    fi
+    stop_pids "${PROXY_PIDS[@]}"
+  done
+fi
+
+# ---- 5. the Job ---------------------------------------------------------------------------
+if want job; then
+  phase job
+  if [[ -x "$JOB" && -x "$PRODUCE" ]]; then
+    scripts/kafka.sh --state "$KAFKA_STATE" create-topic job-bench 6 >/dev/null 2>&1 ||
+      die "could not create topic job-bench"
+    "$PY" bench/job/jobbench.py --bootstrap "$BOOTSTRAP" --topic job-bench --records "$job_records" \
+      --klag-job "$JOB" --klag-produce "$PRODUCE" ${PG_URI:+--postgres-uri "$PG_URI"} \
+      --nowork-reps "$nowork_reps" --out "$RESULTS/job.json" --log-dir "$RESULTS" >/dev/null ||
+      die "job benchmark failed"
+  else
+    log "klag-job is not built: no job rows"
+  fi
+fi
+
+# ---- 6. report ----------------------------------------------------------------------------
+phase report
+echo "{\"total_s\": $(( $(date +%s) - started )), \"load_end\": \"$(loadavg)\"}" >"$RESULTS/done.json"
+report_args=("$RESULTS")
+((doc)) && report_args+=(--doc docs/benchmarks.md)
+"$PY" bench/report.py "${report_args[@]}"
+log "raw results in ${RESULTS#"$REPO_ROOT"/}; total $(( $(date +%s) - started )) s"
