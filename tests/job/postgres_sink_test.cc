@@ -1,0 +1,146 @@
+// PostgresSink against the real PostgreSQL of scripts/postgres.sh (KLAG_TEST_POSTGRES).
+#include "job/postgres_sink.h"
+
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "tests/job/job_e2e_util.h"
+#include "tests/testing/test_env.h"
+
+namespace klag::job {
+namespace {
+
+using ::klag::job::testing::PostgresScalar;
+
+std::string UniqueTable() {
+  std::string t = ::klag::testing::UniqueName("sink");
+  for (char& c : t) c = c == '-' ? '_' : c;
+  return t;
+}
+
+// SELECT <expr> FROM <table> [WHERE <where>], one integer; -1 (and a test failure) on error.
+int64_t Select(const std::string& uri, const std::string& table, const std::string& expr,
+               const std::string& where = "") {
+  absl::StatusOr<int64_t> v =
+      PostgresScalar(uri, absl::StrCat("SELECT ", expr, " FROM \"", table, "\"",
+                                       where.empty() ? "" : absl::StrCat(" WHERE ", where)));
+  EXPECT_TRUE(v.ok()) << v.status();
+  return v.ok() ? *v : -1;
+}
+
+class AbandonAfter final : public WriteContext {
+ public:
+  explicit AbandonAfter(absl::Duration d) : at_(absl::Now() + d) {}
+  bool ShouldAbandon() const override { return absl::Now() >= at_; }
+
+ private:
+  absl::Time at_;
+};
+
+std::vector<Record> Batch() {
+  return {
+      {.topic = "prices",
+       .partition = 0,
+       .offset = 10,
+       .timestamp_ms = 1700000000123,
+       .key = "ACME",
+       .value = R"({"symbol":"ACME","price":12.5})",
+       .headers = {{"trace", "abc"}}},
+      {.topic = "prices",
+       .partition = 0,
+       .offset = 11,
+       .key = std::string("\x00\xFF", 2),
+       .value = "not json"},
+      {.topic = "prices", .partition = 1, .offset = 10, .value = std::nullopt},
+  };
+}
+
+TEST(PostgresSinkTest, RedeliveredBatchLeavesExactlyOneRowPerRecord) {
+  KLAG_REQUIRE_POSTGRES(uri);
+  const std::string table = UniqueTable();
+  auto sink = PostgresSink::Create({.uri = uri, .table = table});
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  std::vector<Record> batch = Batch();
+  ASSERT_TRUE((*sink)->Write(batch, NeverAbandon()).ok());
+  ASSERT_TRUE((*sink)->Write(batch, NeverAbandon()).ok());  // after a crash, say
+  batch.push_back({.topic = "prices", .partition = 0, .offset = 12, .value = "[1,2]"});
+  ASSERT_TRUE((*sink)->Write(batch, NeverAbandon()).ok());
+
+  EXPECT_EQ(Select(uri, table, "count(*)"), 4);
+  EXPECT_EQ(Select(uri, table, "count(value_json)", "value IS NOT NULL"), 2);
+  EXPECT_EQ(Select(uri, table, "count(*)",
+                   "\"offset\" = 11 AND key = '\\x00ff'::bytea "
+                   "AND value = 'not json'::bytea"),
+            1);
+  EXPECT_EQ(Select(uri, table, "count(*)",
+                   "\"offset\" = 10 AND \"partition\" = 0 AND "
+                   "value_json->>'symbol' = 'ACME' AND headers->0->>'value' = 'abc' AND "
+                   "\"timestamp\" = to_timestamp(1700000000.123)"),
+            1);
+  EXPECT_EQ(Select(uri, table, "count(*)", "value IS NULL AND \"partition\" = 1"), 1);
+}
+
+TEST(PostgresSinkTest, ConflictOnKeyKeepsTheLatestRecordPerKey) {
+  KLAG_REQUIRE_POSTGRES(uri);
+  const std::string table = UniqueTable();
+  auto sink = PostgresSink::Create({.uri = uri, .table = table, .conflict_on_key = true});
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  std::vector<Record> batch = {
+      {.topic = "prices", .partition = 0, .offset = 1, .key = "k1", .value = "old"},
+      {.topic = "prices", .partition = 0, .offset = 2, .key = "k2", .value = "b"},
+      {.topic = "prices", .partition = 0, .offset = 3, .key = "k1", .value = "new"},
+  };
+  ASSERT_TRUE((*sink)->Write(batch, NeverAbandon()).ok());
+  EXPECT_EQ(Select(uri, table, "count(*)"), 2);
+  EXPECT_EQ(Select(uri, table, "\"offset\"", "key = 'k1'::bytea"), 3);
+  // An older record delivered again does not overwrite the newer one.
+  std::vector<Record> stale = {batch[0]};
+  ASSERT_TRUE((*sink)->Write(stale, NeverAbandon()).ok());
+  EXPECT_EQ(Select(uri, table, "\"offset\"", "key = 'k1'::bytea"), 3);
+  EXPECT_EQ(Select(uri, table, "count(*)", "value = 'new'::bytea"), 1);
+
+  std::vector<Record> keyless = {{.topic = "prices", .partition = 0, .offset = 4, .value = "x"}};
+  absl::Status s = (*sink)->Write(keyless, NeverAbandon());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_TRUE(IsRecordRejection(s));
+}
+
+TEST(PostgresSinkTest, BatchBlockedByALockIsAbandonedAndRolledBack) {
+  KLAG_REQUIRE_POSTGRES(uri);
+  const std::string table = UniqueTable();
+  auto sink = PostgresSink::Create({.uri = uri, .table = table});
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  PGconn* locker = PQconnectdb(uri.c_str());
+  ASSERT_EQ(PQstatus(locker), CONNECTION_OK);
+  PQclear(PQexec(locker, "BEGIN"));
+  PGresult* lock =
+      PQexec(locker, absl::StrCat("LOCK TABLE \"", table, "\" IN ACCESS EXCLUSIVE MODE").c_str());
+  ASSERT_EQ(PQresultStatus(lock), PGRES_COMMAND_OK) << PQresultErrorMessage(lock);
+  PQclear(lock);
+
+  std::vector<Record> batch = Batch();
+  const absl::Time start = absl::Now();
+  absl::Status s = (*sink)->Write(batch, AbandonAfter(absl::Milliseconds(300)));
+  EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  PQclear(PQexec(locker, "ROLLBACK"));
+  PQfinish(locker);
+  EXPECT_EQ(Select(uri, table, "count(*)"), 0);
+  // The sink is usable again.
+  EXPECT_TRUE((*sink)->Write(batch, NeverAbandon()).ok());
+  EXPECT_EQ(Select(uri, table, "count(*)"), 3);
+}
+
+TEST(PostgresSinkTest, UnreachableServerIsUnavailable) {
+  auto sink = PostgresSink::Create(
+      {.uri = "postgresql://klag@127.0.0.1:1/klag", .connect_timeout = absl::Seconds(2)});
+  EXPECT_EQ(sink.status().code(), absl::StatusCode::kUnavailable) << sink.status();
+}
+
+}  // namespace
+}  // namespace klag::job
