@@ -5,12 +5,12 @@
 #
 #   scripts/demo.sh                 # from a fresh Debian 12 machine (root or sudo)
 #
-# Steps: scripts/install-deps.sh (what is missing), build klag-scaler, klag-job, klag-produce and
-# klag-local, start a Kafka broker (scripts/kafka.sh, own state dir), create the topic, start
-# klag-scaler and klag-local with deploy/jobs/scaledjob.yaml (pollingInterval shortened), run
-# bursts of klag-produce, stop everything, and write out/demo/demo.svg (lag and running Jobs
-# over time) and out/demo/events.jsonl. Exits non-zero unless at least two full cycles (lag up,
-# Job started, Job succeeded, lag back at 0) were seen.
+# Steps: scripts/install-deps.sh (what is missing), build klag-scaler, klag-job, klag-produce,
+# klag-local and klag-health, start a Kafka broker (scripts/kafka.sh, own state dir), create the
+# topic, start klag-scaler and, once it serves, klag-local with deploy/jobs/scaledjob.yaml
+# (pollingInterval shortened), run bursts of klag-produce, stop everything, and write
+# out/demo/demo.svg (lag and running Jobs over time) and out/demo/events.jsonl. Exits non-zero
+# unless at least two full cycles (lag up, Job started, Job succeeded, lag back at 0) were seen.
 #
 # Options: --no-deps, --duration SECONDS (default 60), --bursts N (default 3), --records N per
 # burst (default 3000), --rate N records/s (default 1000), --polling-interval D (default 2s).
@@ -29,7 +29,7 @@ while [[ $# -gt 0 ]]; do
     --records) RECORDS="$2"; shift ;;
     --rate) RATE="$2"; shift ;;
     --polling-interval) POLL="$2"; shift ;;
-    -h | --help) sed -n '2,19s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,17s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "demo.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -49,8 +49,11 @@ PIDS=()
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # Newest first: klag-local stops its Jobs before the scaler and the broker go.
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${PIDS[i]}" 2>/dev/null || true
+    wait "${PIDS[i]}" 2>/dev/null || true
+  done
   if [[ -d "$STATE" ]]; then scripts/kafka.sh --state "$STATE" clean >/dev/null 2>&1 || true; fi
   exit "$rc"
 }
@@ -63,11 +66,12 @@ if ((opt_deps)); then
   say "installing what is missing (scripts/install-deps.sh)"
   scripts/install-deps.sh
 fi
-say "building klag-scaler, klag-job, klag-produce, klag-local in ${BUILD}"
+say "building klag-scaler, klag-job, klag-produce, klag-local, klag-health in ${BUILD}"
 gen=()
 [[ -f "${BUILD}/CMakeCache.txt" ]] || gen=(-G Ninja)
 cmake -S . -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD" -j "$JOBS" --target klag-scaler klag-job klag-produce klag-local
+cmake --build "$BUILD" -j "$JOBS" --target klag-scaler klag-job klag-produce klag-local \
+  klag-health
 
 # ------------------------------------------------------------------ 2. broker, topic
 rm -rf "$OUT"
@@ -107,11 +111,18 @@ metadata:
   offsetResetPolicy: earliest
   allowIdleConsumers: "true"
 EOF
+"${BUILD}/tools/local/klag-health" --address "127.0.0.1:${PORT}" --wait 60s
+
 say "starting klag-local with deploy/jobs/scaledjob.yaml, pollingInterval ${POLL} (manifest: 30s)"
+# Its output (and its Jobs') through a fifo to a prefixing sed, so that $! is klag-local itself:
+# stopping it must reach it (it then stops its Jobs), not the sed.
+mkfifo "${OUT}/klag-local.fifo"
+sed -u 's/^/  [klag-local] /' <"${OUT}/klag-local.fifo" &
+SED_PID=$!
 "${BUILD}/tools/local/klag-local" --scaledjob deploy/jobs/scaledjob.yaml \
   --namespace data-load --values "${OUT}/local-values.yaml" --scaler-address "127.0.0.1:${PORT}" \
   --bin-dir "${BUILD}/job" --polling-interval "$POLL" --events "${OUT}/events.jsonl" \
-  --stop-grace 5s > >(sed -u 's/^/  [klag-local] /') 2>&1 &
+  --stop-grace 5s >"${OUT}/klag-local.fifo" 2>&1 &
 PIDS+=($!)
 
 # ------------------------------------------------------------------ 4. bursts
@@ -134,6 +145,8 @@ for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
   kill -TERM "${PIDS[i]}" 2>/dev/null || true
   wait "${PIDS[i]}" 2>/dev/null || true
 done
+wait "$SED_PID" 2>/dev/null || true
+rm -f "${OUT}/klag-local.fifo"
 PIDS=()
 scripts/kafka.sh --state "$STATE" clean >/dev/null 2>&1 || true
 

@@ -100,6 +100,15 @@ void RegisterFlags(FlagSet& flags, Options& o) {
                {"trace", "debug", "info", "warn", "error", "off"}, &o.log_level);
 }
 
+// SIGINT and SIGTERM: blocked in every thread from the start of Main(), awaited by one.
+sigset_t StopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
 int Run(const Options& o) {
   if (o.scaledjob.empty()) {
     std::cerr << "klag-local: --scaledjob is required (see --help)\n";
@@ -198,15 +207,12 @@ int Run(const Options& o) {
     }
   }
 
-  // Stop on SIGINT/SIGTERM (or after --max-duration): no new polls, pods get SIGTERM.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Stop on SIGINT/SIGTERM (or after --max-duration): no new polls, pods get SIGTERM. The
+  // signals are blocked in every thread since Main() started; this one waits for them.
   std::atomic<bool> stop{false};
   std::thread stopper([&] {
     int signal = 0;
+    const sigset_t stop_signals = StopSignals();
     sigwait(&stop_signals, &signal);
     if (!stop.exchange(true)) spdlog::info("received {}, stopping", strsignal(signal));
   });
@@ -244,6 +250,10 @@ int Run(const Options& o) {
 }
 
 int Main(int argc, char** argv) {
+  // Before any thread exists (gRPC starts its own): threads inherit the mask, so SIGINT/SIGTERM
+  // reach only the sigwait in Run() instead of ending the process with pods left running.
+  const sigset_t stop_signals = StopSignals();
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   Options options;
   FlagSet flags("klag-local", kSummary);
   RegisterFlags(flags, options);
