@@ -141,9 +141,12 @@ while ((SECONDS < DEMO_START + DURATION)); do sleep 1; done
 
 say "stopping klag-local, klag-scaler and the broker"
 # klag-local first: it stops its Jobs (SIGTERM, grace) before the scaler and broker go.
+NAMES=(klag-scaler klag-local)
 for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
   kill -TERM "${PIDS[i]}" 2>/dev/null || true
-  wait "${PIDS[i]}" 2>/dev/null || true
+  rc=0
+  wait "${PIDS[i]}" 2>/dev/null || rc=$?
+  ((rc == 0)) || echo "demo.sh: warning: ${NAMES[i]} exited ${rc} on SIGTERM (see out/demo/)" >&2
 done
 wait "$SED_PID" 2>/dev/null || true
 rm -f "${OUT}/klag-local.fifo"
