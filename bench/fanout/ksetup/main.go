@@ -90,11 +90,16 @@ func main() {
 	for len(created) > 0 {
 		_ = client.RefreshMetadata(created...)
 		ready := true
+		// Ready when every partition answers a ListOffsets (a leader in the metadata may not be
+		// serving yet).
 		for _, name := range created {
 			ps, err := client.Partitions(name)
 			ok := err == nil && len(ps) == l.Partitions
 			for _, p := range ps {
-				if _, err := client.Leader(name, p); err != nil {
+				if !ok {
+					break
+				}
+				if _, err := client.GetOffset(name, p, sarama.OffsetNewest); err != nil {
 					ok = false
 				}
 			}
