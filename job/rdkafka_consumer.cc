@@ -111,6 +111,12 @@ absl::StatusOr<std::unique_ptr<RdkafkaConsumer>> RdkafkaConsumer::Create(
       {"auto.offset.reset", options.reset == OffsetReset::kEarliest ? "earliest" : "latest"},
       {"enable.partition.eof", "true"},
       {"session.timeout.ms", absl::StrCat(absl::ToInt64Milliseconds(options.session_timeout))},
+      // librdkafka 2.0.2 stops fetching for a whole second once the local queue holds
+      // queued.min.messages (librdkafka#2879; fetch.queue.backoff.ms only came in 2.1.0). At the
+      // default 100000 a Job drains that in a fraction of a second and then idles; with 1000000
+      // the queue is bounded by queued.max.messages.kbytes (64 MB) instead, which takes about a
+      // second to drain. Overridable with --kafka-properties.
+      {"queued.min.messages", "1000000"},
   };
   props.insert(props.end(), fixed.begin(), fixed.end());
   props.insert(props.end(), options.extra.begin(), options.extra.end());
