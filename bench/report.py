@@ -83,9 +83,9 @@ def section_env(d):
     loads = ", ".join(f"{p['phase']} {p['load'].split()[0]}" for p in load)
     lines.append(f"- Load average (1 min) at the start of each phase: {loads}; at the end "
                  f"{done.get('load_end', 'n/a').split()[0] if done.get('load_end') else 'n/a'}")
-    rev = env.get("klag_rev", "")
-    if "dirty" in rev:
-        rev += " (built from the shared working tree, with other engineers' uncommitted changes)"
+    rev = env.get("klag_rev", "").replace(
+        " (dirty tree)", " (dirty tree: built from the shared working tree, with other engineers' "
+        "uncommitted changes)")
     lines.append(f"- klag {rev}; Kafka {env.get('kafka')} (one broker, KRaft, "
                  f"127.0.0.1); librdkafka {env.get('librdkafka')}; KEDA {env.get('keda')}; "
                  f"kcat {env.get('kcat')}; confluent-kafka {env.get('confluent_kafka')}; "
@@ -176,7 +176,13 @@ def section_fanout(d):
                             + [k.get("first_error", "")[:100]])
     rpc_table = table(["S", "GetMetricSpec p50 / p99 / max ms", "GetMetrics", "IsActive",
                        "first error"], klag_rpc)
-    text = "\n\n".join([main, "Ratios, klag-scaler / KEDA (below 1 is better for klag):", ratios]
+    note = ("Latencies are per call as the load generator saw them, failed calls included; "
+            "\"metric call\" is GetMetrics for klag-scaler and GetMetricsAndActivity for KEDA's code; "
+            "a whole poll is GetMetricSpec + GetMetrics + IsActive (klag-scaler, over gRPC) or "
+            "GetMetricSpecForScaling + GetMetricsAndActivity (KEDA's code, in process). Kafka requests "
+            "are counted on the wire by kproxy. CPU and peak RSS are the scaler process's alone (the "
+            "load generator's gRPC client side is not counted).")
+    text = "\n\n".join([note, main, "Ratios, klag-scaler / KEDA (below 1 is better for klag):", ratios]
                        + slope_lines + ["klag-scaler per RPC:", rpc_table])
     return text, pairs
 
@@ -325,8 +331,8 @@ def targets(d, pairs, job_by):
                          f"{fmt(k['drain']['records_per_s'])} vs {fmt(kc['drain']['records_per_s'])} records/s = {x:.2f}x",
                          "met" if x >= 0.9 else "missed",
                          "" if x >= 0.9 else
-                         f"klag-job used {k['drain']['cpu_s']:.2f} CPU s in {k['drain']['wall_s']:.2f} s wall: it waits "
-                         f"for records (rd_kafka_consumer_poll) rather than computing"])
+                         f"klag-job used {k['drain']['cpu_s']:.2f} CPU s in {k['drain']['wall_s']:.2f} s wall: "
+                         f"it is mostly waiting, not computing"])
         if k and py:
             x = k["drain"]["records_per_s"] / py["drain"]["records_per_s"]
             rows.append(["klag-job throughput at least 3x Python",
