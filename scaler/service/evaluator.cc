@@ -103,8 +103,7 @@ absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::Evaluate(const Trig
     const absl::Time now = options_.now();
     state->last_used = now;
     if (state->last != nullptr && now - state->last->evaluated_at < options_.window) {
-      absl::MutexLock stats_lock(&mu_);
-      ++stats_.reused;
+      counters_.reused.fetch_add(1, std::memory_order_relaxed);
       return state->last;
     }
     if (state->flight == nullptr) {
@@ -114,10 +113,7 @@ absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::Evaluate(const Trig
     flight = state->flight;
   }
   if (!leader) {
-    {
-      absl::MutexLock stats_lock(&mu_);
-      ++stats_.joined;
-    }
+    counters_.joined.fetch_add(1, std::memory_order_relaxed);
     // The leader's reader call is bounded by kafka_timeout; the slack covers lag computation.
     if (!flight->done.WaitForNotificationWithTimeout(options_.kafka_timeout + absl::Seconds(1))) {
       return absl::DeadlineExceededError(
@@ -141,10 +137,7 @@ absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::Evaluate(const Trig
 
 absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::RunEvaluation(TriggerState& state,
                                                                            ParsedTrigger trigger) {
-  {
-    absl::MutexLock stats_lock(&mu_);
-    ++stats_.evaluations;
-  }
+  counters_.evaluations.fetch_add(1, std::memory_order_relaxed);
   const TriggerSpec& spec = *trigger.spec;
   absl::StatusOr<std::shared_ptr<kafka::OffsetReader>> reader = readers_(spec.connection);
   absl::StatusOr<kafka::GroupOffsets> offsets =
@@ -154,8 +147,7 @@ absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::RunEvaluation(Trigg
                                            options_.now() + options_.kafka_timeout)
                   : absl::StatusOr<kafka::GroupOffsets>(reader.status());
   if (!offsets.ok()) {
-    absl::MutexLock stats_lock(&mu_);
-    ++stats_.failures;
+    counters_.failures.fetch_add(1, std::memory_order_relaxed);
     return offsets.status();
   }
   auto evaluation = std::make_shared<Evaluation>();
@@ -172,8 +164,12 @@ absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::RunEvaluation(Trigg
 }
 
 EvaluatorStats Evaluator::Stats() const {
+  EvaluatorStats stats;
+  stats.evaluations = counters_.evaluations.load(std::memory_order_relaxed);
+  stats.reused = counters_.reused.load(std::memory_order_relaxed);
+  stats.joined = counters_.joined.load(std::memory_order_relaxed);
+  stats.failures = counters_.failures.load(std::memory_order_relaxed);
   absl::MutexLock lock(&mu_);
-  EvaluatorStats stats = stats_;
   stats.triggers = static_cast<int64_t>(triggers_.size());
   return stats;
 }

@@ -12,6 +12,7 @@
 // `idle_ttl` is dropped.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -102,7 +103,15 @@ class Evaluator {
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<TriggerState>> triggers_ ABSL_GUARDED_BY(mu_);
   absl::Time last_sweep_ ABSL_GUARDED_BY(mu_);
-  EvaluatorStats stats_ ABSL_GUARDED_BY(mu_);
+  // Lock order: mu_ before any TriggerState::mu. The counters are atomics so that code holding a
+  // TriggerState::mu never needs mu_.
+  struct Counters {
+    std::atomic<int64_t> evaluations{0};
+    std::atomic<int64_t> reused{0};
+    std::atomic<int64_t> joined{0};
+    std::atomic<int64_t> failures{0};
+  };
+  Counters counters_;
 };
 
 // The per-trigger key: "<namespace>/<name>#<hash of the metadata>".

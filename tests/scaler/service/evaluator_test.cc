@@ -190,6 +190,20 @@ TEST_F(EvaluatorTest, IdleTriggerStateIsDropped) {
   EXPECT_EQ(evaluator_.Stats().triggers, 1);  // "old" went away, "new" is there
 }
 
+TEST_F(EvaluatorTest, ReuseThenIdleSweepKeepsOneLockOrder) {
+  // Regression: the window-reuse path once took the evaluator's lock while holding a trigger's,
+  // and the idle sweep takes them the other way round; absl's deadlock detector aborted the
+  // scaler at its first sweep after a reused evaluation.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kAbort);
+  reader_->SetOffsets("g", {{.topic = "t", .partition = 0, .committed = 2, .end = 10}});
+  ASSERT_TRUE(evaluator_.Evaluate(Ref(BaseMetadata())).ok());
+  ASSERT_TRUE(evaluator_.Evaluate(Ref(BaseMetadata())).ok());  // reused within the window
+  EXPECT_EQ(evaluator_.Stats().reused, 1);
+  clock_.Advance(absl::Minutes(2));  // the next call sweeps idle state
+  ASSERT_TRUE(evaluator_.Evaluate(Ref(BaseMetadata(), "other")).ok());
+  EXPECT_EQ(evaluator_.Stats().triggers, 2);
+}
+
 TEST(TriggerKeyTest, DependsOnNamespaceNameAndMetadata) {
   TriggerRef a{.name = "j", .namespace_ = "ns", .metadata = {{"topic", "t"}}};
   TriggerRef b = a;
