@@ -12,15 +12,7 @@
 #include "job/drain.h"
 #include "job/options.h"
 #include "job/run.h"
-
-namespace {
-
-std::atomic<bool> g_stop{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs a lock-free flag");
-
-extern "C" void OnStopSignal(int) { g_stop.store(true); }
-
-}  // namespace
+#include "job/stop_signal.h"
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -45,13 +37,9 @@ int main(int argc, char** argv) {
     return klag::job::kExitUsage;
   }
 
-  struct sigaction stop_action = {};
-  stop_action.sa_handler = &OnStopSignal;
-  sigemptyset(&stop_action.sa_mask);
-  sigaction(SIGTERM, &stop_action, nullptr);
-  sigaction(SIGINT, &stop_action, nullptr);
+  const std::atomic<bool>& stop = klag::job::InstallStopSignalHandlers();
   // A closed stdout or an exec handler that stops reading must be an error, not a death.
   signal(SIGPIPE, SIG_IGN);
 
-  return klag::job::RunJob(*options, g_stop);
+  return klag::job::RunJob(*options, stop);
 }

@@ -45,15 +45,6 @@ absl::StatusOr<std::string> ReadFile(const std::string& flag, const std::string&
   return text.str();
 }
 
-std::vector<std::string> SplitList(absl::string_view text) {
-  std::vector<std::string> out;
-  for (absl::string_view part : absl::StrSplit(text, ',')) {
-    part = absl::StripAsciiWhitespace(part);
-    if (!part.empty()) out.emplace_back(part);
-  }
-  return out;
-}
-
 bool IsIdentifier(absl::string_view s) {
   if (s.empty() || absl::ascii_isdigit(static_cast<unsigned char>(s[0]))) return false;
   for (char c : s) {
@@ -64,13 +55,34 @@ bool IsIdentifier(absl::string_view s) {
 
 }  // namespace
 
+std::vector<std::string> SplitCommaList(absl::string_view text) {
+  std::vector<std::string> out;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    part = absl::StripAsciiWhitespace(part);
+    if (!part.empty()) out.emplace_back(part);
+  }
+  return out;
+}
+
+absl::StatusOr<bool> ParseFlagsOnly(FlagSet& flags, const std::vector<std::string>& args,
+                                    const EnvLookup& env, std::string* usage) {
+  *usage = flags.Usage();
+  ASSIGN_OR_RETURN(std::vector<std::string> positional, flags.Parse(args, env));
+  if (flags.help_requested()) return true;
+  if (!positional.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unexpected argument \"", positional[0], "\" (see --help)"));
+  }
+  return false;
+}
+
 bool JobOptions::SummaryOnStderr() const {
   return sink == SinkKind::kJsonl && (jsonl_path.empty() || jsonl_path == "-");
 }
 
 absl::StatusOr<kafka::RdkafkaProperties> ParsePropertyList(absl::string_view text) {
   kafka::RdkafkaProperties out;
-  for (const std::string& entry : SplitList(text)) {
+  for (const std::string& entry : SplitCommaList(text)) {
     std::pair<std::string, std::string> kv = absl::StrSplit(entry, absl::MaxSplits('=', 1));
     absl::StripAsciiWhitespace(&kv.first);
     if (kv.first.empty() || !absl::StrContains(entry, '=')) {
@@ -219,21 +231,13 @@ absl::StatusOr<JobOptions> ParseJobOptions(const std::vector<std::string>& args,
                &o.log_format);
   flags.String("log-level", "KLAG_LOG_LEVEL", "trace, debug, info, warn, error", &o.log_level);
 
-  *usage = flags.Usage();
-  ASSIGN_OR_RETURN(std::vector<std::string> positional, flags.Parse(args, env));
-  if (flags.help_requested()) {
-    o.help = true;
-    return o;
-  }
-  if (!positional.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unexpected argument \"", positional[0], "\" (see klag-job --help)"));
-  }
+  ASSIGN_OR_RETURN(o.help, ParseFlagsOnly(flags, args, env, usage));
+  if (o.help) return o;
 
   ASSIGN_OR_RETURN(o.connection, ConnectionFromFlags(connection));
 
   if (o.group.empty()) return absl::InvalidArgumentError("--group (KLAG_GROUP) is required");
-  o.topics = SplitList(topics);
+  o.topics = SplitCommaList(topics);
   if (o.topics.empty()) return absl::InvalidArgumentError("--topic (KLAG_TOPIC) is required");
   o.drain.topics = o.topics;
   o.isolation = isolation == "read_committed" ? kafka::IsolationLevel::kReadCommitted

@@ -86,6 +86,14 @@ void RegisterConnectionFlags(FlagSet& flags, ConnectionFlags* out);
 // given, or an unreadable file.
 absl::StatusOr<kafka::ConnectionConfig> ConnectionFromFlags(const ConnectionFlags& flags);
 
+// Splits "a, b ,c" at commas, trimming whitespace and dropping empty entries.
+std::vector<std::string> SplitCommaList(absl::string_view text);
+
+// Parses `args`/`env` into `flags` and writes the usage text to `usage`. Returns true when --help
+// was asked for. Errors: those of FlagSet::Parse, or a positional argument (none are taken).
+absl::StatusOr<bool> ParseFlagsOnly(FlagSet& flags, const std::vector<std::string>& args,
+                                    const EnvLookup& env, std::string* usage);
+
 // Parses "a=b,c=d" (for --kafka-properties). Errors: kInvalidArgument naming the bad entry.
 absl::StatusOr<kafka::RdkafkaProperties> ParsePropertyList(absl::string_view text);
 

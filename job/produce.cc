@@ -50,15 +50,8 @@ absl::StatusOr<ProduceOptions> ParseProduceOptions(const std::vector<std::string
   flags.String("kafka-properties", "KLAG_KAFKA_PROPERTIES",
                "extra librdkafka producer properties, key=value,key=value", &kafka_properties);
   flags.String("log-level", "KLAG_LOG_LEVEL", "trace, debug, info, warn, error", &o.log_level);
-  *usage = flags.Usage();
-  ASSIGN_OR_RETURN(std::vector<std::string> positional, flags.Parse(args, env));
-  if (flags.help_requested()) {
-    o.help = true;
-    return o;
-  }
-  if (!positional.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("unexpected argument \"", positional[0], "\""));
-  }
+  ASSIGN_OR_RETURN(o.help, ParseFlagsOnly(flags, args, env, usage));
+  if (o.help) return o;
   ASSIGN_OR_RETURN(o.connection, ConnectionFromFlags(connection));
   if (o.topic.empty()) return absl::InvalidArgumentError("--topic (KLAG_TOPIC) is required");
   if (o.count < 0) return absl::InvalidArgumentError("--count: expected 0 or more");
@@ -71,11 +64,7 @@ absl::StatusOr<ProduceOptions> ParseProduceOptions(const std::vector<std::string
   }
   if (o.value_size < 0) return absl::InvalidArgumentError("--value-size: expected 0 or more");
   o.duration = duration == absl::ZeroDuration() ? absl::InfiniteDuration() : duration;
-  o.symbols.clear();
-  for (absl::string_view s : absl::StrSplit(symbols, ',')) {
-    s = absl::StripAsciiWhitespace(s);
-    if (!s.empty()) o.symbols.emplace_back(s);
-  }
+  o.symbols = SplitCommaList(symbols);
   if (o.symbols.empty()) return absl::InvalidArgumentError("--symbols: expected at least one");
   o.seed = static_cast<uint64_t>(seed);
   ASSIGN_OR_RETURN(o.kafka_properties, ParsePropertyList(kafka_properties));

@@ -10,13 +10,7 @@
 #include "common/flags.h"
 #include "common/logging.h"
 #include "job/produce.h"
-
-namespace {
-
-std::atomic<bool> g_stop{false};
-extern "C" void OnStopSignal(int) { g_stop.store(true); }
-
-}  // namespace
+#include "job/stop_signal.h"
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -35,10 +29,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "klag-produce: %s\n", std::string(s.message()).c_str());
     return 2;
   }
-  struct sigaction stop_action = {};
-  stop_action.sa_handler = &OnStopSignal;
-  sigemptyset(&stop_action.sa_mask);
-  sigaction(SIGTERM, &stop_action, nullptr);
-  sigaction(SIGINT, &stop_action, nullptr);
-  return klag::job::RunProduce(*options, g_stop);
+  const std::atomic<bool>& stop = klag::job::InstallStopSignalHandlers();
+  return klag::job::RunProduce(*options, stop);
 }

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "job/rdkafka_record.h"
 #include "kafka/rdkafka_handle.h"
 #include "kafka/rdkafka_status.h"
 #include "spdlog/spdlog.h"
@@ -56,32 +57,6 @@ rdk::PartitionListPtr ToList(const std::vector<kafka::TopicPartition>& partition
     rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition);
   }
   return list;
-}
-
-Record ToRecord(const rd_kafka_message_t* m) {
-  Record r;
-  r.topic = rd_kafka_topic_name(m->rkt);
-  r.partition = m->partition;
-  r.offset = m->offset;
-  rd_kafka_timestamp_type_t type;
-  int64_t ts = rd_kafka_message_timestamp(m, &type);
-  if (type != RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts >= 0) r.timestamp_ms = ts;
-  if (m->key != nullptr) r.key.emplace(static_cast<const char*>(m->key), m->key_len);
-  if (m->payload != nullptr) r.value.emplace(static_cast<const char*>(m->payload), m->len);
-  rd_kafka_headers_t* headers = nullptr;
-  if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR && headers != nullptr) {
-    const char* name;
-    const void* value;
-    size_t size;
-    for (size_t i = 0;
-         rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
-         ++i) {
-      RecordHeader h{name, std::nullopt};
-      if (value != nullptr) h.value.emplace(static_cast<const char*>(value), size);
-      r.headers.push_back(std::move(h));
-    }
-  }
-  return r;
 }
 
 }  // namespace
@@ -281,7 +256,7 @@ absl::StatusOr<PollResult> RdkafkaConsumer::Poll(int max_records, absl::Duration
         m, &rd_kafka_message_destroy);
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       brokers_down_since_.reset();
-      result.records.push_back(ToRecord(m));
+      result.records.push_back(RecordFrom(m));
       continue;
     }
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {

@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "kafka/oidc_config.h"
 
 namespace klag::kafka {
 namespace {
@@ -554,19 +555,27 @@ absl::StatusOr<RdkafkaProperties> ToRdkafkaProperties(const ConnectionConfig& co
       if (sasl.username.empty() || sasl.password.empty() || sasl.oauth_token_endpoint_uri.empty()) {
         return Invalid("SASL OAUTHBEARER needs a client id, a client secret and a token endpoint");
       }
+      for (const auto& [name, value] : sasl.oauth_extensions) {
+        // RFC 7628 section 3.1: key = 1*(ALPHA), "auth" is reserved; librdkafka refuses others
+        // only when a token is set, so say it here.
+        if (name.empty() || name == "auth" || !std::all_of(name.begin(), name.end(), [](char c) {
+              return absl::ascii_isalpha(static_cast<unsigned char>(c));
+            })) {
+          return Invalid(absl::StrCat("oauthExtensions key \"", name,
+                                      "\" must be letters only and not \"auth\" (RFC 7628)"));
+        }
+      }
+      // Debian 12's librdkafka has no OIDC (built without libcurl; `sasl.oauthbearer.method=oidc`
+      // is refused), so klag fetches the tokens: the settings travel in sasl.oauthbearer.config,
+      // which every build accepts and hands to the token refresh callback that
+      // rdkafka::NewHandle installs (kafka/rdkafka_oauth.h).
       props.emplace_back("sasl.mechanisms", "OAUTHBEARER");
-      props.emplace_back("sasl.oauthbearer.method", "oidc");
-      props.emplace_back("sasl.oauthbearer.client.id", sasl.username);
-      props.emplace_back("sasl.oauthbearer.client.secret", sasl.password);
-      props.emplace_back("sasl.oauthbearer.token.endpoint.url", sasl.oauth_token_endpoint_uri);
-      // OAuth 2.0 scopes are space-separated (RFC 6749 section 3.3).
-      if (!sasl.scopes.empty()) {
-        props.emplace_back("sasl.oauthbearer.scope", absl::StrJoin(sasl.scopes, " "));
-      }
-      if (!sasl.oauth_extensions.empty()) {
-        props.emplace_back("sasl.oauthbearer.extensions",
-                           absl::StrJoin(sasl.oauth_extensions, ",", absl::PairFormatter("=")));
-      }
+      props.emplace_back("sasl.oauthbearer.config",
+                         FormatOauthbearerConfig({.token_endpoint = sasl.oauth_token_endpoint_uri,
+                                                  .client_id = sasl.username,
+                                                  .client_secret = sasl.password,
+                                                  .scopes = sasl.scopes,
+                                                  .extensions = sasl.oauth_extensions}));
       break;
     case SaslMechanism::kGssapi:
       if (!sasl.password.empty()) {

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "kafka/rdkafka_oauth.h"
 #include "kafka/rdkafka_status.h"
 #include "spdlog/spdlog.h"
 
@@ -18,7 +20,13 @@ int RemainingMs(absl::Time deadline) {
   return ms >= static_cast<double>(INT_MAX) ? INT_MAX : static_cast<int>(ms);
 }
 
-absl::StatusOr<ConfPtr> NewConf(const RdkafkaProperties& properties) {
+namespace {
+
+// NewConf, also telling whether the properties ask for klag's OIDC token refresh.
+absl::StatusOr<ConfPtr> NewConfWithOidc(const RdkafkaProperties& properties, bool* oidc) {
+  absl::StatusOr<std::optional<OidcClientConfig>> oidc_settings = OidcSettings(properties);
+  if (!oidc_settings.ok()) return oidc_settings.status();
+  *oidc = oidc_settings->has_value();
   ConfPtr conf(rd_kafka_conf_new());
   char errstr[512];
   for (const auto& [name, value] : properties) {
@@ -30,7 +38,15 @@ absl::StatusOr<ConfPtr> NewConf(const RdkafkaProperties& properties) {
           absl::StrCat("librdkafka property \"", name, "\" rejected: ", errstr));
     }
   }
+  if (*oidc) InstallOidcTokenRefresh(conf.get());
   return conf;
+}
+
+}  // namespace
+
+absl::StatusOr<ConfPtr> NewConf(const RdkafkaProperties& properties) {
+  bool oidc = false;
+  return NewConfWithOidc(properties, &oidc);
 }
 
 void LogToSpdlog(const rd_kafka_t* rk, int level, const char* facility, const char* message) {
@@ -48,7 +64,8 @@ void LogToSpdlog(const rd_kafka_t* rk, int level, const char* facility, const ch
 
 absl::StatusOr<HandlePtr> NewHandle(rd_kafka_type_t type, const RdkafkaProperties& properties,
                                     const std::function<void(rd_kafka_conf_t*)>& customize) {
-  auto conf = NewConf(properties);
+  bool oidc = false;
+  auto conf = NewConfWithOidc(properties, &oidc);
   if (!conf.ok()) return conf.status();
   rd_kafka_conf_set_log_cb(conf->get(), &LogToSpdlog);
   if (customize) customize(conf->get());
@@ -58,7 +75,12 @@ absl::StatusOr<HandlePtr> NewHandle(rd_kafka_type_t type, const RdkafkaPropertie
     return absl::InvalidArgumentError(absl::StrCat("cannot create librdkafka client: ", errstr));
   }
   (void)conf->release();  // rd_kafka_new took ownership.
-  return HandlePtr(rk);
+  HandlePtr handle(rk);
+  if (oidc) {
+    absl::Status background = EnableBackgroundTokenRefresh(rk);
+    if (!background.ok()) return background;
+  }
+  return handle;
 }
 
 AdminCall StartAdmin(

@@ -70,14 +70,17 @@ using ErrorPtr = std::unique_ptr<rd_kafka_error_t, ErrorDeleter>;
 // librdkafka's blocking calls take.
 int RemainingMs(absl::Time deadline);
 
-// Sets `properties` on a new configuration. Errors: kInvalidArgument naming the property (never
-// its value, which may be a secret) and librdkafka's reason.
+// Sets `properties` on a new configuration. A `sasl.oauthbearer.config` made by
+// FormatOauthbearerConfig (kafka/oidc_config.h) also installs klag's OIDC token refresh
+// callback (kafka/rdkafka_oauth.h). Errors: kInvalidArgument naming the property (never its
+// value, which may be a secret) and librdkafka's reason.
 absl::StatusOr<ConfPtr> NewConf(const RdkafkaProperties& properties);
 
 // Creates a client of `type` from `properties`; `customize` may register callbacks or an opaque
 // on the configuration before the client takes it. librdkafka logs go to spdlog unless
-// `customize` sets its own log callback. Errors: kInvalidArgument (bad property or a client
-// librdkafka refuses to create; the message never holds a property value).
+// `customize` sets its own log callback. With klag's OIDC settings (see NewConf), the client's
+// token refreshes run on librdkafka's background thread. Errors: kInvalidArgument (bad property
+// or a client librdkafka refuses to create; the message never holds a property value).
 absl::StatusOr<HandlePtr> NewHandle(rd_kafka_type_t type, const RdkafkaProperties& properties,
                                     const std::function<void(rd_kafka_conf_t*)>& customize = {});
 

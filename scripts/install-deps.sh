@@ -13,7 +13,7 @@ PACKAGES=(
   # libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   librdkafka-dev libspdlog-dev libfmt-dev libssl-dev libsasl2-dev libpq-dev
-  nlohmann-json3-dev libbenchmark-dev libyaml-cpp-dev
+  nlohmann-json3-dev libbenchmark-dev libyaml-cpp-dev libcurl4-openssl-dev
   # tests (tests/deploy runs pytest with Debian's python3)
   libgtest-dev libgmock-dev googletest python3-pytest python3-yaml python3-jsonschema
   # the real test broker (scripts/kafka.sh) and the tools that talk to it

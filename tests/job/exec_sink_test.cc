@@ -12,9 +12,12 @@
 
 #include "absl/time/clock.h"
 #include "job/record_json.h"
+#include "tests/job/abandon_after.h"
 
 namespace klag::job {
 namespace {
+
+using ::klag::job::testing::AbandonAfter;
 
 std::string TempPath(const std::string& name) {
   return "/tmp/klag-exec-" + std::to_string(getpid()) + "-" + name;
@@ -38,15 +41,6 @@ std::vector<Record> Batch(int n) {
   }
   return out;
 }
-
-class AbandonAfter final : public WriteContext {
- public:
-  explicit AbandonAfter(absl::Duration d) : at_(absl::Now() + d) {}
-  bool ShouldAbandon() const override { return absl::Now() >= at_; }
-
- private:
-  absl::Time at_;
-};
 
 TEST(ExecSinkTest, ExitZeroAcknowledgesAndStdinHoldsTheBatchAsJsonLines) {
   const std::string out = TempPath("stdin");

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "job/rdkafka_record.h"
 #include "kafka/rdkafka_handle.h"
 #include "kafka/rdkafka_status.h"
 
@@ -248,23 +249,7 @@ absl::StatusOr<std::vector<Record>> ReadTopic(const std::string& bootstrap,
     }
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) continue;
     if (m->offset >= end) continue;
-    Record r{.topic = topic, .partition = m->partition, .offset = m->offset};
-    if (m->key != nullptr) r.key.emplace(static_cast<const char*>(m->key), m->key_len);
-    if (m->payload != nullptr) r.value.emplace(static_cast<const char*>(m->payload), m->len);
-    rd_kafka_headers_t* headers = nullptr;
-    if (rd_kafka_message_headers(m, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      const char* name;
-      const void* value;
-      size_t size;
-      for (size_t i = 0;
-           rd_kafka_header_get_all(headers, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
-           ++i) {
-        RecordHeader rh{name, std::nullopt};
-        if (value != nullptr) rh.value.emplace(static_cast<const char*>(value), size);
-        r.headers.push_back(std::move(rh));
-      }
-    }
-    out.push_back(std::move(r));
+    out.push_back(RecordFrom(m));
     if (m->offset + 1 >= end && !done[m->partition]) {
       done[m->partition] = true;
       --remaining;

@@ -9,11 +9,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "tests/job/abandon_after.h"
 #include "tests/job/job_e2e_util.h"
 #include "tests/testing/test_env.h"
 
 namespace klag::job {
 namespace {
+
+using ::klag::job::testing::AbandonAfter;
 
 using ::klag::job::testing::PostgresScalar;
 
@@ -32,15 +35,6 @@ int64_t Select(const std::string& uri, const std::string& table, const std::stri
   EXPECT_TRUE(v.ok()) << v.status();
   return v.ok() ? *v : -1;
 }
-
-class AbandonAfter final : public WriteContext {
- public:
-  explicit AbandonAfter(absl::Duration d) : at_(absl::Now() + d) {}
-  bool ShouldAbandon() const override { return absl::Now() >= at_; }
-
- private:
-  absl::Time at_;
-};
 
 std::vector<Record> Batch() {
   return {
