@@ -138,8 +138,8 @@ BENCHMARK(BM_ComputeLag_PartitionList)->Arg(12)->Arg(1000)->Arg(10000);
 // partitionLimitation as one range ("0-(P-1)").
 void BM_ComputeLag_PartitionRange(benchmark::State& state) {
   const int64_t partitions = state.range(0);
-  const TriggerSpec spec = MustParse(
-      TriggerMetadata({{"partitionLimitation", absl::StrCat("0-", partitions - 1)}}));
+  const TriggerSpec spec =
+      MustParse(TriggerMetadata({{"partitionLimitation", absl::StrCat("0-", partitions - 1)}}));
   const kafka::GroupOffsets offsets = Offsets(partitions);
   for (auto _ : state) {
     LagReport report = ComputeLag(spec, offsets, nullptr);
