@@ -45,7 +45,7 @@ struct Options {
   absl::Duration metadata_max_age = absl::Seconds(30);
   absl::Duration client_idle_timeout = absl::Minutes(30);
   absl::Duration shutdown_grace = absl::Seconds(10);
-  int64_t max_threads = 256;
+  int64_t max_threads = 1024;
   std::string log_format = "text";
   std::string log_level = "info";
 };

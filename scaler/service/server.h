@@ -27,7 +27,7 @@ struct ServerOptions {
   std::string tls_key_file;
   std::string tls_client_ca_file;
   // Upper bound on the threads serving RPCs (StreamIsActive holds one per open stream).
-  int max_threads = 256;
+  int max_threads = 1024;
 };
 
 class ScalerServer {
