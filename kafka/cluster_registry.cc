@@ -66,4 +66,13 @@ size_t ClusterRegistry::Size() const {
   return readers_.size();
 }
 
+std::vector<std::pair<std::string, std::shared_ptr<OffsetReader>>> ClusterRegistry::Snapshot()
+    const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::pair<std::string, std::shared_ptr<OffsetReader>>> out;
+  out.reserve(readers_.size());
+  for (const auto& [key, entry] : readers_) out.emplace_back(entry.cluster, entry.reader);
+  return out;
+}
+
 }  // namespace klag::kafka

@@ -64,6 +64,10 @@ class ClusterRegistry {
   // Readers held now. Thread-safe.
   size_t Size() const;
 
+  // The readers held now, each with its cluster name (bootstrap servers, no secret), for
+  // periodic statistics. Thread-safe; the readers stay valid while the caller holds them.
+  std::vector<std::pair<std::string, std::shared_ptr<OffsetReader>>> Snapshot() const;
+
  private:
   struct Entry {
     std::shared_ptr<OffsetReader> reader;

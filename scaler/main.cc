@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
 #include "common/flags.h"
 #include "common/logging.h"
 #include "kafka/cluster_registry.h"
@@ -45,6 +46,7 @@ struct Options {
   absl::Duration metadata_max_age = absl::Seconds(30);
   absl::Duration client_idle_timeout = absl::Minutes(30);
   absl::Duration shutdown_grace = absl::Seconds(10);
+  absl::Duration stats_interval = absl::ZeroDuration();
   int64_t max_threads = 1024;
   std::string log_format = "text";
   std::string log_level = "info";
@@ -78,6 +80,9 @@ void RegisterFlags(FlagSet& flags, Options& o) {
             &o.max_threads);
   flags.Duration("shutdown-grace", "KLAG_SHUTDOWN_GRACE",
                  "on SIGTERM, how long running RPCs may take to finish", &o.shutdown_grace);
+  flags.Duration("stats-interval", "KLAG_STATS_INTERVAL",
+                 "log evaluation and Kafka request counters this often (0: never)",
+                 &o.stats_interval);
   flags.Choice("log-format", "KLAG_LOG_FORMAT", "log format on stderr", {"text", "json"},
                &o.log_format);
   flags.Choice("log-level", "KLAG_LOG_LEVEL", "log level",
@@ -108,6 +113,24 @@ struct Wiring {
   ProfileStore profiles;
   Evaluator evaluator;
 };
+
+// One line for the evaluator, one per cluster: the scaler's own counters (cumulative since
+// start), so Kafka requests per poll cycle can be read off two lines.
+void LogStats(Wiring& wiring) {
+  const EvaluatorStats e = wiring.evaluator.Stats();
+  spdlog::info("stats evaluator: triggers={} evaluations={} reused={} joined={} failures={}",
+               e.triggers, e.evaluations, e.reused, e.joined, e.failures);
+  for (const auto& [cluster, reader] : wiring.registry.Snapshot()) {
+    const auto* rdkafka = dynamic_cast<const kafka::RdkafkaOffsetReader*>(reader.get());
+    if (rdkafka == nullptr) continue;
+    const kafka::RdkafkaOffsetReaderStats r = rdkafka->Stats();
+    spdlog::info(
+        "stats cluster {}: read_offsets={} metadata_requests={} list_offsets_calls={} "
+        "list_offsets_lookups={} offset_fetch_requests={} broker_requests={} clients={}",
+        cluster, r.read_offsets_calls, r.metadata_requests, r.list_offsets_calls,
+        r.list_offsets_lookups, r.offset_fetch_requests, r.broker_requests, r.clients);
+  }
+}
 
 int Check(const Options& options, const std::vector<std::string>& args) {
   Metadata metadata;
@@ -156,6 +179,13 @@ int Serve(const Options& options) {
   spdlog::info("klag-scaler serving externalscaler.ExternalScaler on {} (port {}){}",
                options.server.listen, (*server)->port(),
                options.server.tls_cert_file.empty() ? "" : " with TLS");
+  absl::Notification stopping;
+  std::thread stats_logger([&] {
+    if (options.stats_interval <= absl::ZeroDuration()) return;
+    while (!stopping.WaitForNotificationWithTimeout(options.stats_interval)) {
+      LogStats(wiring);
+    }
+  });
   std::thread stopper([&] {
     int signal = 0;
     sigwait(&stop_signals, &signal);
@@ -164,7 +194,10 @@ int Serve(const Options& options) {
     (*server)->Shutdown(options.shutdown_grace);
   });
   (*server)->Wait();
+  stopping.Notify();
   stopper.join();
+  stats_logger.join();
+  if (options.stats_interval > absl::ZeroDuration()) LogStats(wiring);
   spdlog::info("klag-scaler stopped");
   return 0;
 }
