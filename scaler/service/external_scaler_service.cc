@@ -48,11 +48,8 @@ grpc::Status ExternalScalerService::GetMetricSpec(grpc::ServerContext*,
   }
   externalscaler::MetricSpec* spec = response->add_metricspecs();
   spec->set_metricname(parsed->metric_name);
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
   // KEDA reads the float field when it is > 0 and the int field otherwise: fill both.
   spec->set_targetsize(parsed->spec->lag_threshold);
-#pragma GCC diagnostic pop
   spec->set_targetsizefloat(static_cast<double>(parsed->spec->lag_threshold));
   return grpc::Status::OK;
 }
@@ -73,10 +70,7 @@ grpc::Status ExternalScalerService::GetMetrics(grpc::ServerContext*,
   }
   externalscaler::MetricValue* value = response->add_metricvalues();
   value->set_metricname(e.trigger.metric_name);
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
   value->set_metricvalue(e.report.metric_value);
-#pragma GCC diagnostic pop
   value->set_metricvaluefloat(static_cast<double>(e.report.metric_value));
   spdlog::debug("GetMetrics {}/{}: {}={} (lag {}, active {})", trigger.namespace_, trigger.name,
                 e.trigger.metric_name, e.report.metric_value, e.report.total_lag_with_persistent,

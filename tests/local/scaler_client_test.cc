@@ -31,10 +31,7 @@ class FakeScaler final : public externalscaler::ExternalScaler::Service {
     for (const std::string& name : spec_names) {
       externalscaler::MetricSpec* spec = out->add_metricspecs();
       spec->set_metricname(name);
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
       spec->set_targetsize(target_int);
-#pragma GCC diagnostic pop
       spec->set_targetsizefloat(target_float);
     }
     return grpc::Status::OK;
@@ -49,10 +46,7 @@ class FakeScaler final : public externalscaler::ExternalScaler::Service {
     }
     externalscaler::MetricValue* v = out->add_metricvalues();
     v->set_metricname(req->metricname());
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
     v->set_metricvalue(value_int);
-#pragma GCC diagnostic pop
     v->set_metricvaluefloat(value_float);
     return grpc::Status::OK;
   }

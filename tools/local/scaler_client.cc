@@ -74,10 +74,7 @@ absl::StatusOr<TriggerPoll> GrpcScalerClient::Poll(const ScalerRef& ref) {
   TriggerPoll poll;
   double target_sum = 0;
   for (const externalscaler::MetricSpec& spec : specs.metricspecs()) {
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
     target_sum += Value(spec.targetsizefloat(), spec.targetsize());
-#pragma GCC diagnostic pop
     poll.metric_names.push_back(spec.metricname());
 
     // GetMetrics, then IsActive; on an error in either, the pair once more.
@@ -98,10 +95,7 @@ absl::StatusOr<TriggerPoll> GrpcScalerClient::Poll(const ScalerRef& ref) {
       last = ToAbsl(impl_->stub->IsActive(&active_ctx, wire, &active), "IsActive");
       if (!last.ok()) continue;
       for (const externalscaler::MetricValue& m : metrics.metricvalues()) {
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
         poll.sample.queue_length += Value(m.metricvaluefloat(), m.metricvalue());
-#pragma GCC diagnostic pop
       }
       poll.sample.active = poll.sample.active || active.result();
       done = true;
