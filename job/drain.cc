@@ -121,6 +121,15 @@ void Drainer::OnRevoked(const std::vector<kafka::TopicPartition>& partitions, bo
     }
   }
   for (const kafka::TopicPartition& p : partitions) {
+    if (tracker_.HasUncommittedAcks(p)) {
+      // Lost (evicted, broker unreachable) or the commit failed: the next owner delivers these
+      // records again, and this run must not claim its progress was saved.
+      ++partitions_with_uncommitted_acks_;
+      spdlog::warn(
+          "{}[{}] {} with acknowledged records not committed; they will be delivered "
+          "again",
+          p.topic, p.partition, lost ? "lost" : "revoked");
+    }
     tracker_.Revoke(p);
     paused_.erase(std::remove(paused_.begin(), paused_.end(), p), paused_.end());
   }
@@ -300,6 +309,13 @@ DrainReport Drainer::Run() {
   }
   if (absl::Status s = consumer_.Close(final_deadline_); !s.ok()) {
     spdlog::warn("{}", std::string(s.message()));
+  }
+  if (partitions_with_uncommitted_acks_ > 0 && report_.reason != ExitReason::kFailed) {
+    report_.reason = ExitReason::kFailed;
+    report_.error = absl::AbortedError(absl::StrCat(
+        partitions_with_uncommitted_acks_,
+        " partition(s) were taken away with acknowledged records not committed (the group "
+        "lost this member, or commits failed); those records will be delivered again"));
   }
   report_.duration = absl::Now() - start;
   report_.partitions = tracker_.Progress();

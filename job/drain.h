@@ -121,6 +121,7 @@ class Drainer final : public RebalanceListener {
   std::optional<absl::Time> stop_seen_;
   bool stopping_ = false;  // the loop ended; commits in callbacks use the final deadline
   absl::Time final_deadline_;
+  int partitions_with_uncommitted_acks_ = 0;  // revoked or lost so
   DrainReport report_;
 };
 

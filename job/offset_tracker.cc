@@ -52,6 +52,7 @@ void OffsetTracker::Assign(const kafka::TopicPartition& partition, int64_t start
   state.position = start;
   state.pending.clear();
   state.committed = committed;
+  state.max_acked.reset();
 }
 
 void OffsetTracker::Revoke(const kafka::TopicPartition& partition) {
@@ -102,6 +103,7 @@ void OffsetTracker::Ack(const kafka::TopicPartition& partition, int64_t offset) 
   if (it->acked) return;
   it->acked = true;
   ++state->progress.records;
+  state->max_acked = std::max(state->max_acked.value_or(offset), offset);
   while (!pending.empty() && pending.front().acked) pending.pop_front();
 }
 
@@ -159,6 +161,12 @@ void OffsetTracker::Committed(const std::vector<CommitOffset>& offsets) {
     if (!state.committed.has_value() || c.offset > *state.committed) state.committed = c.offset;
     state.progress.committed = state.committed;
   }
+}
+
+bool OffsetTracker::HasUncommittedAcks(const kafka::TopicPartition& partition) const {
+  const State* state = Find(partition);
+  if (state == nullptr || !state->max_acked.has_value()) return false;
+  return !state->committed.has_value() || *state->max_acked >= *state->committed;
 }
 
 int64_t OffsetTracker::RemainingLag() const {

@@ -121,6 +121,10 @@ class OffsetTracker {
   // Records that `offsets` were committed (after the commit succeeded).
   void Committed(const std::vector<CommitOffset>& offsets);
 
+  // True when `partition` (assigned) has acknowledged records at or past its committed position:
+  // work that the group would hand out again if the partition went away now.
+  bool HasUncommittedAcks(const kafka::TopicPartition& partition) const;
+
   // Records still to consume: over assigned partitions, the sum of max(0, end - position).
   int64_t RemainingLag() const;
 
@@ -144,6 +148,8 @@ class OffsetTracker {
     std::deque<Pending> pending;
     // Last position the group holds (committed before the Job or by it).
     std::optional<int64_t> committed;
+    // Highest acknowledged offset since the (last) assignment.
+    std::optional<int64_t> max_acked;
   };
 
   State* Find(const kafka::TopicPartition& partition);

@@ -22,6 +22,9 @@ struct RdkafkaConsumerCallbacks {
                         void* opaque) {
     static_cast<RdkafkaConsumer*>(opaque)->OnRebalance(err, list);
   }
+  static void Error(rd_kafka_t*, int err, const char* reason, void* opaque) {
+    static_cast<RdkafkaConsumer*>(opaque)->OnError(err, reason);
+  }
 };
 
 namespace {
@@ -100,6 +103,7 @@ absl::StatusOr<std::unique_ptr<RdkafkaConsumer>> RdkafkaConsumer::Create(
       rdk::NewHandle(RD_KAFKA_CONSUMER, props, [self](rd_kafka_conf_t* conf) {
         rd_kafka_conf_set_opaque(conf, self);
         rd_kafka_conf_set_rebalance_cb(conf, &RdkafkaConsumerCallbacks::Rebalance);
+        rd_kafka_conf_set_error_cb(conf, &RdkafkaConsumerCallbacks::Error);
       });
   if (!handle.ok()) return handle.status();
   consumer->rk_ = handle->release();
@@ -205,6 +209,7 @@ void RdkafkaConsumer::Assign(rd_kafka_topic_partition_list_t* list) {
     return;
   }
   if (!assigned.ok()) return;
+  brokers_down_since_.reset();  // the group coordinator answered
   for (const AssignedPartition& a : *assigned) {
     spdlog::info("assigned {}[{}]: start {}, end {}, committed {}", a.partition.topic,
                  a.partition.partition, a.start, a.end,
@@ -229,8 +234,22 @@ void RdkafkaConsumer::Revoke(rd_kafka_topic_partition_list_t* list) {
   }
 }
 
+void RdkafkaConsumer::OnError(int err, const char* reason) {
+  const auto code = static_cast<rd_kafka_resp_err_t>(err);
+  if (code == RD_KAFKA_RESP_ERR__FATAL) {
+    char fatal_reason[512];
+    rd_kafka_resp_err_t fatal = rd_kafka_fatal_error(rk_, fatal_reason, sizeof(fatal_reason));
+    NoteError(kafka::RdkafkaStatus(fatal, absl::StrCat(Context(), ": fatal"), fatal_reason));
+    return;
+  }
+  if (code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && !brokers_down_since_.has_value()) {
+    brokers_down_since_ = absl::Now();
+  }
+  // librdkafka already logged the details (log callback); keep the state, not a second line.
+  (void)reason;
+}
+
 void RdkafkaConsumer::OnRebalance(int err, rd_kafka_topic_partition_list_t* list) {
-  brokers_down_since_.reset();
   switch (err) {
     case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
       Assign(list);

@@ -61,6 +61,8 @@ class RdkafkaConsumer final : public Consumer {
   explicit RdkafkaConsumer(RdkafkaConsumerOptions options);
   // `err` is librdkafka's rd_kafka_resp_err_t.
   void OnRebalance(int err, rd_kafka_topic_partition_list_s* list);
+  // Client-level errors (librdkafka's error_cb), served on the polling thread.
+  void OnError(int err, const char* reason);
   void Assign(rd_kafka_topic_partition_list_s* list);
   void Revoke(rd_kafka_topic_partition_list_s* list);
   // Reads committed, log-start and end offsets for `list` and sets each entry's offset to the

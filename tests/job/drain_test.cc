@@ -111,10 +111,10 @@ class FakeConsumer final : public Consumer {
     return absl::OkStatus();
   }
 
-  // Takes `tp` away (as a rebalance would), from inside Poll.
-  void Revoke(const Tp& tp) {
+  // Takes `tp` away (as a rebalance would, or as an eviction: `lost`), from inside Poll.
+  void Revoke(const Tp& tp, bool lost = false) {
     revoked.insert(tp);
-    listener_->OnRevoked({tp}, false);
+    listener_->OnRevoked({tp}, lost);
   }
 
   std::function<void(FakeConsumer&)> before_poll;
@@ -330,6 +330,38 @@ TEST(DrainerTest, RevokedPartitionIsCommittedOnTheWayOutAndNotDeliveredAfter) {
   ASSERT_TRUE(h.consumer.committed.contains(kP1));
   EXPECT_EQ(h.consumer.committed.at(kP1), p1_delivered);
   EXPECT_EQ(h.consumer.committed.at(kP0), 8);
+}
+
+TEST(DrainerTest, LosingAPartitionWithUncommittedAcksIsAFailure) {
+  Harness h({{kP1, {.start = 0, .end = 8, .offsets = Range(0, 8)}}});
+  DrainOptions options = Fast();
+  options.batch_size = 2;
+  options.assignment_timeout = absl::Milliseconds(200);
+  h.consumer.before_poll = [&](FakeConsumer& c) {
+    // After the first batch was acknowledged, the member is evicted: P1 is lost uncommitted.
+    if (h.sink.writes == 1 && !c.revoked.contains(kP1)) c.Revoke(kP1, /*lost=*/true);
+  };
+  DrainReport report = h.Run(options);
+  EXPECT_EQ(h.sink.delivered.size(), 2u);
+  EXPECT_EQ(report.reason, ExitReason::kFailed);
+  EXPECT_EQ(report.error.code(), absl::StatusCode::kAborted) << report.error;
+  EXPECT_THAT(h.consumer.commits, IsEmpty()) << "no commit for a lost partition";
+}
+
+TEST(DrainerTest, RevokingAPartitionWhoseCommitFailsIsAFailure) {
+  Harness h({{kP0, {.start = 0, .end = 8, .offsets = Range(0, 8)}}});
+  DrainOptions options = Fast();
+  options.batch_size = 2;
+  options.assignment_timeout = absl::Milliseconds(200);
+  h.consumer.before_poll = [&](FakeConsumer& c) {
+    if (h.sink.writes == 1 && !c.revoked.contains(kP0)) {
+      c.commit_error = absl::UnavailableError("coordinator moved");
+      c.Revoke(kP0);
+    }
+  };
+  DrainReport report = h.Run(options);
+  EXPECT_EQ(report.reason, ExitReason::kFailed);
+  EXPECT_EQ(report.error.code(), absl::StatusCode::kAborted) << report.error;
 }
 
 TEST(DrainerTest, PeriodicCommitsHappenDuringALongDrain) {

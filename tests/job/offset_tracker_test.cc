@@ -260,6 +260,25 @@ TEST(OffsetTrackerTest, ProgressKeepsFirstStartAndCountsAcknowledgedRecordsAcros
   EXPECT_THAT(tracker.Progress(), ElementsAre(expected));
 }
 
+TEST(OffsetTrackerTest, UncommittedAcksAreThoseAtOrPastTheCommittedPosition) {
+  OffsetTracker tracker;
+  tracker.Assign(kP0, 0, 10, std::nullopt);
+  EXPECT_FALSE(tracker.HasUncommittedAcks(kP0));  // nothing acknowledged
+  tracker.Offer(kP0, 0);
+  tracker.Offer(kP0, 1);
+  EXPECT_FALSE(tracker.HasUncommittedAcks(kP0));  // handed out only
+  tracker.Ack(kP0, 0);
+  EXPECT_TRUE(tracker.HasUncommittedAcks(kP0));  // no commit at all yet
+  tracker.Committed({{kP0, 1}});
+  EXPECT_FALSE(tracker.HasUncommittedAcks(kP0));
+  tracker.Ack(kP0, 1);
+  EXPECT_TRUE(tracker.HasUncommittedAcks(kP0));
+  tracker.Committed({{kP0, 2}});
+  EXPECT_FALSE(tracker.HasUncommittedAcks(kP0));
+  tracker.Revoke(kP0);
+  EXPECT_FALSE(tracker.HasUncommittedAcks(kP0));  // unassigned
+}
+
 TEST(OffsetTrackerDeathTest, AckOfRecordNotHandedOutAborts) {
   OffsetTracker tracker;
   tracker.Assign(kP0, 0, 5, 0);
