@@ -493,6 +493,17 @@ def test_builder_packages_are_the_projects_build_packages():
     assert SCALER_DOCKERFILE.build_packages == JOB_DOCKERFILE.build_packages
 
 
+def test_builder_has_every_library_the_project_builds_with():
+    """A -dev package added to scripts/install-deps.sh (a new library) must reach the builder
+    too, or the image build fails where CI passed. Not needed there: benchmarks (off by default)
+    and the sanitizer runtime."""
+    not_for_images = {"libbenchmark-dev", "libclang-rt-14-dev"}
+    wanted = {p for p in install_deps_packages() if p.endswith("-dev")} - not_for_images
+    for d in (SCALER_DOCKERFILE, JOB_DOCKERFILE):
+        missing = sorted(wanted - set(d.build_packages))
+        assert not missing, f"scripts/install-deps.sh builds with {missing}; the builder does not"
+
+
 def test_dockerignore_keeps_build_trees_and_caches_out_of_the_context():
     patterns = [l.strip() for l in read(".dockerignore").splitlines()
                 if l.strip() and not l.startswith("#")]
