@@ -100,8 +100,10 @@ class Client {
 
   ~Client() {
     stop_.store(true);
-    rd_kafka_yield(rk_.get());
-    poller_.join();
+    // Create() may fail before the handle or the poller exists (e.g. a wrong keyPassword makes
+    // rd_kafka_new fail): only stop what was started.
+    if (rk_ != nullptr) rd_kafka_yield(rk_.get());
+    if (poller_.joinable()) poller_.join();
   }
 
   rd_kafka_t* rk() const { return rk_.get(); }

@@ -366,13 +366,9 @@ TEST(RdkafkaAuthE2eTest, MutualTls) {
   ExpectNoSecrets(b, no_cert.offsets.status());
 }
 
-// DISABLED: aborts the process today. rd_kafka_new refuses the client (the key cannot be
-// decrypted), and RdkafkaOffsetReader's Client::Create (kafka/rdkafka_offset_reader.cc) then
-// destroys a Client whose poller thread was never started: ~Client calls poller_.join() on a
-// non-joinable std::thread -> std::system_error -> std::terminate. Any rd_kafka_new failure on
-// first use does this (here: a trigger's wrong keyPassword takes klag-scaler down). Enable once
-// ~Client guards join() with joinable() (and rd_kafka_yield with rk_ != nullptr).
-TEST(RdkafkaAuthE2eTest, DISABLED_MutualTlsWrongKeyPasswordIsInvalidArgumentWithoutSecrets) {
+// Regression: rd_kafka_new refuses the client (the key cannot be decrypted); the reader once
+// destroyed a Client whose poller thread never started and std::terminate took the scaler down.
+TEST(RdkafkaAuthE2eTest, MutualTlsWrongKeyPasswordIsInvalidArgumentWithoutSecrets) {
   KLAG_REQUIRE_SECURED_BROKER(b);
   const Data data = MakeData(b.L("plaintext"), "auth-keypw");
   const SettingMap wrong_password = {{"bootstrapServers", b.L("mtls")},
