@@ -71,7 +71,6 @@ class ServiceTest : public ::testing::Test {
   std::unique_ptr<ExternalScaler::Stub> stub_;
 };
 
-
 TEST_F(ServiceTest, OnePollTheWayKedaDoesIt) {
   SetLag(/*committed0=*/100, /*committed1=*/95, /*end=*/107);  // lag 7 + 12 = 19
 
@@ -101,7 +100,6 @@ TEST_F(ServiceTest, OnePollTheWayKedaDoesIt) {
   EXPECT_TRUE(active.result());
   EXPECT_EQ(reader_->calls(), 1) << "GetMetrics and IsActive of one poll share one evaluation";
 }
-
 
 TEST_F(ServiceTest, InactiveWhenLagIsAtMostTheActivationThreshold) {
   SetLag(105, 105, 107);  // lag 4
