@@ -7,13 +7,16 @@ namespace klag::job {
 int64_t PendingLag(const kafka::GroupOffsets& offsets, OffsetReset reset) {
   int64_t lag = 0;
   for (const kafka::PartitionOffsets& p : offsets.partitions) {
-    int64_t from;
     if (p.committed.has_value() && *p.committed >= p.log_start) {
-      from = *p.committed;
+      lag += std::max<int64_t>(0, p.end - *p.committed);
+    } else if (reset == OffsetReset::kEarliest) {
+      lag += std::max<int64_t>(0, p.end - p.log_start);
     } else {
-      from = reset == OffsetReset::kEarliest ? p.log_start : p.end;
+      // Under latest there is nothing to read, but the group must commit the end: the scaler
+      // (KEDA's rule) counts a partition without a commit as lag 1, and a commit below the log
+      // start as the records after it, so skipping the commit would start Jobs forever.
+      lag += 1;
     }
-    lag += std::max<int64_t>(0, p.end - from);
   }
   return lag;
 }

@@ -19,10 +19,11 @@
 
 namespace klag::job {
 
-// Records the Job would read: per partition, end - max(committed, log start), clamped at 0 (a
-// commit below the log start resumes at the log start under earliest, at the end under
-// latest). A partition without a commit counts end - log start under earliest, 0 under latest
-// (the consumer would start at the end).
+// Work the Job has: per partition with a commit at or above the log start, end - committed
+// (clamped at 0). A partition without a commit, or with one below the log start, counts
+// end - log start under earliest (where the consumer resumes), and 1 under latest: nothing to
+// read, but the Job must join and commit the end, or the scaler (KEDA's rule: no commit counts
+// 1) would keep starting Jobs that exit without work.
 int64_t PendingLag(const kafka::GroupOffsets& offsets, OffsetReset reset);
 
 // Reads the offsets of every partition of `topics` for `group` (by `deadline`) and returns
