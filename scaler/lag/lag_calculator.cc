@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <tuple>
 #include <utility>
@@ -54,6 +55,34 @@ int64_t PartitionLagFor(const TriggerSpec& spec, const kafka::PartitionOffsets& 
   return Distance(std::max(*p.committed, p.log_start), p.end);
 }
 
+// partitionLimitation as sorted, merged ranges, so each partition is checked in O(log R): a
+// limitation listing every partition one by one (R = P) would otherwise cost O(P^2).
+class AllowedPartitions {
+ public:
+  explicit AllowedPartitions(std::vector<PartitionRange> ranges) : ranges_(std::move(ranges)) {
+    std::sort(ranges_.begin(), ranges_.end(),
+              [](const PartitionRange& a, const PartitionRange& b) { return a.first < b.first; });
+    std::vector<PartitionRange> merged;
+    for (const PartitionRange& r : ranges_) {
+      if (!merged.empty() && static_cast<int64_t>(r.first) <= int64_t{merged.back().last} + 1) {
+        merged.back().last = std::max(merged.back().last, r.last);
+      } else {
+        merged.push_back(r);
+      }
+    }
+    ranges_ = std::move(merged);
+  }
+
+  bool Contains(int32_t id) const {
+    auto it = std::upper_bound(ranges_.begin(), ranges_.end(), id,
+                               [](int32_t v, const PartitionRange& r) { return v < r.first; });
+    return it != ranges_.begin() && id <= std::prev(it)->last;
+  }
+
+ private:
+  std::vector<PartitionRange> ranges_;
+};
+
 }  // namespace
 
 LagReport ComputeLag(const TriggerSpec& spec, const kafka::GroupOffsets& offsets,
@@ -61,8 +90,10 @@ LagReport ComputeLag(const TriggerSpec& spec, const kafka::GroupOffsets& offsets
   LagReport report;
   // As in KEDA, partitionLimitation applies only when topics are named.
   const bool limited = !spec.topics.empty() && !spec.partition_limitation.empty();
+  const AllowedPartitions allowed(limited ? spec.partition_limitation
+                                          : std::vector<PartitionRange>{});
   for (const kafka::PartitionOffsets& p : offsets.partitions) {
-    if (limited && !spec.PartitionAllowed(p.partition)) continue;
+    if (limited && !allowed.Contains(p.partition)) continue;
     PartitionLag lag{.topic = p.topic,
                      .partition = p.partition,
                      .committed = p.committed,

@@ -323,6 +323,14 @@ std::vector<LagRow> Rows() {
        {P("t", 0, 0, 0, 50), P("t", 1, 0, 0, 1000), P("t", 2, 0, 0, 1), P("t", 3, 0, 0, 1000)},
        {},
        {20, 51, 51, 2, true, {50, 1}}},
+      {"PartitionLimitationUnsortedOverlappingAndAdjacentRanges",
+       [](TriggerSpec& s) {
+         s.partition_limitation = {{5, 9}, {0, 2}, {3, 3}, {8, 12}};
+       },
+       // Partitions 0..14, lag 100 + id: 0-3 and 5-12 count; 4, 13 and 14 do not.
+       Lags({100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, 112, 113, 114}),
+       {},
+       {120, 1274, 1274, 12, true, {100, 101, 102, 103, 105, 106, 107, 108, 109, 110, 111, 112}}},
       {"PartitionLimitationRangeAcrossTopics",
        [](TriggerSpec& s) {
          s.topics = {"a", "b"};
