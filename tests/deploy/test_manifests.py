@@ -86,8 +86,13 @@ class Dockerfile:
         self.copied = [w for l in self.logical if l.startswith("COPY --from=")
                        for w in l.split()[2:]]
         runs = self._runs_by_stage()
-        self.build_packages = apt_packages(runs[0])
-        self.runtime_packages = apt_packages(runs[-1])
+        (build,) = [i for i, l in enumerate(self.stages) if l.endswith(" AS build")]
+        # Debian packages by name, and .deb files installed by path (librdkafka's, from the
+        # image's own `librdkafka` stage).
+        self.build_packages = [p for p in apt_packages(runs[build]) if not p.endswith(".deb")]
+        self.build_debs = [p for p in apt_packages(runs[build]) if p.endswith(".deb")]
+        self.runtime_packages = [p for p in apt_packages(runs[-1]) if not p.endswith(".deb")]
+        self.runtime_debs = [p for p in apt_packages(runs[-1]) if p.endswith(".deb")]
 
     def _runs_by_stage(self):
         stages, current = [], None
@@ -312,7 +317,7 @@ def test_commands_exist_in_the_images():
     def installed(dockerfile, path):
         return path in dockerfile.entrypoint or any(
             path == "/usr/local/bin/" + os.path.basename(src.lstrip("/"))
-            for src in dockerfile.copied if not src.endswith("/"))
+            for src in dockerfile.copied if not src.endswith(("/", ".deb")))
 
     sj = one(render("jobs"), "ScaledJob")
     command = pod_spec(sj)["containers"][0]["command"]
@@ -477,11 +482,25 @@ def test_tls_overlay_wires_keda_and_the_scaler_to_the_same_certificates():
 
 def test_dockerfiles_are_multi_stage_bookworm_with_a_slim_non_root_runtime():
     for d in (SCALER_DOCKERFILE, JOB_DOCKERFILE):
-        assert d.stages[0].startswith("FROM debian:bookworm AS build")
+        assert d.stages[0] == "FROM debian:bookworm AS librdkafka"
+        assert d.stages[1] == "FROM debian:bookworm AS build"
         assert d.stages[-1].startswith("FROM debian:bookworm-slim AS runtime")
         assert d.uid != 0 and d.gid != 0
         assert d.entrypoint[0].startswith("/usr/local/bin/")
         assert not any("-dev" in p for p in d.runtime_packages)
+
+
+def test_images_build_and_ship_the_projects_librdkafka():
+    """Debian 12's librdkafka (2.0.2) is too old: the images build with and ship the .debs that
+    scripts/librdkafka.sh builds (the same script as CI's), never Debian 12's package."""
+    text = " ".join(SCALER_DOCKERFILE.logical)
+    assert "scripts/librdkafka.sh build" in text
+    for d in (SCALER_DOCKERFILE, JOB_DOCKERFILE):
+        assert sorted(os.path.basename(p).split("_")[0] for p in d.build_debs) == [
+            "librdkafka++1", "librdkafka-dev", "librdkafka1"]
+        assert [os.path.basename(p).split("_")[0] for p in d.runtime_debs] == ["librdkafka1"]
+        assert not any(p.startswith("librdkafka") for p in d.build_packages + d.runtime_packages)
+    assert "librdkafka-dev" not in install_deps_packages()
 
 
 def test_builder_packages_are_the_projects_build_packages():

@@ -12,8 +12,9 @@
 #
 #   tests/image/run.sh [--build-dir build] [--cache DIR] [--keep]
 #
-# Needs root (debootstrap, chroot, mounts in a private mount namespace), debootstrap, and the
-# Debian mirror through apt (deb.debian.org). Environment: KLAG_IMAGE_CACHE (default
+# Needs root (debootstrap, chroot, mounts in a private mount namespace), debootstrap, the
+# Debian mirror through apt (deb.debian.org), and librdkafka's .debs (scripts/librdkafka.sh
+# build, which install-deps.sh has already run: cached). Environment: KLAG_IMAGE_CACHE (default
 # <repo>/.cache/image: the base root filesystem tarball, apt lists and .deb archives),
 # KLAG_DEBIAN_MIRROR (default http://deb.debian.org/debian). Prints "N passed, N failed".
 set -euo pipefail
@@ -142,6 +143,22 @@ build_root() {
   mkdir -p "$root"
   tar -C "$root" -xf "$BASE_TAR"
   cp /etc/resolv.conf "${root}/etc/resolv.conf"
+  # .deb files the stage copies from the image's `librdkafka` stage (which runs
+  # scripts/librdkafka.sh build): the same .debs, from this machine's cache, before apt runs.
+  local src dest deb_dir=""
+  while read -r src dest; do
+    [[ "$src" == *.deb ]] || continue
+    [[ -n "$deb_dir" ]] || deb_dir="$("${REPO_ROOT}/scripts/librdkafka.sh" build)" || {
+      bad "${name}: scripts/librdkafka.sh build failed"
+      return 1
+    }
+    mkdir -p "${root}${dest}"
+    # shellcheck disable=SC2086 # src is a glob on purpose
+    cp ${deb_dir}/$(basename "$src") "${root}${dest}" || {
+      bad "${name}: no $(basename "$src") in ${deb_dir}"
+      return 1
+    }
+  done < <(sed -n '4,$p' <<<"$facts")
   # shellcheck disable=SC2086 # the package list splits on purpose
   if ! in_root "$root" rw /usr/bin/env DEBIAN_FRONTEND=noninteractive /bin/sh -c \
     "apt-get update -q >/tmp/apt.log 2>&1 && apt-get install -y -q --no-install-recommends $packages >>/tmp/apt.log 2>&1 || { tail -n 40 /tmp/apt.log; exit 1; }"; then
@@ -160,7 +177,7 @@ build_root() {
   fi
   # The binaries the last stage copies, from this build tree.
   while read -r src dest; do
-    [[ -n "$src" ]] || continue
+    [[ -n "$src" && "$src" != *.deb ]] || continue
     local bin
     bin="$(basename "$src")"
     local built
