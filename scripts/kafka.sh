@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a real single-node Apache Kafka broker (KRaft, broker+controller in one JVM) on 127.0.0.1
-# for klag's tests, from the official jars on Maven Central. See --help.
+# for klag's tests, from the official jars on Maven Central (Kafka 3.x or 4.x). See --help.
 set -euo pipefail
 
 readonly DEFAULT_VERSION=3.9.1
@@ -40,10 +40,17 @@ Commands:
   create-topic NAME PARTITIONS [key=value ...]
                              create a topic (replication factor 1, optional topic configs) and
                              wait until all its partitions have a leader
+  run-class CLASS [ARGS...]  run a Java class (e.g. a Kafka tool such as
+                             org.apache.kafka.tools.consumer.ConsoleConsumer) on this Kafka
+                             version's classpath with the tools' log config (warnings to
+                             stderr); fetches the jars if needed; exits with the class's status.
+                             Everything after CLASS goes to the class unchanged.
   clean                      stop and delete the state dir
 
 Options (anywhere on the command line):
-  --version V     Kafka version (3.x; default ${DEFAULT_VERSION}; env KLAG_KAFKA_VERSION)
+  --version V     Kafka version, 3.x.y or 4.x.y (env KLAG_KAFKA_VERSION). Without it: the
+                  version that last ran from the state dir (<state>/version), except for
+                  start --fresh; else ${DEFAULT_VERSION}
   --state DIR     state dir (env KLAG_KAFKA_STATE; default <repo>/.cache/kafka/run); use one
                   per concurrent broker
   --timeout S     wait/start readiness timeout in seconds (env KLAG_KAFKA_WAIT_TIMEOUT; 90)
@@ -54,6 +61,8 @@ KLAG_KAFKA_HEAP_OPTS (default "-Xmx512m -Xms128m"), KLAG_KAFKA_JVM_OPTS (extra J
 
 Needs java (17), mvn, and kcat or kafkacat (scripts/install-deps.sh installs them).
 Broker log: <state>/logs/server.log; JVM output: <state>/logs/console.log.
+Kafka 3.x logs through reload4j (scripts/kafka/log4j.properties), 4.x through log4j2
+(scripts/kafka/log4j2.xml); jars are cached per version in <cache>/<version>/libs.
 EOF
 }
 
@@ -65,7 +74,7 @@ info() { echo "kafka.sh: $*" >&2; }
 
 # ---------------------------------------------------------------- options
 
-VERSION="${KLAG_KAFKA_VERSION:-$DEFAULT_VERSION}"
+VERSION="${KLAG_KAFKA_VERSION:-}"
 STATE="${KLAG_KAFKA_STATE:-${REPO_ROOT}/.cache/kafka/run}"
 CACHE="${KLAG_KAFKA_CACHE:-${REPO_ROOT}/.cache/kafka/jars}"
 WAIT_TIMEOUT="${KLAG_KAFKA_WAIT_TIMEOUT:-90}"
@@ -81,6 +90,11 @@ ARGS=()
 need_value() { [[ $# -ge 2 && -n "$2" ]] || die "option $1 needs a value (see --help)"; }
 
 while [[ $# -gt 0 ]]; do
+  # run-class: everything after the class name belongs to the class.
+  if [[ ${#ARGS[@]} -ge 2 && "${ARGS[0]}" == run-class ]]; then
+    ARGS+=("$@")
+    break
+  fi
   case "$1" in
     -h | --help) usage; exit 0 ;;
     --version) need_value "$@"; VERSION="$2"; shift 2 ;;
@@ -101,8 +115,8 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-[[ "$VERSION" =~ ^3\.[0-9]+\.[0-9]+$ ]] ||
-  die "Kafka version '$VERSION' is not supported: use 3.x.y (4.x needs log4j2 and a different storage format step)"
+[[ -z "$VERSION" || "$VERSION" =~ ^[34]\.[0-9]+\.[0-9]+$ ]] ||
+  die "Kafka version '$VERSION' is not supported: use 3.x.y or 4.x.y"
 [[ "$WAIT_TIMEOUT" =~ ^[0-9]+$ ]] || die "--timeout '$WAIT_TIMEOUT' is not a number of seconds"
 [[ "$STOP_TIMEOUT" =~ ^[0-9]+$ ]] || die "KLAG_KAFKA_STOP_TIMEOUT '$STOP_TIMEOUT' is not a number of seconds"
 for p in "$OPT_PORT" "$OPT_CONTROLLER_PORT"; do
@@ -110,7 +124,29 @@ for p in "$OPT_PORT" "$OPT_CONTROLLER_PORT"; do
 done
 mkdir -p "$STATE"
 STATE="$(cd "$STATE" && pwd)"
+# No version given: the one that last ran from this state dir (its data was formatted by it), so
+# create-topic, run-class and a restart use the running broker's jars; `start --fresh` begins
+# anew with the default.
+if [[ -z "$VERSION" ]]; then
+  if [[ -f "${STATE}/version" && ! ("${ARGS[0]:-}" == start && $OPT_FRESH == 1) ]]; then
+    VERSION="$(<"${STATE}/version")"
+    [[ "$VERSION" =~ ^[34]\.[0-9]+\.[0-9]+$ ]] || die "${STATE}/version holds no Kafka version"
+  else
+    VERSION="$DEFAULT_VERSION"
+  fi
+fi
 readonly VERSION STATE CACHE WAIT_TIMEOUT STOP_TIMEOUT
+# Kafka 3.x logs through slf4j -> reload4j (log4j 1.2 properties), 4.x through log4j2: the Maven
+# profile of scripts/kafka/pom.xml that adds the backend, and the JVM flags that configure it.
+if [[ "$VERSION" == 3.* ]]; then
+  readonly MVN_PROFILE=kafka3
+  readonly SERVER_LOG_OPT="-Dlog4j.configuration=file:${KAFKA_DIR}/log4j.properties"
+  readonly TOOLS_LOG_OPT="-Dlog4j.configuration=file:${KAFKA_DIR}/tools-log4j.properties"
+else
+  readonly MVN_PROFILE=kafka4
+  readonly SERVER_LOG_OPT="-Dlog4j2.configurationFile=${KAFKA_DIR}/log4j2.xml"
+  readonly TOOLS_LOG_OPT="-Dlog4j2.configurationFile=${KAFKA_DIR}/tools-log4j2.xml"
+fi
 
 readonly LIBS="${CACHE}/${VERSION}/libs"
 readonly PROPS="${STATE}/server.properties"
@@ -141,8 +177,7 @@ require_java() {
 run_tool() {
   require_java
   # shellcheck disable=SC2086 # HEAP_OPTS is a list of JVM flags.
-  java -Xmx256m -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
-    -Dlog4j.configuration="file:${KAFKA_DIR}/tools-log4j.properties" \
+  java -Xmx256m -XX:TieredStopAtLevel=1 -Djava.awt.headless=true "$TOOLS_LOG_OPT" \
     -cp "${LIBS}/*" "$@"
 }
 
@@ -178,7 +213,7 @@ fetch() {
   local tmp="${CACHE}/${VERSION}/libs.tmp"
   rm -rf "$tmp"
   if ! mvn -B -q -Dstyle.color=never -f "${KAFKA_DIR}/pom.xml" -Dkafka.version="$VERSION" \
-    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" >&2; then
+    -P "$MVN_PROFILE" dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" >&2; then
     rm -rf "$tmp"
     die "mvn could not fetch org.apache.kafka:kafka_2.13:${VERSION} (does that version exist on Maven Central?)"
   fi
@@ -285,9 +320,8 @@ warm_group_coordinator() {
   local bootstrap="$1" cls out
   cls="$(find_class org.apache.kafka.tools.consumer.group.ConsumerGroupCommand \
     kafka.admin.ConsumerGroupCommand)" || die "no ConsumerGroupCommand class in ${LIBS}"
-  if ! out="$(timeout "$WAIT_TIMEOUT" java -Xmx256m -XX:TieredStopAtLevel=1 \
-    -Dlog4j.configuration="file:${KAFKA_DIR}/tools-log4j.properties" -cp "${LIBS}/*" \
-    "$cls" --bootstrap-server "$bootstrap" --describe --group klag-kafka-sh-warmup \
+  if ! out="$(timeout "$WAIT_TIMEOUT" java -Xmx256m -XX:TieredStopAtLevel=1 "$TOOLS_LOG_OPT" \
+    -cp "${LIBS}/*" "$cls" --bootstrap-server "$bootstrap" --describe --group klag-kafka-sh-warmup \
     --timeout $((WAIT_TIMEOUT * 1000)) 2>&1)"; then
     # "does not exist" is the expected answer once the coordinator works.
     if ! grep -q "does not exist" <<<"$out"; then
@@ -330,6 +364,10 @@ launch() {
   format_storage
   echo "$port" >"${STATE}/port"
   echo "$cport" >"${STATE}/controller_port"
+  if [[ -f "${STATE}/version" && "$(<"${STATE}/version")" != "$VERSION" && -f "${DATA}/meta.properties" ]]; then
+    info "the data in ${DATA} was last run by Kafka $(<"${STATE}/version"); starting Kafka ${VERSION} on it"
+  fi
+  echo "$VERSION" >"${STATE}/version"
   rm -f "${STATE}/bootstrap"
   {
     echo "===== $(date -u +%FT%TZ) starting Kafka ${VERSION} on 127.0.0.1:${port} (controller ${cport})"
@@ -345,7 +383,7 @@ launch() {
     done
     # shellcheck disable=SC2086 # HEAP_OPTS and JVM_OPTS are lists of JVM flags.
     exec setsid java $HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
-      -Dkafka.logs.dir="$LOGS" -Dlog4j.configuration="file:${KAFKA_DIR}/log4j.properties" \
+      -Dkafka.logs.dir="$LOGS" "$SERVER_LOG_OPT" \
       $JVM_OPTS -cp "${LIBS}/*" kafka.Kafka "$PROPS" </dev/null >>"${LOGS}/console.log" 2>&1
   ) &
   local pid=$!
@@ -377,7 +415,7 @@ cmd_start() {
   fi
   if ((OPT_FRESH)); then
     rm -rf "$DATA" "$LOGS" "${STATE}/bootstrap" "${STATE}/port" "${STATE}/controller_port" \
-      "${STATE}/cluster_id" "$PIDFILE"
+      "${STATE}/cluster_id" "${STATE}/version" "$PIDFILE"
     security_fresh
   fi
   fetch
@@ -536,6 +574,15 @@ cmd_create_topic() {
   info "created topic '${name}' with ${partitions} partitions"
 }
 
+cmd_run_class() {
+  [[ $# -ge 1 ]] || die "usage: run-class CLASS [ARGS...]"
+  fetch
+  require_java
+  # shellcheck disable=SC2086 # JVM_OPTS is a list of JVM flags.
+  exec java -Xmx256m -XX:TieredStopAtLevel=1 -Djava.awt.headless=true "$TOOLS_LOG_OPT" $JVM_OPTS \
+    -cp "${LIBS}/*" "$@"
+}
+
 cmd_clean() {
   (cmd_stop)
   rm -rf "$STATE"
@@ -557,6 +604,7 @@ case "$COMMAND" in
   status) cmd_status ;;
   bootstrap) cmd_bootstrap ;;
   create-topic) cmd_create_topic "${ARGS[@]}" ;;
+  run-class) cmd_run_class "${ARGS[@]}" ;;
   clean) cmd_clean ;;
   help) usage ;;
   *) die "unknown command '${COMMAND}' (see --help)" ;;
