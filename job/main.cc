@@ -1,5 +1,6 @@
 // klag-job: drains a consumer group's lag into a sink, commits and exits. See job/README.md.
 #include <signal.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include "job/options.h"
 #include "job/run.h"
 #include "job/stop_signal.h"
+#include "kafka/rdkafka_version.h"
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -35,6 +37,12 @@ int main(int argc, char** argv) {
   if (absl::Status s = klag::ConfigureLogging(log); !s.ok()) {
     std::fprintf(stderr, "klag-job: %s\n", std::string(s.message()).c_str());
     return klag::job::kExitUsage;
+  }
+
+  spdlog::info("klag-job starting (librdkafka {})", klag::kafka::LibrdkafkaVersion());
+  if (absl::Status s = klag::kafka::CheckLibrdkafkaVersion(); !s.ok()) {
+    spdlog::critical("{}", std::string(s.message()));
+    return klag::job::kExitFailed;
   }
 
   const std::atomic<bool>& stop = klag::job::InstallStopSignalHandlers();

@@ -565,10 +565,10 @@ absl::StatusOr<RdkafkaProperties> ToRdkafkaProperties(const ConnectionConfig& co
                                       "\" must be letters only and not \"auth\" (RFC 7628)"));
         }
       }
-      // Debian 12's librdkafka has no OIDC (built without libcurl; `sasl.oauthbearer.method=oidc`
-      // is refused), so klag fetches the tokens: the settings travel in sasl.oauthbearer.config,
-      // which every build accepts and hands to the token refresh callback that
-      // rdkafka::NewHandle installs (kafka/rdkafka_oauth.h).
+      // klag fetches the tokens itself, not librdkafka's `sasl.oauthbearer.method=oidc` (it
+      // differs from KEDA's OAuth client: kafka/oidc_token_source.h says how): the settings
+      // travel in sasl.oauthbearer.config, which every build accepts and hands to the token
+      // refresh callback that rdkafka::NewHandle installs (kafka/rdkafka_oauth.h).
       props.emplace_back("sasl.mechanisms", "OAUTHBEARER");
       props.emplace_back("sasl.oauthbearer.config",
                          FormatOauthbearerConfig({.token_endpoint = sasl.oauth_token_endpoint_uri,

@@ -2,9 +2,9 @@
 // text form inside librdkafka's `sasl.oauthbearer.config` property. Plain data; no librdkafka,
 // no HTTP.
 //
-// Debian 12's librdkafka 2.0.2 is built without libcurl, so its own OIDC support
-// (`sasl.oauthbearer.method=oidc`) is refused there. klag fetches tokens itself
-// (kafka/oidc_token_source.h) from librdkafka's token refresh callback (kafka/rdkafka_oauth.h).
+// klag fetches tokens itself (kafka/oidc_token_source.h, which says why not with librdkafka's
+// own `sasl.oauthbearer.method=oidc`) from librdkafka's token refresh callback
+// (kafka/rdkafka_oauth.h).
 // The callback receives the value of `sasl.oauthbearer.config`, a property every build accepts,
 // so ToRdkafkaProperties puts these settings there and every client made by
 // rdkafka::NewHandle gets its tokens without any other plumbing:

@@ -1,6 +1,16 @@
 // OAuth 2.0 client-credentials tokens (RFC 6749 section 4.4) for SASL/OAUTHBEARER, fetched with
-// libcurl. librdkafka's token refresh callback (kafka/rdkafka_oauth.h) uses it because Debian
-// 12's librdkafka has no OIDC support of its own.
+// libcurl. librdkafka's token refresh callback (kafka/rdkafka_oauth.h) uses it.
+//
+// Why klag keeps its own token source although librdkafka 2.8 has one
+// (`sasl.oauthbearer.method=oidc`): read in librdkafka 2.8.0's
+// src/rdkafka_sasl_oauthbearer_oidc.c, the built-in one (a) sends `Basic base64(id:secret)`
+// without form-encoding id and secret, so a secret with ':', '%' or '+' authenticates
+// differently than under KEDA's `type: kafka` trigger (golang.org/x/oauth2 encodes them, RFC
+// 6749 2.3.1); (b) posts `scope=<value>` without encoding (KEDA's `scopes` list joined by spaces
+// would be an invalid form body); (c) accepts only JWT access tokens that carry both `exp` and
+// `sub` claims (opaque tokens, or JWTs without `sub`, fail where KEDA works; klag takes
+// `expires_in` and falls back to the client id); (d) reports endpoint failures without the HTTP
+// status or OAuth `error`. Same metadata, same behaviour as KEDA wins over less code here.
 //
 //   absl::StatusOr<std::unique_ptr<OidcTokenSource>> source = OidcTokenSource::Create(
 //       {.token_endpoint = "https://idp.example.com/oauth2/token", .client_id = "klag",

@@ -1,5 +1,5 @@
-// SASL/OAUTHBEARER with OIDC client credentials for librdkafka clients, done by klag: Debian 12's
-// librdkafka 2.0.2 is built without libcurl and refuses `sasl.oauthbearer.method=oidc`.
+// SASL/OAUTHBEARER with OIDC client credentials for librdkafka clients, done by klag (not by
+// librdkafka's `sasl.oauthbearer.method=oidc`: kafka/oidc_token_source.h says why).
 // ToRdkafkaProperties puts the OIDC settings into `sasl.oauthbearer.config`
 // (kafka/oidc_config.h); rdkafka::NewConf / NewHandle (kafka/rdkafka_handle.h) call these
 // functions, so every client they make fetches its own tokens:

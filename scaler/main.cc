@@ -17,6 +17,7 @@
 #include "common/logging.h"
 #include "kafka/cluster_registry.h"
 #include "kafka/rdkafka_offset_reader.h"
+#include "kafka/rdkafka_version.h"
 #include "scaler/service/check_report.h"
 #include "scaler/service/evaluator.h"
 #include "scaler/service/external_scaler_service.h"
@@ -165,6 +166,7 @@ int Serve(const Options& options) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  spdlog::info("klag-scaler starting (librdkafka {})", kafka::LibrdkafkaVersion());
   Wiring wiring(options);
   ExternalScalerService service(
       &wiring.evaluator, ServiceOptions{.stream_poll_interval = options.stream_poll_interval});
@@ -220,6 +222,10 @@ int Main(int argc, char** argv) {
       !s.ok() || !(s = ConfigureLogging(log_options)).ok()) {
     std::cerr << "klag-scaler: " << s.message() << "\n";
     return 2;
+  }
+  if (absl::Status s = kafka::CheckLibrdkafkaVersion(); !s.ok()) {
+    spdlog::critical("{}", std::string(s.message()));
+    return 1;
   }
   std::vector<std::string> rest = *std::move(args);
   std::string command = "serve";

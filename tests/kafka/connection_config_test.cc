@@ -616,7 +616,7 @@ TEST_P(ToRdkafkaPropertiesTest, MapsToTheExactPropertiesLibrdkafkaAccepts) {
   EXPECT_EQ(*props, row.expected);
 
   // The installed librdkafka knows every name and accepts every value, in any build: no
-  // property needs librdkafka's own OIDC (Debian 12's 2.0.2 is built without it).
+  // property needs librdkafka's own OIDC (klag fetches OAUTHBEARER tokens itself).
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   char errstr[512];
   for (const auto& [name, value] : *props) {
