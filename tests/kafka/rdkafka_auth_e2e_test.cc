@@ -1,15 +1,17 @@
 // Credentials end to end: KEDA's connection keys -> kafka::ParseConnectionConfig ->
-// RdkafkaOffsetReader -> a secured Kafka 3.9 broker (scripts/kafka.sh start --security, started
-// once per test process in a temporary state dir). Covers SASL PLAIN / SCRAM-SHA-256 /
-// SCRAM-SHA-512 (and SCRAM over TLS), wrong passwords, TLS with a CA, unsafeSsl, no CA, mutual
-// TLS (plain and encrypted keys), ACL denials, and OAUTHBEARER with OIDC client credentials
-// from a local token endpoint minting unsecured JWTs. Every error message is checked for
-// secrets. Label e2e: runs with the real-broker suite (KLAG_TEST_BOOTSTRAP set), although it
+// RdkafkaOffsetReader -> a secured Kafka broker (scripts/kafka.sh start --security, started
+// once per test process in a temporary state dir, of the version in KLAG_KAFKA_VERSION: the
+// version matrix of scripts/test.sh runs this suite against 3.9.x and 4.x). Covers SASL PLAIN /
+// SCRAM-SHA-256 / SCRAM-SHA-512 (and SCRAM over TLS), wrong passwords, TLS with a CA, unsafeSsl, no
+// CA, mutual TLS (plain and encrypted keys), ACL denials, and OAUTHBEARER with OIDC client
+// credentials from a local token endpoint minting unsecured JWTs. Every error message is checked
+// for secrets. Label e2e: runs with the real-broker suite (KLAG_TEST_BOOTSTRAP set), although it
 // talks to its own broker only.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -91,11 +93,21 @@ class SecuredBroker {
       error_ = ReadFile(state_ + "/kafka-sh.err");
       return;
     }
+    // The version leg of scripts/test.sh must test the broker version it names.
+    const std::string version(absl::StripAsciiWhitespace(ReadFile(state_ + "/version")));
+    const char* wanted = std::getenv("KLAG_KAFKA_VERSION");
+    if (wanted != nullptr && *wanted != '\0' && version != wanted) {
+      ok_ = false;
+      error_ = absl::StrCat("KLAG_KAFKA_VERSION=", wanted, " but the broker runs Kafka ", version);
+      Stop();
+      return;
+    }
     for (absl::string_view line : absl::StrSplit(ReadFile(state_ + "/listeners"), '\n')) {
       std::pair<std::string, std::string> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
       if (!kv.first.empty()) listeners_[kv.first] = kv.second;
     }
-    std::printf("secured broker up in %.1f s: %s\n", absl::ToDoubleSeconds(absl::Now() - start),
+    std::printf("secured Kafka %s broker up in %.1f s: %s\n", version.c_str(),
+                absl::ToDoubleSeconds(absl::Now() - start),
                 ReadFile(state_ + "/listeners").c_str());
     started_ = this;
   }

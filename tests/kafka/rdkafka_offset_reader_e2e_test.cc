@@ -1,5 +1,6 @@
 // RdkafkaOffsetReader against the real broker of scripts/kafka.sh (label e2e). Every test uses its
-// own topics and groups on the shared broker; the restart test starts a broker of its own.
+// own topics and groups on the shared broker; the restart test starts a broker of its own (of the
+// version in KLAG_KAFKA_VERSION, like the shared one in scripts/test.sh's version matrix).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -149,24 +150,50 @@ TEST(RdkafkaOffsetReaderE2eTest, UnknownTopicIsNotFoundNamingIt) {
   EXPECT_EQ(testing::EndOffsets(bootstrap, topic).status().code(), absl::StatusCode::kNotFound);
 }
 
+// Reads `query` until partition 0's end offset is `want` or `timeout` passes; returns the last
+// answer. A transaction's commit or abort returns once the coordinator has decided it; the
+// marker reaches the partition's log a little later (Kafka writes it asynchronously), so a test
+// that needs the marker must wait for it. A wrong end offset still fails: the caller checks the
+// returned value, which after the timeout is the last one read.
+absl::StatusOr<GroupOffsets> ReadUntilEnd(RdkafkaOffsetReader& reader, const OffsetQuery& query,
+                                          int64_t want, absl::Duration timeout = kDeadline) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    absl::StatusOr<GroupOffsets> offsets = reader.ReadOffsets(query, absl::Now() + kDeadline);
+    const bool done =
+        offsets.ok() && !offsets->partitions.empty() && offsets->partitions.front().end == want;
+    if (done || absl::Now() >= deadline) return offsets;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+}
+
 TEST(RdkafkaOffsetReaderE2eTest, ReadCommittedEndsAtTheLastStableOffset) {
   KLAG_REQUIRE_BROKER(bootstrap);
   const std::string topic = UniqueName("reader-txn");
   const std::string group = UniqueName("reader-txn-group");
   ASSERT_TRUE(CreateTopic(bootstrap, topic, 1).ok());
-  ASSERT_TRUE(
-      testing::ProduceTransactional(bootstrap, topic, 0, 3, testing::TransactionEnd::kCommit)
-          .ok());  // records 0-2, marker 3
-  absl::StatusOr<std::unique_ptr<OpenTransaction>> open = OpenTransaction::Begin(bootstrap);
-  ASSERT_TRUE(open.ok()) << open.status();
-  ASSERT_TRUE((*open)->Produce(topic, 0, 2).ok());  // records 4-5, open
-
   auto reader = NewReader(bootstrap);
   ASSERT_NE(reader, nullptr);
   const OffsetQuery uncommitted{.group = group, .topics = {topic}};
   const OffsetQuery committed{
       .group = group, .topics = {topic}, .isolation = IsolationLevel::kReadCommitted};
-  absl::StatusOr<GroupOffsets> hw = reader->ReadOffsets(uncommitted, absl::Now() + kDeadline);
+
+  ASSERT_TRUE(
+      testing::ProduceTransactional(bootstrap, topic, 0, 3, testing::TransactionEnd::kCommit)
+          .ok());  // records 0-2, marker 3
+  // The commit marker must be in the log before the next transaction's records, so that they
+  // are 4-5 (otherwise they could come first and the marker after them).
+  absl::StatusOr<GroupOffsets> hw = ReadUntilEnd(*reader, uncommitted, 4);
+  ASSERT_TRUE(hw.ok()) << hw.status();
+  ASSERT_EQ(hw->partitions.at(0).end, 4) << "the commit marker did not arrive";
+  absl::StatusOr<std::unique_ptr<OpenTransaction>> open = OpenTransaction::Begin(bootstrap);
+  ASSERT_TRUE(open.ok()) << open.status();
+  absl::StatusOr<std::vector<int64_t>> written = (*open)->Produce(topic, 0, 2);
+  ASSERT_TRUE(written.ok()) << written.status();
+  ASSERT_THAT(*written, ElementsAre(4, 5));  // records 4-5, open
+
+  // The open transaction's records are acknowledged, so both ends are exact at once.
+  hw = reader->ReadOffsets(uncommitted, absl::Now() + kDeadline);
   absl::StatusOr<GroupOffsets> lso = reader->ReadOffsets(committed, absl::Now() + kDeadline);
   ASSERT_TRUE(hw.ok()) << hw.status();
   ASSERT_TRUE(lso.ok()) << lso.status();
@@ -174,9 +201,9 @@ TEST(RdkafkaOffsetReaderE2eTest, ReadCommittedEndsAtTheLastStableOffset) {
   EXPECT_EQ(lso->partitions.at(0).end, 4);
   EXPECT_EQ(reader->Stats().clients, 2);
 
-  ASSERT_TRUE((*open)->Abort().ok());  // abort marker at 6
-  hw = reader->ReadOffsets(uncommitted, absl::Now() + kDeadline);
-  lso = reader->ReadOffsets(committed, absl::Now() + kDeadline);
+  ASSERT_TRUE((*open)->Abort().ok());  // abort marker at 6, written asynchronously
+  hw = ReadUntilEnd(*reader, uncommitted, 7);
+  lso = ReadUntilEnd(*reader, committed, 7);
   ASSERT_TRUE(hw.ok()) << hw.status();
   ASSERT_TRUE(lso.ok()) << lso.status();
   EXPECT_EQ(hw->partitions.at(0).end, 7);
@@ -273,6 +300,10 @@ TEST(RdkafkaOffsetReaderE2eTest, BrokerStoppedIsUnavailableAndRestartedAnswersAg
   OwnBroker broker;
   std::optional<std::string> bootstrap = KafkaSh(broker.state(), "start");
   ASSERT_TRUE(bootstrap.has_value()) << ReadFile(broker.state() + "/kafka-sh.err");
+  // kafka.sh starts the version in KLAG_KAFKA_VERSION (the leg of scripts/test.sh's matrix).
+  if (const char* wanted = std::getenv("KLAG_KAFKA_VERSION"); wanted != nullptr && *wanted) {
+    ASSERT_EQ(ReadFile(broker.state() + "/version"), wanted);
+  }
   const std::string topic = UniqueName("reader-restart");
   const std::string group = UniqueName("reader-restart-group");
   ASSERT_TRUE(CreateTopic(*bootstrap, topic, 2).ok());
