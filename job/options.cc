@@ -161,6 +161,12 @@ absl::StatusOr<JobOptions> ParseJobOptions(const std::vector<std::string>& args,
   flags.Duration("session-timeout", "KLAG_SESSION_TIMEOUT",
                  "group session timeout: a crashed Job's partitions move after this long",
                  &o.session_timeout);
+  std::string group_protocol = "classic";
+  flags.Choice("group-protocol", "KLAG_GROUP_PROTOCOL",
+               "consumer group protocol: classic works on every broker; consumer is KIP-848 "
+               "(Kafka >= 4.0): the broker assigns partitions and its "
+               "group.consumer.session.timeout.ms replaces --session-timeout",
+               {"classic", "consumer"}, &group_protocol);
   std::string kafka_properties;
   flags.String("kafka-properties", "KLAG_KAFKA_PROPERTIES",
                "extra librdkafka properties, key=value,key=value (commit and assignment "
@@ -243,6 +249,8 @@ absl::StatusOr<JobOptions> ParseJobOptions(const std::vector<std::string>& args,
   o.isolation = isolation == "read_committed" ? kafka::IsolationLevel::kReadCommitted
                                               : kafka::IsolationLevel::kReadUncommitted;
   o.reset = reset == "earliest" ? OffsetReset::kEarliest : OffsetReset::kLatest;
+  o.group_protocol =
+      group_protocol == "consumer" ? GroupProtocol::kConsumer : GroupProtocol::kClassic;
   ASSIGN_OR_RETURN(o.kafka_properties, ParsePropertyList(kafka_properties));
 
   if (sink == "jsonl") {

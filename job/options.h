@@ -22,6 +22,7 @@
 #include "job/consumer.h"
 #include "job/delivery.h"
 #include "job/drain.h"
+#include "job/rdkafka_consumer.h"
 #include "kafka/connection_config.h"
 #include "kafka/offsets.h"
 
@@ -39,7 +40,8 @@ struct JobOptions {
   kafka::IsolationLevel isolation = kafka::IsolationLevel::kReadCommitted;
   OffsetReset reset = OffsetReset::kEarliest;
   absl::Duration kafka_timeout = absl::Seconds(10);
-  absl::Duration session_timeout = absl::Seconds(10);
+  absl::Duration session_timeout = absl::Seconds(10);  // classic group protocol only
+  GroupProtocol group_protocol = GroupProtocol::kClassic;
   kafka::RdkafkaProperties kafka_properties;  // extra librdkafka properties
   bool no_work_check = true;
 

@@ -37,8 +37,38 @@ constexpr const char* kReservedProperties[] = {"group.id",
                                                "auto.offset.reset",
                                                "partition.assignment.strategy",
                                                "enable.partition.eof",
+                                               "group.protocol",
                                                "group.protocol.type",
                                                "bootstrap.servers"};
+
+// Checks --kafka-properties against the reserved settings and the group protocol's own.
+absl::Status CheckExtraProperties(const kafka::RdkafkaProperties& extra, GroupProtocol protocol) {
+  for (const auto& [name, value] : extra) {
+    for (const char* reserved : kReservedProperties) {
+      if (name == reserved) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "librdkafka property \"", name, "\" is set by klag-job and cannot be overridden",
+            name == "group.protocol" ? " (use --group-protocol)" : ""));
+      }
+    }
+    if (protocol == GroupProtocol::kConsumer &&
+        (name == "session.timeout.ms" || name == "heartbeat.interval.ms")) {
+      // KIP-848 moved both to the broker: librdkafka's INTRODUCTION.md (2.8) lists them as not
+      // used with group.protocol=consumer, so a value here would silently do nothing.
+      return absl::InvalidArgumentError(absl::StrCat(
+          "librdkafka property \"", name,
+          "\" has no effect with group protocol consumer: the broker's "
+          "group.consumer.session.timeout.ms / group.consumer.heartbeat.interval.ms (or the "
+          "group's consumer.session.timeout.ms / consumer.heartbeat.interval.ms) apply"));
+    }
+    if (protocol == GroupProtocol::kClassic && name == "group.remote.assignor") {
+      return absl::InvalidArgumentError(
+          "librdkafka property \"group.remote.assignor\" needs group protocol consumer "
+          "(--group-protocol consumer); the classic protocol uses cooperative-sticky");
+    }
+  }
+  return absl::OkStatus();
+}
 
 std::string PartitionName(const char* topic, int32_t partition) {
   return absl::StrCat(topic, "[", partition, "]");
@@ -64,31 +94,24 @@ rdk::PartitionListPtr ToList(const std::vector<kafka::TopicPartition>& partition
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<RdkafkaConsumer>> RdkafkaConsumer::Create(
-    RdkafkaConsumerOptions options) {
-  for (const auto& [name, value] : options.extra) {
-    for (const char* reserved : kReservedProperties) {
-      if (name == reserved) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "librdkafka property \"", name, "\" is set by klag-job and cannot be overridden"));
-      }
-    }
+absl::StatusOr<kafka::RdkafkaProperties> RdkafkaConsumer::Properties(
+    const RdkafkaConsumerOptions& options) {
+  if (absl::Status extra = CheckExtraProperties(options.extra, options.group_protocol);
+      !extra.ok()) {
+    return extra;
   }
   if (options.group.empty()) return absl::InvalidArgumentError("consumer group is empty");
-  std::unique_ptr<RdkafkaConsumer> consumer(new RdkafkaConsumer(options));
   kafka::RdkafkaProperties props = options.connection;
-  const std::vector<std::pair<std::string, std::string>> fixed = {
+  std::vector<std::pair<std::string, std::string>> fixed = {
       {"group.id", options.group},
       {"client.id", options.client_id},
       {"enable.auto.commit", "false"},
       {"enable.auto.offset.store", "false"},
-      {"partition.assignment.strategy", "cooperative-sticky"},
       {"isolation.level", options.isolation == kafka::IsolationLevel::kReadCommitted
                               ? "read_committed"
                               : "read_uncommitted"},
       {"auto.offset.reset", options.reset == OffsetReset::kEarliest ? "earliest" : "latest"},
       {"enable.partition.eof", "true"},
-      {"session.timeout.ms", absl::StrCat(absl::ToInt64Milliseconds(options.session_timeout))},
       // librdkafka 2.0.2 stops fetching for a whole second once the local queue holds
       // queued.min.messages (librdkafka#2879; fetch.queue.backoff.ms only came in 2.1.0). At the
       // default 100000 a Job drains that in a fraction of a second and then idles; with 1000000
@@ -96,11 +119,37 @@ absl::StatusOr<std::unique_ptr<RdkafkaConsumer>> RdkafkaConsumer::Create(
       // second to drain. Overridable with --kafka-properties.
       {"queued.min.messages", "1000000"},
   };
+  switch (options.group_protocol) {
+    case GroupProtocol::kClassic:
+      fixed.emplace_back("group.protocol", "classic");
+      fixed.emplace_back("partition.assignment.strategy", "cooperative-sticky");
+      fixed.emplace_back("session.timeout.ms",
+                         absl::StrCat(absl::ToInt64Milliseconds(options.session_timeout)));
+      break;
+    case GroupProtocol::kConsumer:
+      fixed.emplace_back("group.protocol", "consumer");
+      // The assignor runs on the broker. Naming one matters to librdkafka 2.8: without
+      // group.remote.assignor it derives the rebalance callback's protocol from
+      // partition.assignment.strategy (default range,roundrobin: EAGER, and the remote assignor
+      // "range"); with it, the callback is incremental, which is what Assign/Revoke use. "uniform"
+      // is the broker's default (group.consumer.assignors = uniform,range); --kafka-properties
+      // group.remote.assignor=range overrides it (appended below).
+      fixed.emplace_back("group.remote.assignor", "uniform");
+      break;
+  }
   props.insert(props.end(), fixed.begin(), fixed.end());
   props.insert(props.end(), options.extra.begin(), options.extra.end());
+  return props;
+}
+
+absl::StatusOr<std::unique_ptr<RdkafkaConsumer>> RdkafkaConsumer::Create(
+    RdkafkaConsumerOptions options) {
+  absl::StatusOr<kafka::RdkafkaProperties> props = Properties(options);
+  if (!props.ok()) return props.status();
+  std::unique_ptr<RdkafkaConsumer> consumer(new RdkafkaConsumer(std::move(options)));
   RdkafkaConsumer* self = consumer.get();
   absl::StatusOr<rdk::HandlePtr> handle =
-      rdk::NewHandle(RD_KAFKA_CONSUMER, props, [self](rd_kafka_conf_t* conf) {
+      rdk::NewHandle(RD_KAFKA_CONSUMER, *props, [self](rd_kafka_conf_t* conf) {
         rd_kafka_conf_set_opaque(conf, self);
         rd_kafka_conf_set_rebalance_cb(conf, &RdkafkaConsumerCallbacks::Rebalance);
         rd_kafka_conf_set_error_cb(conf, &RdkafkaConsumerCallbacks::Error);
@@ -131,6 +180,8 @@ void RdkafkaConsumer::NoteError(absl::Status status) {
 absl::Status RdkafkaConsumer::Subscribe(const std::vector<std::string>& topics,
                                         RebalanceListener* listener) {
   listener_ = listener;
+  spdlog::info("joining group {} with the {} group protocol", options_.group,
+               GroupProtocolName(options_.group_protocol));
   rdk::PartitionListPtr list(rd_kafka_topic_partition_list_new(static_cast<int>(topics.size())));
   for (const std::string& t : topics) {
     rd_kafka_topic_partition_list_add(list.get(), t.c_str(), RD_KAFKA_PARTITION_UA);

@@ -1,14 +1,24 @@
 // RdkafkaConsumer: Consumer on librdkafka's high-level consumer, set up for draining lag safely:
-// cooperative-sticky assignment, no automatic commits or offset stores, an explicit isolation
-// level, end-of-partition events, and explicit start offsets computed at assignment.
+// incremental (cooperative) assignment, no automatic commits or offset stores, an explicit
+// isolation level, end-of-partition events, and explicit start offsets computed at assignment.
 //
 //   RdkafkaConsumerOptions o{.connection = *kafka::ToRdkafkaProperties(config),
-//                            .group = "python_data_load"};
+//                            .group = "python_data_load",
+//                            .group_protocol = GroupProtocol::kClassic};
 //   ASSIGN_OR_RETURN(std::unique_ptr<RdkafkaConsumer> consumer, RdkafkaConsumer::Create(o));
 //
 // At each assignment it reads, for the new partitions, the group's committed offsets and the
 // log-start and end offsets (one request each, bounded by kafka_timeout) and assigns with the
 // start offsets it computed, so the OffsetTracker and the consumer agree on where reading begins.
+//
+// Group protocols: kClassic (JoinGroup/SyncGroup, every broker) uses the client-side
+// cooperative-sticky assignor and --session-timeout. kConsumer (KIP-848, group.protocol=consumer;
+// Kafka >= 4.0, or 3.7+ with the protocol enabled) lets the group coordinator assign: session
+// timeout, heartbeat interval and assignor are broker/group settings then
+// (group.consumer.session.timeout.ms, group.consumer.heartbeat.interval.ms,
+// group.consumer.assignors), so klag-job sets none of session.timeout.ms, heartbeat.interval.ms,
+// partition.assignment.strategy or group.protocol.type. Both deliver assignments incrementally,
+// which the rebalance callback handles the same way.
 #pragma once
 
 #include <memory>
@@ -27,6 +37,17 @@ struct rd_kafka_topic_partition_list_s;
 
 namespace klag::job {
 
+// Which consumer group protocol the Job joins with (librdkafka's group.protocol).
+enum class GroupProtocol {
+  kClassic,   // "classic": JoinGroup/SyncGroup, client-side assignor; works on every broker
+  kConsumer,  // "consumer": KIP-848 ConsumerGroupHeartbeat, server-side assignor
+};
+
+// "classic" / "consumer", as librdkafka and Kafka spell them.
+inline const char* GroupProtocolName(GroupProtocol protocol) {
+  return protocol == GroupProtocol::kConsumer ? "consumer" : "classic";
+}
+
 struct RdkafkaConsumerOptions {
   // bootstrap.servers, security and SASL settings (kafka::ToRdkafkaProperties).
   kafka::RdkafkaProperties connection;
@@ -36,16 +57,25 @@ struct RdkafkaConsumerOptions {
   OffsetReset reset = OffsetReset::kEarliest;
   // Bounds offset queries at assignment and how long "all brokers down" is tolerated.
   absl::Duration kafka_timeout = absl::Seconds(10);
+  // Classic protocol only; under kConsumer the broker's session timeout applies.
   absl::Duration session_timeout = absl::Seconds(10);
+  GroupProtocol group_protocol = GroupProtocol::kClassic;
   // Extra librdkafka properties (tuning); the ones above and the commit settings cannot be
-  // overridden (Create refuses them).
+  // overridden (Create refuses them). Under kConsumer, `group.remote.assignor` picks the
+  // server-side assignor (default "uniform", the broker's default); session.timeout.ms and
+  // heartbeat.interval.ms are refused (they are broker settings there). Under kClassic,
+  // `group.remote.assignor` is refused.
   kafka::RdkafkaProperties extra;
 };
 
 class RdkafkaConsumer final : public Consumer {
  public:
-  // Errors: kInvalidArgument for a bad or forbidden property.
+  // Errors: kInvalidArgument for a bad or forbidden property (see `extra`).
   static absl::StatusOr<std::unique_ptr<RdkafkaConsumer>> Create(RdkafkaConsumerOptions options);
+  // The librdkafka properties Create configures, in order (later entries win): the connection,
+  // klag-job's fixed settings for the group protocol, then `extra`. Holds secrets: never log it.
+  // Errors: as Create, before librdkafka checks the values.
+  static absl::StatusOr<kafka::RdkafkaProperties> Properties(const RdkafkaConsumerOptions& options);
   ~RdkafkaConsumer() override;
 
   absl::Status Subscribe(const std::vector<std::string>& topics,

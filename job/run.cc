@@ -121,6 +121,7 @@ int RunJob(const JobOptions& o, const std::atomic<bool>& stop) {
                                .reset = o.reset,
                                .kafka_timeout = o.kafka_timeout,
                                .session_timeout = o.session_timeout,
+                               .group_protocol = o.group_protocol,
                                .extra = o.kafka_properties});
   if (!consumer.ok()) return Finish(o, Failed(consumer.status()), start);
 

@@ -61,6 +61,22 @@ TEST(JobOptionsTest, DefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(o->delivery.max_attempts, 3);
   EXPECT_EQ(o->delivery.on_poison, PoisonPolicy::kFail);
   EXPECT_TRUE(o->no_work_check);
+  EXPECT_EQ(o->group_protocol, GroupProtocol::kClassic);
+}
+
+TEST(JobOptionsTest, GroupProtocolFromFlagOrEnvironment) {
+  absl::StatusOr<JobOptions> flag = Parse(With({"--group-protocol", "consumer"}));
+  ASSERT_TRUE(flag.ok()) << flag.status();
+  EXPECT_EQ(flag->group_protocol, GroupProtocol::kConsumer);
+
+  absl::StatusOr<JobOptions> env = Parse(kRequired, {{"KLAG_GROUP_PROTOCOL", "consumer"}});
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(env->group_protocol, GroupProtocol::kConsumer);
+
+  absl::StatusOr<JobOptions> flag_wins =
+      Parse(With({"--group-protocol=classic"}), {{"KLAG_GROUP_PROTOCOL", "consumer"}});
+  ASSERT_TRUE(flag_wins.ok()) << flag_wins.status();
+  EXPECT_EQ(flag_wins->group_protocol, GroupProtocol::kClassic);
 }
 
 TEST(JobOptionsTest, EnvironmentFillsInAndFlagsWin) {
@@ -118,6 +134,7 @@ TEST(JobOptionsTest, Errors) {
       {With({"--sink", "exec"}), "--exec-command"},
       {With({"--sink", "postgres"}), "--postgres-uri"},
       {With({"--sink", "kafka"}), "--sink"},
+      {With({"--group-protocol", "streams"}), "--group-protocol"},
       {With({"--on-poison", "dead-letter"}), "--dead-letter-topic"},
       {With({"--dead-letter-topic", "t"}), "poison would loop"},
       {With({"--batch-size", "0"}), "--batch-size"},
@@ -170,7 +187,7 @@ TEST(JobOptionsTest, HelpListsFlagsWithTheirVariables) {
   for (const char* expected :
        {"--bootstrap-servers", "KLAG_BOOTSTRAP_SERVERS", "--sasl-token-provider",
         "KLAG_SASL_TOKEN_PROVIDER", "--ca-file", "--group", "KLAG_GROUP", "--shutdown-timeout",
-        "--dead-letter-topic", "Exit codes"}) {
+        "--dead-letter-topic", "--group-protocol", "KLAG_GROUP_PROTOCOL", "Exit codes"}) {
     EXPECT_NE(usage.find(expected), std::string::npos) << expected;
   }
 }
