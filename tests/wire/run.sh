@@ -37,6 +37,13 @@ bootstrap="$KLAG_TEST_BOOTSTRAP"
 state_bootstrap="$("$KAFKA_SH" bootstrap 2>/dev/null || true)"
 [[ "$state_bootstrap" == "$bootstrap" ]] ||
   fail "KLAG_TEST_BOOTSTRAP=${bootstrap} but scripts/kafka.sh (state ${KLAG_KAFKA_STATE:-default}) reports '${state_bootstrap}': set KLAG_KAFKA_STATE to that broker's state dir"
+# The Kafka version (scripts/test.sh runs this against each version of its matrix and exports
+# KLAG_KAFKA_VERSION): the broker of the state dir must run it.
+broker_status="$("$KAFKA_SH" status 2>/dev/null || true)"
+if [[ -n "${KLAG_KAFKA_VERSION:-}" && "$broker_status" != *"Kafka ${KLAG_KAFKA_VERSION},"* ]]; then
+  fail "KLAG_KAFKA_VERSION=${KLAG_KAFKA_VERSION} but the broker reports: ${broker_status}"
+fi
+kafka_version="$(sed -nE 's/.*, Kafka ([0-9.]+),.*/\1/p' <<<"$broker_status")"
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/klag-wire.XXXXXX")"
 scaler_pid=""
@@ -58,7 +65,7 @@ topic="klag.wire-${suffix}"
 group="klag-wire-group-${suffix}"
 metric="kafka-klag-wire-${suffix}"
 
-echo "wire: topic ${topic} (3 partitions) on ${bootstrap}, 5 records per partition"
+echo "wire: topic ${topic} (3 partitions) on ${bootstrap} (Kafka ${kafka_version:-?}), 5 records per partition"
 "$KAFKA_SH" create-topic "$topic" 3 || fail "could not create topic ${topic}"
 for p in 0 1 2; do
   printf 'r%s\n' 1 2 3 4 5 | "$KCAT" -P -b "$bootstrap" -t "$topic" -p "$p" ||
