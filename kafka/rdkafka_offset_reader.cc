@@ -36,6 +36,15 @@ using rdkafka::RemainingMs;
 // (leader moved, metadata stale), refreshing metadata in between, while the deadline allows.
 constexpr int kListOffsetsAttempts = 3;
 constexpr absl::Duration kRetryBackoff = absl::Milliseconds(50);
+// How many ListConsumerGroupOffsets requests one ReadOffsets makes while the group coordinator
+// answers that it is moving or loading (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE,
+// COORDINATOR_LOAD_IN_PROGRESS), while the deadline allows.
+constexpr int kOffsetFetchAttempts = 3;
+constexpr absl::Duration kCoordinatorBackoff = absl::Milliseconds(100);
+// A topic this reader has seen exist that a Metadata answer calls unknown is asked about once
+// more after this pause before it is reported as not found: a broker that is (re)starting or
+// has not caught up may briefly miss it.
+constexpr absl::Duration kAbsenceRecheckDelay = absl::Milliseconds(300);
 
 struct Counters {
   std::atomic<int64_t> read_offsets_calls{0};
@@ -49,6 +58,13 @@ struct Counters {
 
 const char* IsolationName(IsolationLevel isolation) {
   return isolation == IsolationLevel::kReadCommitted ? "read_committed" : "read_uncommitted";
+}
+
+// Group coordinator answers that mean "ask again shortly" (the coordinator moves or loads).
+bool CoordinatorMoving(rd_kafka_resp_err_t err) {
+  return err == RD_KAFKA_RESP_ERR_NOT_COORDINATOR ||
+         err == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
+         err == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS;
 }
 
 // Errors after which the partition's leader or the topic's existence should be looked up again
@@ -135,13 +151,15 @@ class Client {
     return UnreachableStatusLocked(context);
   }
 
-  // The status for `err`, with timeouts judged by reachability.
+  // The status for `err`, with timeouts judged by reachability. "Unknown topic, partition or
+  // group" is kUnavailable here (RdkafkaTransientStatus): only FetchPartitionCount, reading a
+  // Metadata answer about the topic, may say that a topic does not exist.
   absl::Status ErrorStatus(rd_kafka_resp_err_t err, absl::string_view context,
                            absl::string_view detail = "") const {
     if (err == RD_KAFKA_RESP_ERR__TIMED_OUT || err == RD_KAFKA_RESP_ERR__TIMED_OUT_QUEUE) {
       return TimeoutStatus(context);
     }
-    return RdkafkaStatus(err, context, detail);
+    return RdkafkaTransientStatus(err, context, detail);
   }
 
   int64_t broker_requests() const { return broker_requests_.load(); }
@@ -411,6 +429,8 @@ class RdkafkaOffsetReader::Impl {
     absl::Time fetched = absl::InfinitePast();
     absl::Time last_used = absl::InfinitePast();
     bool fetching = false;
+    // A Metadata answer listed the topic since the last confirmed absence.
+    bool existed = false;
     uint64_t generation = 0;
     absl::Status last_error;
   };
@@ -425,7 +445,11 @@ class RdkafkaOffsetReader::Impl {
   AdminCall StartCommitted(Lane& lane, const std::string& group,
                            const std::vector<TopicPartition>* partitions, absl::Time deadline);
   absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> AwaitCommitted(
-      Lane& lane, AdminCall& call, absl::Time deadline, absl::string_view context);
+      Lane& lane, AdminCall& call, absl::Time deadline, absl::string_view context,
+      rd_kafka_resp_err_t& err);
+  absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> FetchCommitted(
+      Lane& lane, const std::string& group, const std::vector<TopicPartition>* partitions,
+      AdminCall first, absl::Time deadline, absl::string_view context);
   absl::Status LookupOffsets(Lane& lane, const std::vector<TopicPartition>& partitions,
                              absl::Time deadline, absl::string_view context,
                              absl::flat_hash_map<TopicPartition, int64_t>& end,
@@ -493,6 +517,8 @@ absl::StatusOr<int> RdkafkaOffsetReader::Impl::FetchPartitionCount(Lane& lane,
   for (int i = 0; i < metadata->topic_cnt; ++i) {
     const rd_kafka_metadata_topic_t& t = metadata->topics[i];
     if (topic != t.topic) continue;
+    // The one place that says "does not exist": a broker answered a Metadata request for the
+    // topic with UNKNOWN_TOPIC_OR_PART (PartitionCount asks twice for a topic it saw before).
     if (t.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
       return absl::NotFoundError(
           absl::StrCat("cluster ", name_, ": topic ", topic, " does not exist"));
@@ -503,8 +529,8 @@ absl::StatusOr<int> RdkafkaOffsetReader::Impl::FetchPartitionCount(Lane& lane,
     }
     return t.partition_cnt;
   }
-  return absl::NotFoundError(absl::StrCat("cluster ", name_, ": topic ", topic,
-                                          " does not exist (not in the metadata response)"));
+  // An answer without the topic proves nothing about it.
+  return absl::UnavailableError(absl::StrCat(context, ": the answer does not mention the topic"));
 }
 
 absl::StatusOr<int> RdkafkaOffsetReader::Impl::PartitionCount(Lane& lane, const std::string& topic,
@@ -548,8 +574,21 @@ absl::StatusOr<int> RdkafkaOffsetReader::Impl::PartitionCount(Lane& lane, const 
       continue;
     }
     entry.fetching = true;
+    const bool existed = entry.existed;
     metadata_mu_.Unlock();
     absl::StatusOr<int> count = FetchPartitionCount(lane, topic, deadline);
+    if (absl::IsNotFound(count.status()) && existed) {
+      // It existed when we last asked: a deleted topic, or a broker that is (re)starting and
+      // misses it for a moment. Only a second answer, a little later, confirms the absence.
+      if (deadline - absl::Now() > 2 * kAbsenceRecheckDelay) {
+        absl::SleepFor(kAbsenceRecheckDelay);
+        count = FetchPartitionCount(lane, topic, deadline);
+      } else {
+        count = absl::UnavailableError(absl::StrCat(
+            "cluster ", name_, ": topic ", topic,
+            ": Metadata: the broker no longer lists the topic; not confirmed yet (transient)"));
+      }
+    }
     metadata_mu_.Lock();
     TopicEntry& done = topics_[topic];  // the map is node-based: `entry` is still valid, but
                                         // look it up again for clarity
@@ -558,10 +597,12 @@ absl::StatusOr<int> RdkafkaOffsetReader::Impl::PartitionCount(Lane& lane, const 
     done.last_error = count.status();
     if (count.ok()) {
       done.valid = true;
+      done.existed = true;
       done.partitions = *count;
       done.fetched = absl::Now();
     } else if (absl::IsNotFound(count.status())) {
       done.valid = false;
+      done.existed = false;
     }
     return count;
   }
@@ -626,9 +667,10 @@ AdminCall RdkafkaOffsetReader::Impl::StartCommitted(Lane& lane, const std::strin
 
 absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>>
 RdkafkaOffsetReader::Impl::AwaitCommitted(Lane& lane, AdminCall& call, absl::Time deadline,
-                                          absl::string_view context) {
+                                          absl::string_view context, rd_kafka_resp_err_t& err) {
   const std::string what = absl::StrCat(context, ": ListConsumerGroupOffsets");
   AdminOutcome outcome = rdkafka::AwaitAdmin(call, deadline);
+  err = outcome.err;
   if (outcome.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     return lane.client->ErrorStatus(outcome.err, what, outcome.detail);
   }
@@ -639,13 +681,14 @@ RdkafkaOffsetReader::Impl::AwaitCommitted(Lane& lane, AdminCall& call, absl::Tim
   absl::flat_hash_map<TopicPartition, int64_t> committed;
   for (size_t i = 0; i < count; ++i) {
     if (const rd_kafka_error_t* error = rd_kafka_group_result_error(groups[i]); error != nullptr) {
-      return lane.client->ErrorStatus(rd_kafka_error_code(error), what,
-                                      rd_kafka_error_string(error));
+      err = rd_kafka_error_code(error);
+      return lane.client->ErrorStatus(err, what, rd_kafka_error_string(error));
     }
     const rd_kafka_topic_partition_list_t* partitions = rd_kafka_group_result_partitions(groups[i]);
     for (int p = 0; partitions != nullptr && p < partitions->cnt; ++p) {
       const rd_kafka_topic_partition_t& tp = partitions->elems[p];
       if (tp.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        err = tp.err;
         return lane.client->ErrorStatus(
             tp.err, absl::StrCat(what, ": topic ", tp.topic, " partition ", tp.partition));
       }
@@ -654,6 +697,29 @@ RdkafkaOffsetReader::Impl::AwaitCommitted(Lane& lane, AdminCall& call, absl::Tim
     }
   }
   return committed;
+}
+
+// Awaits `first` and, while the coordinator answers that it is moving or loading, asks again
+// (librdkafka looks the coordinator up again after such an answer) while the deadline allows.
+absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>>
+RdkafkaOffsetReader::Impl::FetchCommitted(Lane& lane, const std::string& group,
+                                          const std::vector<TopicPartition>* partitions,
+                                          AdminCall first, absl::Time deadline,
+                                          absl::string_view context) {
+  AdminCall call = std::move(first);
+  for (int attempt = 1;; ++attempt) {
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> committed =
+        AwaitCommitted(lane, call, deadline, context, err);
+    if (committed.ok() || !CoordinatorMoving(err) || attempt >= kOffsetFetchAttempts ||
+        deadline - absl::Now() < 3 * kCoordinatorBackoff) {
+      return committed;
+    }
+    absl::SleepFor(std::min(kCoordinatorBackoff * attempt, (deadline - absl::Now()) / 3));
+    // The coordinator just answered, so the client is reachable and a new coordinator-routed
+    // request is safe to start (see EnsureReachable).
+    call = StartCommitted(lane, group, partitions, deadline);
+  }
 }
 
 absl::Status RdkafkaOffsetReader::Impl::LookupOffsets(
@@ -761,9 +827,9 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
     committed_call = StartCommitted(lane, query.group, &all, deadline);
   } else {
     if (absl::Status s = EnsureReachable(lane, deadline, context); !s.ok()) return s;
-    AdminCall call = StartCommitted(lane, query.group, nullptr, deadline);
     absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> all =
-        AwaitCommitted(lane, call, deadline, context);
+        FetchCommitted(lane, query.group, nullptr,
+                       StartCommitted(lane, query.group, nullptr, deadline), deadline, context);
     if (!all.ok()) return all.status();
     committed = *std::move(all);
     std::map<std::string, int32_t> max_partition;
@@ -805,8 +871,9 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
     return s;
   }
   if (committed_call.has_value()) {
+    // `all` lists the same partitions the call was started with (both come from `counts`).
     absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> fetched =
-        AwaitCommitted(lane, *committed_call, deadline, context);
+        FetchCommitted(lane, query.group, &all, *std::move(committed_call), deadline, context);
     if (!fetched.ok()) return fetched.status();
     committed = *std::move(fetched);
   }

@@ -10,6 +10,7 @@ absl::StatusCode RdkafkaStatusCode(rd_kafka_resp_err_t err, BrokerReachability r
       return absl::StatusCode::kOk;
 
     case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_ID:
     case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
     case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
     case RD_KAFKA_RESP_ERR__UNKNOWN_GROUP:
@@ -121,6 +122,31 @@ absl::Status RdkafkaStatus(rd_kafka_resp_err_t err, absl::string_view context,
 absl::Status RdkafkaErrorStatus(const rd_kafka_error_t* error, absl::string_view context) {
   if (error == nullptr) return absl::OkStatus();
   return RdkafkaStatus(rd_kafka_error_code(error), context, rd_kafka_error_string(error));
+}
+
+bool IsUnknownTopicPartitionOrGroup(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_ID:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_GROUP:
+    case RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND:
+      return true;
+    default:
+      return false;
+  }
+}
+
+absl::Status RdkafkaTransientStatus(rd_kafka_resp_err_t err, absl::string_view context,
+                                    absl::string_view detail, BrokerReachability reachability) {
+  if (!IsUnknownTopicPartitionOrGroup(err)) {
+    return RdkafkaStatus(err, context, detail, reachability);
+  }
+  absl::string_view text = detail.empty() ? absl::string_view(rd_kafka_err2str(err)) : detail;
+  return absl::UnavailableError(absl::StrCat(
+      context, ": ", text, " (", rd_kafka_err2name(err), "); not confirmed by metadata: a broker ",
+      "that is starting answers this for topics and groups it has not loaded yet (transient)"));
 }
 
 }  // namespace klag::kafka

@@ -10,7 +10,9 @@
 //   //    (_TIMED_OUT)"
 //
 // Mapping (see RdkafkaStatusCode for the full table):
-//   unknown topic/partition/group                      -> kNotFound
+//   unknown topic/partition/group                      -> kNotFound (RdkafkaStatus), or
+//                                                         kUnavailable for answers that cannot
+//                                                         prove absence (RdkafkaTransientStatus)
 //   topic/group/cluster/transactional-id authorization -> kPermissionDenied
 //   SASL/TLS-client authentication failures            -> kUnauthenticated (the credentials are
 //                                                         wrong, not the permissions)
@@ -47,5 +49,26 @@ absl::Status RdkafkaStatus(rd_kafka_resp_err_t err, absl::string_view context,
 
 // Same for a rd_kafka_error_t (transactions, some admin calls). Does not take ownership.
 absl::Status RdkafkaErrorStatus(const rd_kafka_error_t* error, absl::string_view context);
+
+// Whether `err` says that a topic, partition or group is unknown (to a broker, or to
+// librdkafka's metadata cache): UNKNOWN_TOPIC_OR_PART, UNKNOWN_TOPIC_ID, GROUP_ID_NOT_FOUND and
+// librdkafka's local __UNKNOWN_TOPIC, __UNKNOWN_PARTITION, __UNKNOWN_GROUP.
+bool IsUnknownTopicPartitionOrGroup(rd_kafka_resp_err_t err);
+
+// As RdkafkaStatus, for the answer of a request that cannot prove that something does not
+// exist (ListOffsets, OffsetFetch, a partition missing from a batch): "unknown topic, partition
+// or group" there is kUnavailable, with a message saying it is transient. Kafka's own client
+// treats UNKNOWN_TOPIC_OR_PARTITION as retriable, and a restarting broker answers it for
+// partitions it has not loaded yet; only a Metadata answer about the topic says it does not
+// exist. Every other error maps as in RdkafkaStatus.
+//
+//   RdkafkaTransientStatus(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+//                          "cluster k:9092: topic orders partition 3: ListOffsets")
+//   // -> UNAVAILABLE "cluster k:9092: topic orders partition 3: ListOffsets: Broker: Unknown
+//   //    topic or partition (UNKNOWN_TOPIC_OR_PART); not confirmed by metadata: a broker that is
+//   //    starting answers this for topics and groups it has not loaded yet (transient)"
+absl::Status RdkafkaTransientStatus(
+    rd_kafka_resp_err_t err, absl::string_view context, absl::string_view detail = "",
+    BrokerReachability reachability = BrokerReachability::kReachable);
 
 }  // namespace klag::kafka

@@ -9,14 +9,18 @@
 
 #include <atomic>
 #include <cstdio>
+#include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "kafka/rdkafka_offset_reader.h"
+#include "tests/kafka/commit_many.h"
 #include "tests/testing/kafka_admin.h"
 #include "tests/testing/test_env.h"
 
@@ -296,6 +300,291 @@ TEST(RdkafkaOffsetReaderMockTest, UnknownTopicIsNotFoundAndSeenAsSoonAsItExists)
   ASSERT_TRUE(offsets.ok()) << offsets.status();
   EXPECT_THAT(offsets->partitions,
               ElementsAre(P(topic, 0, std::nullopt, 0, 0), P(topic, 1, std::nullopt, 0, 3)));
+}
+
+TEST(RdkafkaOffsetReaderMockTest, UnknownPartitionOnListOffsetsOfAListedTopicIsUnavailable) {
+  // A restarting broker answers ListOffsets with UNKNOWN_TOPIC_OR_PART for partitions it has not
+  // loaded yet, while Metadata lists the topic: transient, never "not found".
+  MockCluster cluster(1);
+  const std::string topic = cluster.Topic(2, {3, 1});
+  auto reader = NewReader(cluster.bootstrap());
+  ASSERT_NE(reader, nullptr);
+  const OffsetQuery query{.group = "g", .topics = {topic}};
+  ASSERT_TRUE(reader->ReadOffsets(query, absl::Now() + absl::Seconds(5)).ok());
+
+  // A few: retried after a metadata refresh, the answer is exact.
+  rd_kafka_mock_push_request_errors(cluster.get(), kListOffsets, 2,
+                                    RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+                                    RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  absl::StatusOr<GroupOffsets> offsets = reader->ReadOffsets(query, absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(offsets.ok()) << offsets.status();
+  EXPECT_THAT(offsets->partitions,
+              ElementsAre(P(topic, 0, std::nullopt, 0, 3), P(topic, 1, std::nullopt, 0, 1)));
+
+  // More than the retries: kUnavailable, saying it is transient.
+  std::vector<rd_kafka_resp_err_t> errors(20, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  rd_kafka_mock_push_request_errors_array(cluster.get(), kListOffsets, errors.size(),
+                                          errors.data());
+  offsets = reader->ReadOffsets(query, absl::Now() + absl::Seconds(5));
+  EXPECT_EQ(offsets.status().code(), absl::StatusCode::kUnavailable) << offsets.status();
+  EXPECT_THAT(offsets.status().message(), HasSubstr(topic));
+  EXPECT_THAT(offsets.status().message(), HasSubstr("UNKNOWN_TOPIC_OR_PART"));
+  EXPECT_THAT(offsets.status().message(), HasSubstr("transient"));
+  rd_kafka_mock_clear_request_errors(cluster.get(), kListOffsets);
+  offsets = reader->ReadOffsets(query, absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(offsets.ok()) << offsets.status();
+  EXPECT_EQ(offsets->partitions.at(0).end, 3);
+}
+
+TEST(RdkafkaOffsetReaderMockTest, UnknownPartitionOnOffsetFetchIsUnavailable) {
+  MockCluster cluster(1);
+  const std::string topic = cluster.Topic(1, {2});
+  const std::string group = UniqueName("mock-group");
+  auto reader = NewReader(cluster.bootstrap());
+  ASSERT_NE(reader, nullptr);
+  for (const OffsetQuery& query :
+       {OffsetQuery{.group = group, .topics = {topic}}, OffsetQuery{.group = group}}) {
+    rd_kafka_mock_push_request_errors(cluster.get(), kOffsetFetch, 1,
+                                      RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+    absl::StatusOr<GroupOffsets> offsets =
+        reader->ReadOffsets(query, absl::Now() + absl::Seconds(5));
+    EXPECT_EQ(offsets.status().code(), absl::StatusCode::kUnavailable) << offsets.status();
+    EXPECT_THAT(offsets.status().message(), HasSubstr(group));
+    EXPECT_THAT(offsets.status().message(), HasSubstr("transient"));
+  }
+}
+
+TEST(RdkafkaOffsetReaderMockTest, KnownTopicBrieflyMissingFromMetadataIsNotNotFound) {
+  // A topic that this reader has seen exist is reported missing by one Metadata answer (a broker
+  // that has not caught up): the second answer, a little later, lists it again.
+  MockCluster cluster(1);
+  const std::string topic = cluster.Topic(1, {4});
+  RdkafkaOffsetReaderOptions options;
+  options.metadata_max_age = absl::ZeroDuration();  // every read asks Metadata
+  auto reader = NewReader(cluster.bootstrap(), options);
+  ASSERT_NE(reader, nullptr);
+  const OffsetQuery query{.group = "g", .topics = {topic}};
+  ASSERT_TRUE(reader->ReadOffsets(query, absl::Now() + absl::Seconds(5)).ok());
+  rd_kafka_mock_topic_set_error(cluster.get(), topic.c_str(),
+                                RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  std::thread heal([&] {
+    absl::SleepFor(absl::Milliseconds(100));
+    rd_kafka_mock_topic_set_error(cluster.get(), topic.c_str(), RD_KAFKA_RESP_ERR_NO_ERROR);
+  });
+  absl::StatusOr<GroupOffsets> offsets = reader->ReadOffsets(query, absl::Now() + absl::Seconds(5));
+  heal.join();
+  ASSERT_TRUE(offsets.ok()) << offsets.status();
+  EXPECT_EQ(offsets->partitions.at(0).end, 4);
+
+  // Gone for good: kNotFound once a second answer confirms it, and the next read asks only once.
+  rd_kafka_mock_topic_set_error(cluster.get(), topic.c_str(),
+                                RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  Timed read = ReadTimed(*reader, query, absl::Seconds(5));
+  EXPECT_EQ(read.result.status().code(), absl::StatusCode::kNotFound) << read.result.status();
+  EXPECT_THAT(read.result.status().message(), HasSubstr(topic));
+  EXPECT_GE(read.took, absl::Milliseconds(300));
+  const RdkafkaOffsetReaderStats before = reader->Stats();
+  read = ReadTimed(*reader, query, absl::Seconds(5));
+  EXPECT_EQ(read.result.status().code(), absl::StatusCode::kNotFound) << read.result.status();
+  EXPECT_EQ(reader->Stats().metadata_requests - before.metadata_requests, 1);
+
+  // A deadline too short for the second answer: kUnavailable, not an unconfirmed kNotFound.
+  rd_kafka_mock_topic_set_error(cluster.get(), topic.c_str(), RD_KAFKA_RESP_ERR_NO_ERROR);
+  ASSERT_TRUE(reader->ReadOffsets(query, absl::Now() + absl::Seconds(5)).ok());
+  rd_kafka_mock_topic_set_error(cluster.get(), topic.c_str(),
+                                RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  read = ReadTimed(*reader, query, absl::Milliseconds(400));
+  EXPECT_EQ(read.result.status().code(), absl::StatusCode::kUnavailable) << read.result.status();
+}
+
+TEST(RdkafkaOffsetReaderMockTest, CoordinatorMovingIsRetriedThenUnavailable) {
+  MockCluster cluster(1);
+  const std::string topic = cluster.Topic(1, {5});
+  const std::string group = UniqueName("mock-group");
+  ASSERT_TRUE(testing::CommitOffsets(cluster.bootstrap(), group, {{topic, 0, 2}}).ok());
+  auto reader = NewReader(cluster.bootstrap());
+  ASSERT_NE(reader, nullptr);
+  const OffsetQuery query{.group = group, .topics = {topic}};
+  ASSERT_TRUE(reader->ReadOffsets(query, absl::Now() + absl::Seconds(5)).ok());
+  for (rd_kafka_resp_err_t err :
+       {RD_KAFKA_RESP_ERR_NOT_COORDINATOR, RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
+        RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE}) {
+    // Two in a row: the third request answers.
+    rd_kafka_mock_push_request_errors(cluster.get(), kOffsetFetch, 2, err, err);
+    const RdkafkaOffsetReaderStats before = reader->Stats();
+    absl::StatusOr<GroupOffsets> offsets =
+        reader->ReadOffsets(query, absl::Now() + absl::Seconds(5));
+    ASSERT_TRUE(offsets.ok()) << rd_kafka_err2name(err) << ": " << offsets.status();
+    EXPECT_THAT(offsets->partitions, ElementsAre(P(topic, 0, 2, 0, 5)));
+    EXPECT_EQ(reader->Stats().offset_fetch_requests - before.offset_fetch_requests, 3);
+    // More than the retries: kUnavailable naming the error.
+    rd_kafka_mock_push_request_errors(cluster.get(), kOffsetFetch, 3, err, err, err);
+    offsets = reader->ReadOffsets(query, absl::Now() + absl::Seconds(5));
+    EXPECT_EQ(offsets.status().code(), absl::StatusCode::kUnavailable) << offsets.status();
+    EXPECT_THAT(offsets.status().message(), HasSubstr(rd_kafka_err2name(err)));
+  }
+}
+
+// librdkafka #5040: the admin ListConsumerGroupOffsets path handed a NOT_COORDINATOR (or
+// COORDINATOR_NOT_AVAILABLE) answer to the client's consumer group, which a client without
+// group.id does not have: SIGSEGV in rd_kafka_cgrp_op(rkcg=0x0, ...) on librdkafka's main thread.
+// A restarting broker answers exactly that, and klag-scaler died on every broker restart under
+// load. Fixed by scripts/librdkafka/offsetfetch-admin-no-cgrp.patch; without it this test dies
+// on the first such answer. Here 1,000 groups are read by 16 threads while OffsetFetch answers
+// coordinator errors and the groups' coordinator moves twice (the old coordinator then answers
+// NOT_COORDINATOR, some of them late, as a real one does).
+TEST(RdkafkaOffsetReaderMockTest, CoordinatorErrorsAndMovesUnderLoadDoNotCrashOrReadAsNotFound) {
+  constexpr int kGroups = 1000;
+  constexpr int kTopics = 10;
+  constexpr int kThreads = 16;
+  MockCluster cluster(3);
+  absl::Time setup = absl::Now();
+  std::vector<std::string> topics;
+  for (int t = 0; t < kTopics; ++t) topics.push_back(cluster.Topic(2, {t + 1, 2 * t + 3}));
+  std::printf("set-up: topics %.0f ms\n", absl::ToDoubleMilliseconds(absl::Now() - setup));
+  setup = absl::Now();
+  std::vector<std::string> groups;
+  std::vector<testing::GroupCommit> commits;
+  for (int g = 0; g < kGroups; ++g) {
+    groups.push_back(absl::StrCat(UniqueName("mock-load"), "-", g));
+    // Partition 0 committed at g % (its end + 1); partition 1 never committed.
+    const int64_t offset = g % (g % kTopics + 2);
+    commits.push_back({groups.back(), {{topics[g % kTopics], 0, offset}}});
+  }
+  // (Coordinators are spread over the 3 brokers by the mock's hash of the group until moved.)
+  ASSERT_TRUE(testing::CommitMany(cluster.bootstrap(), commits).ok());
+  std::printf("set-up: commits %.0f ms\n", absl::ToDoubleMilliseconds(absl::Now() - setup));
+  auto expected = [&](int g) {
+    const std::string& topic = topics[g % kTopics];
+    const int t = g % kTopics;
+    return std::vector<PartitionOffsets>{P(topic, 0, g % (t + 2), 0, t + 1),
+                                         P(topic, 1, std::nullopt, 0, 2 * t + 3)};
+  };
+
+  auto reader = NewReader(cluster.bootstrap());
+  ASSERT_NE(reader, nullptr);
+  struct Tally {
+    int exact = 0;
+    int wrong = 0;
+    int unavailable = 0;
+    std::map<std::string, int> other;  // "CODE: message" of anything else (kNotFound included)
+  };
+  // One round: every group read once, by kThreads threads.
+  auto round = [&](const std::function<void(int)>& during) {
+    Tally tally;
+    absl::Mutex mu;
+    std::atomic<int> next{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kThreads; ++i) {
+      threads.emplace_back([&] {
+        for (int g = next++; g < kGroups; g = next++) {
+          if (during) during(g);
+          absl::StatusOr<GroupOffsets> offsets =
+              reader->ReadOffsets({.group = groups[g], .topics = {topics[g % kTopics]}},
+                                  absl::Now() + absl::Seconds(5));
+          absl::MutexLock lock(&mu);
+          if (offsets.ok()) {
+            ++(offsets->partitions == expected(g) ? tally.exact : tally.wrong);
+          } else if (offsets.status().code() == absl::StatusCode::kUnavailable) {
+            ++tally.unavailable;
+          } else {
+            ++tally.other[offsets.status().ToString()];
+          }
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    return tally;
+  };
+  auto print = [](const char* phase, const Tally& t, absl::Duration took) {
+    std::printf("%s: %d exact, %d wrong, %d UNAVAILABLE, %zu other kinds, %.0f ms\n", phase,
+                t.exact, t.wrong, t.unavailable, t.other.size(), absl::ToDoubleMilliseconds(took));
+    for (const auto& [what, n] : t.other) std::printf("  %d x %s\n", n, what.c_str());
+  };
+
+  absl::Time start = absl::Now();
+  Tally before = round(nullptr);
+  print("before", before, absl::Now() - start);
+  ASSERT_EQ(before.exact, kGroups);
+
+  // The disturbance: 900 coordinator errors for whichever OffsetFetch comes next, and the
+  // coordinator of every group moving to broker 2, then to broker 3, while the readers run, the
+  // other brokers answering NOT_COORDINATOR (some late) to the requests that still reach them.
+  // (rd_kafka_mock_coordinator_set waits for the mock's I/O loop to serve it, up to a second
+  // on an idle mock: Metadata requests from another client keep the loop turning meanwhile.)
+  std::vector<rd_kafka_resp_err_t> errors;
+  for (int i = 0; i < 300; ++i) {
+    errors.push_back(RD_KAFKA_RESP_ERR_NOT_COORDINATOR);
+    errors.push_back(RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS);
+    errors.push_back(RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE);
+  }
+  const RdkafkaOffsetReaderStats stats_before = reader->Stats();
+  start = absl::Now();
+  rd_kafka_mock_push_request_errors_array(cluster.get(), kOffsetFetch, errors.size(),
+                                          errors.data());
+  auto move_to = [&](int to) {
+    std::atomic<bool> moved{false};
+    std::thread busy([&] {
+      char errstr[256];
+      rd_kafka_conf_t* conf = rd_kafka_conf_new();
+      rd_kafka_conf_set(conf, "bootstrap.servers", cluster.bootstrap().c_str(), errstr,
+                        sizeof(errstr));
+      rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+      while (rk != nullptr && !moved.load()) {
+        const rd_kafka_metadata_t* metadata = nullptr;
+        if (rd_kafka_metadata(rk, 0, nullptr, &metadata, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+          rd_kafka_metadata_destroy(metadata);
+        }
+      }
+      if (rk != nullptr) rd_kafka_destroy(rk);
+    });
+    for (const std::string& group : groups) {
+      rd_kafka_mock_coordinator_set(cluster.get(), "group", group.c_str(), to);
+    }
+    moved.store(true);
+    busy.join();
+    // (A broker with errors of its own for an API answers only those, then no error.)
+    for (int from = 1; from <= 3; ++from) {
+      if (from == to) continue;
+      EXPECT_EQ(rd_kafka_mock_broker_push_request_error_rtts(
+                    cluster.get(), from, kOffsetFetch, 5, RD_KAFKA_RESP_ERR_NOT_COORDINATOR, 0,
+                    RD_KAFKA_RESP_ERR_NOT_COORDINATOR, 200, RD_KAFKA_RESP_ERR_NOT_COORDINATOR, 0,
+                    RD_KAFKA_RESP_ERR_NOT_COORDINATOR, 50, RD_KAFKA_RESP_ERR_NOT_COORDINATOR, 0),
+                RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+  };
+  Tally during = round([&](int g) {
+    if (g == kGroups / 3) move_to(2);
+    if (g == 2 * kGroups / 3) move_to(3);
+  });
+  print("during", during, absl::Now() - start);
+  const RdkafkaOffsetReaderStats stats_during = reader->Stats();
+  std::printf("during: %lld OffsetFetch requests for %d reads\n",
+              static_cast<long long>(stats_during.offset_fetch_requests -
+                                     stats_before.offset_fetch_requests),
+              kGroups);
+  EXPECT_EQ(during.wrong, 0);
+  EXPECT_TRUE(during.other.empty()) << "only UNAVAILABLE may fail a read during the disturbance";
+  EXPECT_GT(during.unavailable, 0) << "the disturbance was not seen";
+  EXPECT_GT(stats_during.offset_fetch_requests - stats_before.offset_fetch_requests, kGroups)
+      << "coordinator errors are retried";
+
+  // Afterwards every answer is exact again, once the errors still pushed are used up.
+  rd_kafka_mock_clear_request_errors(cluster.get(), kOffsetFetch);
+  Tally after;
+  for (int i = 0; i < 5 && after.exact != kGroups; ++i) {
+    start = absl::Now();
+    after = round(nullptr);
+    print("after", after, absl::Now() - start);
+    EXPECT_EQ(after.wrong, 0);
+    EXPECT_TRUE(after.other.empty());
+  }
+  EXPECT_EQ(after.exact, kGroups);
+  for (int broker = 1; broker <= 3; ++broker) {
+    size_t left = 0;
+    rd_kafka_mock_broker_error_stack_cnt(cluster.get(), broker, kOffsetFetch, &left);
+    std::printf("broker %d: %zu NOT_COORDINATOR answers unused\n", broker, left);
+  }
 }
 
 TEST(RdkafkaOffsetReaderMockTest, SlowOffsetFetchAbandonedThenOutageAndRecoveryDoesNotCrash) {
