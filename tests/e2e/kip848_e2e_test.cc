@@ -9,8 +9,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "kafka/cluster_registry.h"
 #include "kafka/rdkafka_offset_reader.h"
 #include "scaler/service/evaluator.h"
@@ -118,6 +120,55 @@ TEST(Kip848E2eTest, ScalerReportsTheExactLagOfAGroupOfTheConsumerProtocol) {
   for (const auto& [p, offset] : *committed) expected_with_commits += expected_lag.at(p);
   EXPECT_EQ(all_topics->total_lag, expected_with_commits);
   EXPECT_EQ(all_topics->partitions.size(), committed->size());
+}
+
+TEST(Kip848E2eTest, ScalerReadsTheCommitsOfAGroupWithALiveConsumerProtocolMember) {
+  KLAG_REQUIRE_KAFKA4(bootstrap, state);
+  const testing::KafkaTools tools(KLAG_SOURCE_DIR "/scripts/kafka.sh", state);
+  const std::string topic = testing::UniqueName("kip848-live");
+  const std::string group = testing::UniqueName("kip848-live-g");
+  ASSERT_TRUE(testing::CreateTopic(bootstrap, topic, 2).ok());
+  for (int p = 0; p < 2; ++p) ASSERT_TRUE(testing::Produce(bootstrap, topic, p, 40).ok());
+
+  // The Java consumer reads all 80 records, then stays in the group (Stable) for 20 s without
+  // records, auto-committing (every 5 s by default) while it is a member.
+  absl::StatusOr<testing::ConsumedOffsets> consumed;
+  std::thread member([&] {
+    consumed = tools.ConsumeWithConsumerProtocol(bootstrap, topic, group, 1000, absl::Seconds(120),
+                                                 absl::Seconds(20));
+  });
+  const std::map<int32_t, int64_t> ends = {{0, 40}, {1, 40}};
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  std::map<int32_t, int64_t> committed;
+  std::string group_state;
+  while (absl::Now() < deadline && (committed != ends || group_state != "Stable")) {
+    absl::SleepFor(absl::Milliseconds(500));
+    committed = testing::CommittedOffsets(bootstrap, group, topic).value_or(committed);
+    group_state = testing::GroupState(bootstrap, group).value_or("");
+  }
+  ASSERT_EQ(committed, ends) << "the Java consumer did not commit the end while a member";
+  ASSERT_EQ(group_state, "Stable");
+
+  RealEvaluator scaler;
+  absl::StatusOr<LagReport> report = scaler.Evaluate({{"bootstrapServers", bootstrap},
+                                                      {"consumerGroup", group},
+                                                      {"topic", topic},
+                                                      {"lagThreshold", "10"}});
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->partitions.size(), 2u);
+  for (const PartitionLag& p : report->partitions) {
+    EXPECT_EQ(p.committed, 40) << "partition " << p.partition;
+    EXPECT_EQ(p.lag, 0) << "partition " << p.partition;
+  }
+  EXPECT_EQ(report->total_lag, 0);
+  EXPECT_FALSE(report->active);
+  // The member was still there while the scaler read the group.
+  EXPECT_EQ(testing::GroupState(bootstrap, group).value_or(""), "Stable");
+  EXPECT_EQ(testing::GroupType(bootstrap, group).value_or(""), "consumer");
+
+  member.join();
+  ASSERT_TRUE(consumed.ok()) << consumed.status();
+  EXPECT_EQ(consumed->at(0).size() + consumed->at(1).size(), 80u);
 }
 
 }  // namespace

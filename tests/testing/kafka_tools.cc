@@ -106,7 +106,7 @@ absl::StatusOr<ToolResult> KafkaTools::RunClass(const std::string& java_class,
 
 absl::StatusOr<ConsumedOffsets> KafkaTools::ConsumeWithConsumerProtocol(
     const std::string& bootstrap, const std::string& topic, const std::string& group,
-    int max_messages, absl::Duration timeout) const {
+    int max_messages, absl::Duration timeout, std::optional<absl::Duration> idle_exit) const {
   // --command-property / --formatter-property are Kafka 4's names (--consumer-property and
   // --property are deprecated there).
   absl::StatusOr<ToolResult> run = RunClass(
@@ -116,9 +116,9 @@ absl::StatusOr<ConsumedOffsets> KafkaTools::ConsumeWithConsumerProtocol(
        // One record per poll: the position (what auto-commit commits on close) never runs ahead
        // of the records printed.
        "--command-property", "max.poll.records=1", "--max-messages", absl::StrCat(max_messages),
-       "--timeout-ms", absl::StrCat(absl::ToInt64Milliseconds(timeout) / 2), "--formatter-property",
-       "print.partition=true", "--formatter-property", "print.offset=true", "--formatter-property",
-       "print.value=false"},
+       "--timeout-ms", absl::StrCat(absl::ToInt64Milliseconds(idle_exit.value_or(timeout / 2))),
+       "--formatter-property", "print.partition=true", "--formatter-property", "print.offset=true",
+       "--formatter-property", "print.value=false"},
       timeout);
   if (!run.ok()) return run.status();
   ConsumedOffsets consumed;
@@ -131,7 +131,9 @@ absl::StatusOr<ConsumedOffsets> KafkaTools::ConsumeWithConsumerProtocol(
       ++count;
     }
   }
-  if (run->exit_code != 0 || count != max_messages) {
+  // On --timeout-ms the tool logs a TimeoutException and exits non-zero: expected with idle_exit.
+  const bool idle_stop = idle_exit.has_value() && count < max_messages;
+  if ((run->exit_code != 0 && !idle_stop) || (!idle_exit.has_value() && count != max_messages)) {
     return absl::InternalError(absl::StrCat("ConsoleConsumer (group.protocol=consumer) exited ",
                                             run->exit_code, " after ", count, " of ", max_messages,
                                             " records; stderr:\n", run->stderr_text));
@@ -139,8 +141,15 @@ absl::StatusOr<ConsumedOffsets> KafkaTools::ConsumeWithConsumerProtocol(
   return consumed;
 }
 
-absl::StatusOr<std::string> GroupType(const std::string& bootstrap, const std::string& group,
-                                      absl::Duration timeout) {
+namespace {
+
+struct GroupListing {
+  rd_kafka_consumer_group_type_t type = RD_KAFKA_CONSUMER_GROUP_TYPE_UNKNOWN;
+  std::string state;
+};
+
+absl::StatusOr<GroupListing> ListGroup(const std::string& bootstrap, const std::string& group,
+                                       absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   absl::StatusOr<rdk::HandlePtr> rk = rdk::NewHandle(
       RD_KAFKA_PRODUCER, {{"bootstrap.servers", bootstrap}, {"client.id", "klag-test-admin"}});
@@ -158,16 +167,34 @@ absl::StatusOr<std::string> GroupType(const std::string& bootstrap, const std::s
       rd_kafka_ListConsumerGroups_result_valid(result, &n);
   for (size_t i = 0; i < n; ++i) {
     if (group != rd_kafka_ConsumerGroupListing_group_id(groups[i])) continue;
-    switch (rd_kafka_ConsumerGroupListing_type(groups[i])) {
-      case RD_KAFKA_CONSUMER_GROUP_TYPE_CONSUMER:
-        return std::string("consumer");
-      case RD_KAFKA_CONSUMER_GROUP_TYPE_CLASSIC:
-        return std::string("classic");
-      default:
-        return std::string("unknown");
-    }
+    return GroupListing{.type = rd_kafka_ConsumerGroupListing_type(groups[i]),
+                        .state = rd_kafka_consumer_group_state_name(
+                            rd_kafka_ConsumerGroupListing_state(groups[i]))};
   }
   return absl::NotFoundError(absl::StrCat("ListConsumerGroups does not list group ", group));
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> GroupType(const std::string& bootstrap, const std::string& group,
+                                      absl::Duration timeout) {
+  absl::StatusOr<GroupListing> listing = ListGroup(bootstrap, group, timeout);
+  if (!listing.ok()) return listing.status();
+  switch (listing->type) {
+    case RD_KAFKA_CONSUMER_GROUP_TYPE_CONSUMER:
+      return std::string("consumer");
+    case RD_KAFKA_CONSUMER_GROUP_TYPE_CLASSIC:
+      return std::string("classic");
+    default:
+      return std::string("unknown");
+  }
+}
+
+absl::StatusOr<std::string> GroupState(const std::string& bootstrap, const std::string& group,
+                                       absl::Duration timeout) {
+  absl::StatusOr<GroupListing> listing = ListGroup(bootstrap, group, timeout);
+  if (!listing.ok()) return listing.status();
+  return listing->state;
 }
 
 }  // namespace klag::testing

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,11 +56,13 @@ class KafkaTools {
   // group.protocol=consumer, from the earliest offset, one record per poll, until it has
   // `max_messages` records; it commits what it received when it closes (auto-commit), so the
   // group's committed offset of each partition is the last received offset + 1. Returns the
-  // received offsets. Errors: kInternal with the tool's stderr when it fails or prints fewer
-  // records.
+  // received offsets. With `idle_exit`, it also stops after that long without a record (and
+  // the result may hold fewer records). Errors: kInternal with the tool's stderr when it fails,
+  // or (without `idle_exit`) prints fewer records.
   absl::StatusOr<ConsumedOffsets> ConsumeWithConsumerProtocol(
       const std::string& bootstrap, const std::string& topic, const std::string& group,
-      int max_messages, absl::Duration timeout = absl::Seconds(120)) const;
+      int max_messages, absl::Duration timeout = absl::Seconds(120),
+      std::optional<absl::Duration> idle_exit = std::nullopt) const;
 
  private:
   std::string kafka_sh_;
@@ -71,6 +74,11 @@ class KafkaTools {
 // mapped librdkafka error.
 absl::StatusOr<std::string> GroupType(const std::string& bootstrap, const std::string& group,
                                       absl::Duration timeout = absl::Seconds(30));
+
+// The state of `group` as the broker lists it (admin ListConsumerGroups): "Stable", "Empty",
+// "PreparingRebalance", ... Errors: as GroupType.
+absl::StatusOr<std::string> GroupState(const std::string& bootstrap, const std::string& group,
+                                       absl::Duration timeout = absl::Seconds(30));
 
 }  // namespace klag::testing
 
