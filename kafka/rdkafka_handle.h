@@ -115,9 +115,10 @@ AdminCall StartAdmin(
 
 // The longest request timeout librdkafka accepts for admin requests. Long-lived clients use it
 // for coordinator-routed requests (ListConsumerGroupOffsets, AlterConsumerGroupOffsets, ...):
-// librdkafka 2.0.2 aborts the process (rd_kafka_enq_once_del_source_return: Assertion
-// `eonce->refcnt > 0') when such a request times out inside librdkafka while its coordinator is
-// unreachable and the coordinator comes back later (librdkafka issue #4605). Waiting on our side
+// librdkafka (2.0.2, and still 2.8.0: tests/kafka/librdkafka_4605_test.cc) aborts the process
+// (rd_kafka_enq_once_del_source_return: Assertion `eonce->refcnt > 0') when such a request times
+// out inside librdkafka while its coordinator is unreachable and the coordinator comes back later
+// (librdkafka issue #4605). Waiting on our side
 // only until the deadline and abandoning the queue is safe; librdkafka timing it out is not.
 inline constexpr absl::Duration kMaxAdminRequestTimeout = absl::Hours(1);
 
