@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -27,6 +28,102 @@ constexpr absl::string_view kFromEnv = "FromEnv";
 constexpr absl::string_view kRedacted = "<redacted>";
 
 absl::Status Invalid(absl::string_view message) { return absl::InvalidArgumentError(message); }
+
+// ---------------------------------------------------------------------------------------------
+// GSSAPI values reach /bin/sh (librdkafka pastes the principal and the keytab path into
+// sasl.kerberos.kinit.cmd and runs it with system()), so each is held to a strict character
+// set. A refused value is never echoed: the message names the key and the first bad byte.
+
+bool IsKerberosNameChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+}
+
+bool IsRealmChar(char c) {
+  return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-';
+}
+
+// One byte of a refused value, for a message: 'x', or its C escape ('\n', '\x01').
+std::string ShowByte(char c) {
+  return absl::StrCat("'", absl::CHexEscape(absl::string_view(&c, 1)), "'");
+}
+
+// Checks `value` as components separated by `separator` (none when '\0'), each non-empty, made
+// of bytes `allowed` accepts and (when `no_leading_dash`) not starting with '-' (kinit would
+// take it for an option). Errors: kInvalidArgument "<key> must be <rule>; ..." with the position
+// (plus `offset`, when `value` is a part of the setting).
+absl::Status CheckStrictValue(absl::string_view key, absl::string_view value,
+                              absl::string_view rule, bool (*allowed)(char), char separator,
+                              bool no_leading_dash, size_t offset = 0) {
+  auto bad = [&](size_t pos, absl::string_view what) {
+    return Invalid(absl::StrCat(key, " must be ", rule, "; ", what, " at byte ", offset + pos,
+                                " (the value is not shown)"));
+  };
+  size_t component_start = 0;
+  for (size_t i = 0; i <= value.size(); ++i) {
+    const bool end_of_component = i == value.size() || (separator != '\0' && value[i] == separator);
+    if (end_of_component) {
+      if (i == component_start) return bad(i, "an empty component");
+      component_start = i + 1;
+      continue;
+    }
+    if (!allowed(value[i])) return bad(i, absl::StrCat(ShowByte(value[i]), " is not allowed"));
+    if (no_leading_dash && i == component_start && value[i] == '-') {
+      return bad(i, "a leading '-' is not allowed");
+    }
+  }
+  return absl::OkStatus();
+}
+
+constexpr absl::string_view kPrincipalRule =
+    "a Kerberos principal name without realm: components of letters, digits, '.', '_' and '-' "
+    "joined by '/'";
+constexpr absl::string_view kRealmRule = "a Kerberos realm: letters, digits, '.' and '-'";
+constexpr absl::string_view kServiceRule =
+    "a Kerberos service name: letters, digits, '.', '_' and '-'";
+constexpr absl::string_view kPathRule =
+    "an absolute, normalised path of letters, digits, '.', '_', '-' and '/' (no empty, \".\" or "
+    "\"..\" component, no trailing '/')";
+
+absl::Status CheckPrincipalName(absl::string_view key, absl::string_view value) {
+  if (const size_t at = value.find('@'); at != absl::string_view::npos) {
+    return Invalid(
+        absl::StrCat(key, " must not contain '@' (byte ", at, "): the realm goes in realm"));
+  }
+  return CheckStrictValue(key, value, kPrincipalRule, IsKerberosNameChar, '/', true);
+}
+
+absl::Status CheckRealm(absl::string_view key, absl::string_view value) {
+  return CheckStrictValue(key, value, kRealmRule, IsRealmChar, '\0', true);
+}
+
+absl::Status CheckServiceName(absl::string_view key, absl::string_view value) {
+  return CheckStrictValue(key, value, kServiceRule, IsKerberosNameChar, '\0', true);
+}
+
+// An absolute, normalised path of [A-Za-z0-9._/-]; "/" alone passes.
+absl::Status CheckAbsolutePath(absl::string_view key, absl::string_view path) {
+  if (path.empty() || path[0] != '/') {
+    return Invalid(absl::StrCat(key, " must be ", kPathRule, "; it does not start with '/'"));
+  }
+  if (path == "/") return absl::OkStatus();
+  RETURN_IF_ERROR(
+      CheckStrictValue(key, path.substr(1), kPathRule, IsKerberosNameChar, '/', false, 1));
+  size_t start = 1;
+  for (absl::string_view component : absl::StrSplit(path.substr(1), '/')) {
+    if (component == "." || component == "..") {
+      return Invalid(absl::StrCat(key, " must be ", kPathRule, "; a \"", component,
+                                  "\" component at byte ", start));
+    }
+    start += component.size() + 1;
+  }
+  return absl::OkStatus();
+}
+
+// True when `path` lies lexically below `dir` (both checked by CheckAbsolutePath).
+bool IsUnder(absl::string_view path, absl::string_view dir) {
+  if (dir == "/") return path.size() > 1;
+  return path.size() > dir.size() + 1 && absl::StartsWith(path, dir) && path[dir.size()] == '/';
+}
 
 // ---------------------------------------------------------------------------------------------
 // SHA-256 (FIPS 180-4), for Key(): a collision-resistant digest of the secret fields.
@@ -140,7 +237,7 @@ void AppendField(std::string* out, absl::string_view field) {
 absl::StatusOr<std::string> ParseBootstrapEntry(const Setting& setting, absl::string_view entry) {
   auto bad = [&](absl::string_view why) {
     return Invalid(
-        absl::StrCat(setting.key, " entry \"", entry, "\" is not host:port (", why, ")"));
+        absl::StrCat(setting.key, " entry ", QuoteValue(entry), " is not host:port (", why, ")"));
   };
   absl::string_view host;
   absl::string_view port;
@@ -179,7 +276,8 @@ absl::StatusOr<std::string> ParseBootstrapServers(const Setting& setting) {
   for (absl::string_view raw : absl::StrSplit(setting.value, ',')) {
     absl::string_view entry = absl::StripAsciiWhitespace(raw);
     if (entry.empty()) {
-      return Invalid(absl::StrCat(setting.key, " \"", setting.value, "\" has an empty entry"));
+      return Invalid(
+          absl::StrCat(setting.key, " ", QuoteValue(setting.value), " has an empty entry"));
     }
     ASSIGN_OR_RETURN(std::string parsed, ParseBootstrapEntry(setting, entry));
     entries.push_back(std::move(parsed));
@@ -194,7 +292,7 @@ absl::StatusOr<size_t> ParseEnum(const Setting& setting,
     if (setting.value == choices[i]) return i;
   }
   return Invalid(absl::StrCat(setting.key, " must be one of ", absl::StrJoin(choices, ", "),
-                              "; got \"", setting.value, "\""));
+                              "; got ", QuoteValue(setting.value)));
 }
 
 absl::Status RequirePem(const Setting& setting) {
@@ -209,7 +307,8 @@ absl::StatusOr<std::vector<std::string>> ParseList(const Setting& setting) {
   for (absl::string_view raw : absl::StrSplit(setting.value, ',')) {
     absl::string_view entry = absl::StripAsciiWhitespace(raw);
     if (entry.empty()) {
-      return Invalid(absl::StrCat(setting.key, " \"", setting.value, "\" has an empty entry"));
+      return Invalid(
+          absl::StrCat(setting.key, " ", QuoteValue(setting.value), " has an empty entry"));
     }
     out.emplace_back(entry);
   }
@@ -224,11 +323,11 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseExtensions
   for (const std::string& entry : entries) {
     std::vector<absl::string_view> parts = absl::StrSplit(entry, '=');
     if (parts.size() != 2 || absl::StripAsciiWhitespace(parts[0]).empty()) {
-      return Invalid(absl::StrCat(setting.key, " entry \"", entry, "\" is not key=value"));
+      return Invalid(absl::StrCat(setting.key, " entry ", QuoteValue(entry), " is not key=value"));
     }
     std::string key(absl::StripAsciiWhitespace(parts[0]));
     if (!seen.insert(key).second) {
-      return Invalid(absl::StrCat(setting.key, " sets \"", key, "\" twice"));
+      return Invalid(absl::StrCat(setting.key, " sets ", QuoteValue(key), " twice"));
     }
     out.emplace_back(std::move(key), std::string(absl::StripAsciiWhitespace(parts[1])));
   }
@@ -291,8 +390,8 @@ absl::Status ParseOAuthBearer(const SettingMap& settings, SaslConfig* sasl) {
   ASSIGN_OR_RETURN(Setting endpoint, Require(settings, "oauthTokenEndpointUri", kNeededBy));
   if (!absl::StartsWith(endpoint.value, "https://") &&
       !absl::StartsWith(endpoint.value, "http://")) {
-    return Invalid(absl::StrCat(endpoint.key, " must be an http:// or https:// URL, got \"",
-                                endpoint.value, "\""));
+    return Invalid(absl::StrCat(endpoint.key, " must be an http:// or https:// URL, got ",
+                                QuoteValue(endpoint.value)));
   }
   sasl->username = client_id.value;
   sasl->password = client_secret.value;
@@ -308,12 +407,14 @@ absl::Status ParseOAuthBearer(const SettingMap& settings, SaslConfig* sasl) {
   return absl::OkStatus();
 }
 
-absl::Status ParseGssapi(const SettingMap& settings, SaslConfig* sasl) {
+absl::Status ParseGssapi(const SettingMap& settings, const ConnectionPolicy& policy,
+                         SaslConfig* sasl) {
   constexpr absl::string_view kNeededBy = "sasl gssapi";
   ASSIGN_OR_RETURN(Setting username, Require(settings, "username", kNeededBy));
   ASSIGN_OR_RETURN(Setting realm, Require(settings, "realm", kNeededBy));
   ASSIGN_OR_RETURN(std::optional<Setting> password, LookupSetting(settings, "password"));
   ASSIGN_OR_RETURN(std::optional<Setting> keytab, LookupSetting(settings, "keytab"));
+  ASSIGN_OR_RETURN(std::optional<Setting> service, LookupSetting(settings, "kerberosServiceName"));
   if (password.has_value() && keytab.has_value()) {
     return Invalid(absl::StrCat("sasl gssapi takes exactly one of ", password->key, " and ",
                                 keytab->key, ", not both"));
@@ -326,6 +427,11 @@ absl::Status ParseGssapi(const SettingMap& settings, SaslConfig* sasl) {
   if (!keytab.has_value()) {
     return Invalid("sasl gssapi needs keytab (or keytabFromEnv): a keytab file path");
   }
+  // The principal and the keytab path go through /bin/sh (kKinitCommand); the service name
+  // does not, but is held to the same kind of set so no Kerberos value needs another audit.
+  RETURN_IF_ERROR(CheckPrincipalName(username.key, username.value));
+  RETURN_IF_ERROR(CheckRealm(realm.key, realm.value));
+  if (service.has_value()) RETURN_IF_ERROR(CheckServiceName(service->key, service->value));
   // KEDA takes the keytab's contents and writes them to a file; klag takes the file's path, so
   // contents pasted here are refused (and never echoed: they are a secret).
   const bool is_path = absl::StartsWith(keytab->value, "/") &&
@@ -336,19 +442,29 @@ absl::Status ParseGssapi(const SettingMap& settings, SaslConfig* sasl) {
     return Invalid(absl::StrCat(keytab->key, " must be an absolute file path, got \"", kRedacted,
                                 "\" (klag reads the keytab from a file; KEDA took its contents)"));
   }
-  if (username.value.find('@') != std::string::npos) {
-    return Invalid(absl::StrCat(username.key, " \"", username.value,
-                                "\" must not contain '@': the realm goes in realm"));
+  RETURN_IF_ERROR(CheckAbsolutePath(keytab->key, keytab->value));
+  if (policy.kerberos_keytab_dir.empty()) {
+    return Invalid(absl::StrCat(
+        "sasl gssapi with ", keytab->key,
+        " is refused: no keytab directory is configured (the operator allows keytabs under a "
+        "directory with ",
+        kKerberosKeytabDirFlag, ")"));
+  }
+  RETURN_IF_ERROR(ValidateKerberosKeytabDir(policy.kerberos_keytab_dir));
+  if (!IsUnder(keytab->value, policy.kerberos_keytab_dir)) {
+    return Invalid(absl::StrCat(keytab->key, " ", QuoteValue(keytab->value),
+                                " is not under the keytab directory ", policy.kerberos_keytab_dir,
+                                " (", kKerberosKeytabDirFlag, ")"));
   }
   sasl->username = username.value;
   sasl->realm = realm.value;
   sasl->keytab_path = keytab->value;
-  ASSIGN_OR_RETURN(std::optional<Setting> service, LookupSetting(settings, "kerberosServiceName"));
   if (service.has_value()) sasl->kerberos_service_name = service->value;
   return absl::OkStatus();
 }
 
-absl::Status ParseSasl(const SettingMap& settings, SaslConfig* sasl) {
+absl::Status ParseSasl(const SettingMap& settings, const ConnectionPolicy& policy,
+                       SaslConfig* sasl) {
   ASSIGN_OR_RETURN(std::optional<Setting> provider, LookupSetting(settings, "saslTokenProvider"));
   bool msk_iam = false;
   if (provider.has_value()) {
@@ -385,7 +501,7 @@ absl::Status ParseSasl(const SettingMap& settings, SaslConfig* sasl) {
       }
       return ParseOAuthBearer(settings, sasl);
     case SaslMechanism::kGssapi:
-      return ParseGssapi(settings, sasl);
+      return ParseGssapi(settings, policy, sasl);
   }
   return absl::InternalError("unhandled SASL mechanism");
 }
@@ -441,7 +557,8 @@ absl::StatusOr<bool> ParseKedaBool(const Setting& setting) {
   for (absl::string_view f : kFalse) {
     if (setting.value == f) return false;
   }
-  return Invalid(absl::StrCat(setting.key, " must be true or false, got \"", setting.value, "\""));
+  return Invalid(
+      absl::StrCat(setting.key, " must be true or false, got ", QuoteValue(setting.value)));
 }
 
 const std::vector<std::string>& ConnectionSettingKeys() {
@@ -466,7 +583,24 @@ const std::vector<std::string>& ConnectionSettingKeys() {
   return *keys;
 }
 
-absl::StatusOr<ConnectionConfig> ParseConnectionConfig(const SettingMap& settings) {
+std::string QuoteValue(absl::string_view value) {
+  if (value.size() <= kQuotedValueLimit) {
+    return absl::StrCat("\"", absl::Utf8SafeCHexEscape(value), "\"");
+  }
+  size_t cut = kQuotedValueLimit;
+  // Do not split a UTF-8 sequence: back up over continuation bytes (10xxxxxx).
+  while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;
+  return absl::StrCat("\"", absl::Utf8SafeCHexEscape(value.substr(0, cut)), "\"... (", value.size(),
+                      " bytes)");
+}
+
+absl::Status ValidateKerberosKeytabDir(absl::string_view dir) {
+  if (dir.empty()) return absl::OkStatus();
+  return CheckAbsolutePath(kKerberosKeytabDirFlag, dir);
+}
+
+absl::StatusOr<ConnectionConfig> ParseConnectionConfig(const SettingMap& settings,
+                                                       const ConnectionPolicy& policy) {
   ConnectionConfig config;
   ASSIGN_OR_RETURN(std::optional<Setting> bootstrap, LookupSetting(settings, "bootstrapServers"));
   if (!bootstrap.has_value()) {
@@ -474,7 +608,7 @@ absl::StatusOr<ConnectionConfig> ParseConnectionConfig(const SettingMap& setting
   }
   ASSIGN_OR_RETURN(config.bootstrap_servers, ParseBootstrapServers(*bootstrap));
   RETURN_IF_ERROR(ParseTls(settings, &config.tls));
-  RETURN_IF_ERROR(ParseSasl(settings, &config.sasl));
+  RETURN_IF_ERROR(ParseSasl(settings, policy, &config.sasl));
   return config;
 }
 
@@ -508,6 +642,41 @@ std::string ConnectionConfig::Key() const {
                       "|", std::move(sha).HexDigest());
 }
 
+// Audit of every librdkafka property built here (from trigger metadata, a credentials profile or
+// klag-job's flags), for whether a value can reach a shell, a file path or a command line.
+// librdkafka 2.8.0 runs a program in one place: sasl.kerberos.kinit.cmd, rendered by
+// rd_string_render (each %{property} replaced by the property's value, no escaping) and run with
+// system(), i.e. `/bin/sh -c`, at client creation and every sasl.kerberos.min.time.before.relogin
+// (src/rdkafka_sasl_cyrus.c, rd_kafka_sasl_cyrus_kinit_refresh). It opens files for the
+// *.location, *.keystore, plugin.library.paths and similar properties; klag sets none of those.
+//   bootstrap.servers             host:port list checked by ParseBootstrapServers; only resolved
+//                                 and connected to (which cluster may be reached is the
+//                                 service's concern, not a shell or file one).
+//   security.protocol             one of four constants.
+//   ssl.ca.pem, ssl.certificate.pem, ssl.key.pem, ssl.key.password
+//                                 PEM text and its password, parsed in memory by OpenSSL; klag
+//                                 never sets ssl.*.location, so no metadata names a file.
+//   enable.ssl.certificate.verification, ssl.endpoint.identification.algorithm
+//                                 constants ("false"/"none" or "https").
+//   sasl.mechanisms               one of five constants.
+//   sasl.username, sasl.password  sent to the broker inside SASL PLAIN/SCRAM; no shell, no file.
+//   sasl.oauthbearer.config       klag's own percent-encoded settings, read only by klag's token
+//                                 refresh callback (kafka/rdkafka_oauth.h); librdkafka's own OIDC
+//                                 (sasl.oauthbearer.method=oidc) is not enabled, so it neither
+//                                 parses it nor fetches anything itself.
+//   sasl.kerberos.service.name    [A-Za-z0-9._-] (CheckServiceName); handed to Cyrus SASL as the
+//                                 service; not referenced by kKinitCommand.
+//   sasl.kerberos.principal       username@realm, [A-Za-z0-9._/-] and [A-Za-z0-9.-], no leading
+//                                 '-' (CheckPrincipalName, CheckRealm): reaches /bin/sh through
+//                                 kKinitCommand, single-quoted, and cannot hold a quote, a
+//                                 metacharacter, a space or an option.
+//   sasl.kerberos.keytab          absolute normalised path of [A-Za-z0-9._/-] (CheckAbsolutePath)
+//                                 under the operator's --kerberos-keytab-dir (checked by the
+//                                 parser): reaches /bin/sh single-quoted; kinit reads that file.
+//   sasl.kerberos.kinit.cmd       the constant kKinitCommand; no metadata can set it.
+// No value contains "%{", so rd_string_render cannot be made to paste in another property
+// (such as sasl.password) either. Both checks above run again here, so a ConnectionConfig built
+// without ParseConnectionConfig cannot reach the shell.
 absl::StatusOr<RdkafkaProperties> ToRdkafkaProperties(const ConnectionConfig& config) {
   if (config.bootstrap_servers.empty()) return Invalid("bootstrap servers are empty");
   const bool use_sasl = config.sasl.mechanism != SaslMechanism::kNone;
@@ -561,8 +730,8 @@ absl::StatusOr<RdkafkaProperties> ToRdkafkaProperties(const ConnectionConfig& co
         if (name.empty() || name == "auth" || !std::all_of(name.begin(), name.end(), [](char c) {
               return absl::ascii_isalpha(static_cast<unsigned char>(c));
             })) {
-          return Invalid(absl::StrCat("oauthExtensions key \"", name,
-                                      "\" must be letters only and not \"auth\" (RFC 7628)"));
+          return Invalid(absl::StrCat("oauthExtensions key ", QuoteValue(name),
+                                      " must be letters only and not \"auth\" (RFC 7628)"));
         }
       }
       // klag fetches the tokens itself, not librdkafka's `sasl.oauthbearer.method=oidc` (it
@@ -585,12 +754,19 @@ absl::StatusOr<RdkafkaProperties> ToRdkafkaProperties(const ConnectionConfig& co
       if (sasl.username.empty() || sasl.keytab_path.empty()) {
         return Invalid("SASL GSSAPI needs a principal and a keytab file");
       }
+      RETURN_IF_ERROR(CheckPrincipalName("username", sasl.username));
+      if (!sasl.realm.empty()) RETURN_IF_ERROR(CheckRealm("realm", sasl.realm));
+      RETURN_IF_ERROR(CheckServiceName("kerberosServiceName", sasl.kerberos_service_name));
+      RETURN_IF_ERROR(CheckAbsolutePath("keytab", sasl.keytab_path));
       props.emplace_back("sasl.mechanisms", "GSSAPI");
       props.emplace_back("sasl.kerberos.service.name", sasl.kerberos_service_name);
       props.emplace_back(
           "sasl.kerberos.principal",
           sasl.realm.empty() ? sasl.username : absl::StrCat(sasl.username, "@", sasl.realm));
       props.emplace_back("sasl.kerberos.keytab", sasl.keytab_path);
+      // Set although it is librdkafka's default in spirit: klag owns the command, quotes both
+      // values, and no other setting can change it.
+      props.emplace_back("sasl.kerberos.kinit.cmd", std::string(kKinitCommand));
       break;
   }
   return props;

@@ -2,7 +2,8 @@
 // trigger metadata) and the job (built from flags). Plain data plus a pure mapping to librdkafka
 // configuration properties; nothing here includes librdkafka.
 //
-//   absl::StatusOr<kafka::ConnectionConfig> c = kafka::ParseConnectionConfig(keys);
+//   absl::StatusOr<kafka::ConnectionConfig> c =
+//       kafka::ParseConnectionConfig(keys, {.kerberos_keytab_dir = "/etc/klag/keytabs"});
 //   absl::StatusOr<kafka::RdkafkaProperties> props = kafka::ToRdkafkaProperties(*c);
 //   // props: {{"bootstrap.servers", "..."}, {"security.protocol", "SASL_SSL"}, ...}
 #pragma once
@@ -13,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
@@ -41,7 +43,7 @@ struct SaslConfig {
   std::vector<std::pair<std::string, std::string>> oauth_extensions;
   // gssapi (Kerberos)
   std::string kerberos_service_name = "kafka";
-  std::string keytab_path;  // a file the process can read
+  std::string keytab_path;  // a file the process can read, under ConnectionPolicy's directory
   std::string realm;
 
   friend bool operator==(const SaslConfig&, const SaslConfig&) = default;
@@ -87,15 +89,56 @@ absl::StatusOr<std::optional<Setting>> LookupSetting(const SettingMap& settings,
 // and the value.
 absl::StatusOr<bool> ParseKedaBool(const Setting& setting);
 
+// What the process's operator allows connection settings to name. Filled from process flags
+// (never from the settings themselves), passed to ParseConnectionConfig.
+struct ConnectionPolicy {
+  // Absolute, normalised directory that every GSSAPI `keytab` path must lie under (lexically):
+  // klag-scaler's and klag-job's --kerberos-keytab-dir (KLAG_KERBEROS_KEYTAB_DIR). Empty: no
+  // directory is configured and sasl gssapi with a keytab is refused.
+  std::string kerberos_keytab_dir;
+};
+
+// The flag that sets ConnectionPolicy::kerberos_keytab_dir, for messages.
+inline constexpr absl::string_view kKerberosKeytabDirFlag =
+    "--kerberos-keytab-dir (KLAG_KERBEROS_KEYTAB_DIR)";
+
+// Checks an operator-given keytab directory: absolute, normalised (no empty, "." or ".."
+// component, no trailing '/'), characters [A-Za-z0-9._/-]. Empty is valid (none configured).
+// Errors: kInvalidArgument naming kKerberosKeytabDirFlag.
+absl::Status ValidateKerberosKeytabDir(absl::string_view dir);
+
+// sasl.kerberos.kinit.cmd as klag sets it. librdkafka runs it with system(), i.e. through
+// /bin/sh, after pasting in the principal and the keytab path verbatim; both are checked
+// against strict character sets (no quote, no shell metacharacter, no leading '-') before they
+// get here, and the command single-quotes them as well.
+inline constexpr absl::string_view kKinitCommand =
+    "kinit -R -t '%{sasl.kerberos.keytab}' -k '%{sasl.kerberos.principal}' || "
+    "kinit -t '%{sasl.kerberos.keytab}' -k '%{sasl.kerberos.principal}'";
+
+// A metadata value quoted for an error message: at most kQuotedValueLimit bytes of it (cut at a
+// UTF-8 boundary), control characters, quotes and backslashes C-escaped, then, when cut,
+// `... (N bytes)`. For example QuoteValue("ab") is "\"ab\"", and a 1 MB value gives
+// "\"aaaa...a\"... (1048576 bytes)". Every message that echoes a metadata value uses it, so a
+// request cannot make an error (and the log line that carries it) megabytes long or multi-line.
+inline constexpr size_t kQuotedValueLimit = 64;
+std::string QuoteValue(absl::string_view value);
+
 // Builds a ConnectionConfig from KEDA-named settings, with KEDA's validation. Errors:
-// kInvalidArgument whose message names the key and the bad value (never a secret's value).
+// kInvalidArgument whose message names the key and the bad value (never a secret's value; values
+// quoted with QuoteValue). sasl gssapi values are held to strict character sets so that none
+// can act on the shell that librdkafka runs kinit in: `username` is a Kerberos name without realm
+// (components of [A-Za-z0-9._-] joined by '/'), `realm` [A-Za-z0-9.-], `kerberosServiceName`
+// [A-Za-z0-9._-] (none starting with '-'), and `keytab` an absolute, normalised path of
+// [A-Za-z0-9._/-] under `policy.kerberos_keytab_dir`; a bad one is refused naming the key and
+// the first bad character's position, never echoing the value.
 // klag's differences (scaler/lag/README.md has the full table): bootstrapServers entries must
 // be host:port; ca, cert and key must be PEM text; keytab is a file path (KEDA: the keytab's
 // contents); sasl gssapi needs keytab (librdkafka cannot log in with a Kerberos password);
 // saslTokenProvider aws_msk_iam is refused (librdkafka has no MSK IAM signer). Settings that
 // the chosen tls/sasl mode does not use are ignored, as KEDA does, and are not stored, so equal
 // connections compare equal.
-absl::StatusOr<ConnectionConfig> ParseConnectionConfig(const SettingMap& settings);
+absl::StatusOr<ConnectionConfig> ParseConnectionConfig(const SettingMap& settings,
+                                                       const ConnectionPolicy& policy = {});
 
 // The keys ParseConnectionConfig reads (without the FromEnv forms), so callers can tell which
 // metadata keys are known.
@@ -103,8 +146,10 @@ const std::vector<std::string>& ConnectionSettingKeys();
 
 using RdkafkaProperties = std::vector<std::pair<std::string, std::string>>;
 
-// librdkafka properties for `config`: bootstrap.servers, security.protocol, ssl.*, sasl.*.
-// Errors: kInvalidArgument for a combination librdkafka cannot do.
+// librdkafka properties for `config`: bootstrap.servers, security.protocol, ssl.*, sasl.*;
+// for GSSAPI also sasl.kerberos.kinit.cmd = kKinitCommand. Errors: kInvalidArgument for a
+// combination librdkafka cannot do, or GSSAPI values outside the character sets above (checked
+// again here, so a config built without the parser cannot reach the shell either).
 absl::StatusOr<RdkafkaProperties> ToRdkafkaProperties(const ConnectionConfig& config);
 
 namespace internal {

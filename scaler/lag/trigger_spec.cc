@@ -22,6 +22,7 @@ namespace klag::scaler {
 namespace {
 
 using kafka::LookupSetting;
+using kafka::QuoteValue;
 using kafka::Setting;
 
 absl::Status Invalid(absl::string_view message) { return absl::InvalidArgumentError(message); }
@@ -72,7 +73,7 @@ absl::StatusOr<size_t> ParseEnum(const Setting& setting,
     if (setting.value == choices[i]) return i;
   }
   return Invalid(absl::StrCat(setting.key, " must be one of ", absl::StrJoin(choices, ", "),
-                              "; got \"", setting.value, "\""));
+                              "; got ", QuoteValue(setting.value)));
 }
 
 // A decimal integer: optional sign, digits, within int64 (what strconv.ParseInt accepts).
@@ -84,7 +85,8 @@ absl::StatusOr<int64_t> ParseInteger(const Setting& setting) {
     return absl::ascii_isdigit(static_cast<unsigned char>(c));
   });
   if (!all_digits || !absl::SimpleAtoi(setting.value, &value)) {
-    return Invalid(absl::StrCat(setting.key, " must be an integer, got \"", setting.value, "\""));
+    return Invalid(
+        absl::StrCat(setting.key, " must be an integer, got ", QuoteValue(setting.value)));
   }
   return value;
 }
@@ -102,8 +104,8 @@ absl::StatusOr<std::vector<PartitionRange>> ParsePartitionLimitation(const Setti
   for (absl::string_view raw : absl::StrSplit(setting.value, ',')) {
     const absl::string_view entry = absl::StripAsciiWhitespace(raw);
     auto bad = [&](absl::string_view why) {
-      return Invalid(absl::StrCat(setting.key, " \"", setting.value, "\" has a bad entry \"", entry,
-                                  "\": ", why));
+      return Invalid(absl::StrCat(setting.key, " ", QuoteValue(setting.value), " has a bad entry ",
+                                  QuoteValue(entry), ": ", why));
     };
     if (entry.empty()) return bad("empty");
     std::vector<absl::string_view> bounds = absl::StrSplit(entry, '-');
@@ -141,12 +143,13 @@ absl::StatusOr<std::vector<std::string>> ParseTopics(const Setting& setting) {
   for (absl::string_view raw : absl::StrSplit(setting.value, ',')) {
     const absl::string_view topic = absl::StripAsciiWhitespace(raw);
     if (topic.empty()) {
-      return Invalid(absl::StrCat(setting.key, " \"", setting.value, "\" has an empty entry"));
+      return Invalid(
+          absl::StrCat(setting.key, " ", QuoteValue(setting.value), " has an empty entry"));
     }
     if (!IsLegalTopicName(topic)) {
-      return Invalid(absl::StrCat(
-          setting.key, " entry \"", topic,
-          "\" is not a Kafka topic name (letters, digits, '.', '_', '-'; at most 249)"));
+      return Invalid(
+          absl::StrCat(setting.key, " entry ", QuoteValue(topic),
+                       " is not a Kafka topic name (letters, digits, '.', '_', '-'; at most 249)"));
     }
     // A repeated topic is dropped: counting its partitions twice would double its lag and the cap.
     if (seen.insert(topic).second) topics.emplace_back(topic);
@@ -185,9 +188,10 @@ bool TriggerSpec::PartitionAllowed(int32_t id) const {
                      [id](const PartitionRange& r) { return r.first <= id && id <= r.last; });
 }
 
-absl::StatusOr<TriggerSpec> ParseTriggerSpec(const Metadata& metadata) {
+absl::StatusOr<TriggerSpec> ParseTriggerSpec(const Metadata& metadata,
+                                             const kafka::ConnectionPolicy& connection_policy) {
   TriggerSpec spec;
-  ASSIGN_OR_RETURN(spec.connection, kafka::ParseConnectionConfig(metadata));
+  ASSIGN_OR_RETURN(spec.connection, kafka::ParseConnectionConfig(metadata, connection_policy));
 
   ASSIGN_OR_RETURN(std::optional<Setting> group, LookupSetting(metadata, "consumerGroup"));
   if (!group.has_value()) return Invalid("consumerGroup (or consumerGroupFromEnv) is required");
@@ -210,8 +214,8 @@ absl::StatusOr<TriggerSpec> ParseTriggerSpec(const Metadata& metadata) {
   if (threshold.has_value()) {
     ASSIGN_OR_RETURN(spec.lag_threshold, ParseInteger(*threshold));
     if (spec.lag_threshold <= 0) {
-      return Invalid(
-          absl::StrCat(threshold->key, " must be positive number, got \"", threshold->value, "\""));
+      return Invalid(absl::StrCat(threshold->key, " must be positive number, got ",
+                                  QuoteValue(threshold->value)));
     }
   }
   ASSIGN_OR_RETURN(std::optional<Setting> activation,
@@ -219,8 +223,8 @@ absl::StatusOr<TriggerSpec> ParseTriggerSpec(const Metadata& metadata) {
   if (activation.has_value()) {
     ASSIGN_OR_RETURN(spec.activation_lag_threshold, ParseInteger(*activation));
     if (spec.activation_lag_threshold < 0) {
-      return Invalid(absl::StrCat(activation->key, " must be a non-negative number, got \"",
-                                  activation->value, "\""));
+      return Invalid(absl::StrCat(activation->key, " must be a non-negative number, got ",
+                                  QuoteValue(activation->value)));
     }
   }
 
@@ -249,8 +253,8 @@ absl::StatusOr<TriggerSpec> ParseTriggerSpec(const Metadata& metadata) {
   ASSIGN_OR_RETURN(std::optional<Setting> version, LookupSetting(metadata, "version"));
   if (version.has_value()) {
     if (!IsKafkaVersion(version->value)) {
-      return Invalid(absl::StrCat(version->key, " \"", version->value,
-                                  "\" is not a Kafka version (x.y.z, or 0.x.y.z before 1.0)"));
+      return Invalid(absl::StrCat(version->key, " ", QuoteValue(version->value),
+                                  " is not a Kafka version (x.y.z, or 0.x.y.z before 1.0)"));
     }
     spec.version = version->value;
   }

@@ -59,8 +59,11 @@ struct TriggerSpec {
 // Parses and validates trigger metadata with KEDA's defaults and rules (see the README's
 // configuration reference). `<key>FromEnv` forms carry the resolved value and stand for <key>;
 // giving both forms of one key is an error. Errors: kInvalidArgument whose message names the key
-// and the bad value (secrets are never echoed).
-absl::StatusOr<TriggerSpec> ParseTriggerSpec(const Metadata& metadata);
+// and the bad value (secrets are never echoed; values are quoted with kafka::QuoteValue, so cut
+// to a bounded length). `policy` is the operator's (kafka::ConnectionPolicy: where GSSAPI
+// keytabs may be); the default allows no keytab.
+absl::StatusOr<TriggerSpec> ParseTriggerSpec(const Metadata& metadata,
+                                             const kafka::ConnectionPolicy& policy = {});
 
 // KEDA's metric name: "kafka-<topic>" (topics joined with "," when several) or
 // "kafka-<group>-topics" without topic, with '/', '.', ':', '%', '(', ')' replaced by '-'.

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
 
+#include <algorithm>
 #include <functional>
 #include <ostream>
 #include <string>
@@ -34,6 +35,9 @@ SettingMap With(SettingMap base, const SettingMap& extra) {
 }
 
 const SettingMap kBase = {{"bootstrapServers", "kafka-0:9092"}};
+
+// The operator's policy in these tables: GSSAPI keytabs under /etc/klag.
+const ConnectionPolicy kPolicy = {.kerberos_keytab_dir = "/etc/klag"};
 
 // ---------------------------------------------------------------------------------------------
 // Invalid settings: one row per rule. Every message must name the key (and the value when it is
@@ -254,7 +258,69 @@ std::vector<ErrorRow> ErrorRows() {
                     {"username", "svc@EXAMPLE.COM"},
                     {"realm", "EXAMPLE.COM"},
                     {"keytab", "/k/krb5.keytab"}}),
-       {"username \"svc@EXAMPLE.COM\" must not contain '@'"}},
+       {"username must not contain '@' (byte 3): the realm goes in realm"}},
+      {"GssapiKeytabOutsideTheDirectory",
+       With(kBase, {{"sasl", "gssapi"},
+                    {"username", "svc"},
+                    {"realm", "EXAMPLE.COM"},
+                    {"keytab", "/etc/klagx/krb5.keytab"}}),
+       {"keytab \"/etc/klagx/krb5.keytab\" is not under the keytab directory /etc/klag "
+        "(--kerberos-keytab-dir (KLAG_KERBEROS_KEYTAB_DIR))"}},
+      {"GssapiKeytabIsTheDirectoryItself",
+       With(kBase, {{"sasl", "gssapi"},
+                    {"username", "svc"},
+                    {"realm", "EXAMPLE.COM"},
+                    {"keytab", "/etc/klag"}}),
+       {"is not under the keytab directory /etc/klag"}},
+      {"GssapiKeytabDotDotEscape",
+       With(kBase, {{"sasl", "gssapi"},
+                    {"username", "svc"},
+                    {"realm", "EXAMPLE.COM"},
+                    {"keytab", "/etc/klag/../shadow"}}),
+       {"keytab must be an absolute, normalised path", "a \"..\" component at byte 10"}},
+      {"GssapiKeytabDotComponent",
+       With(kBase, {{"sasl", "gssapi"},
+                    {"username", "svc"},
+                    {"realm", "EXAMPLE.COM"},
+                    {"keytab", "/etc/klag/./k"}}),
+       {"keytab must be an absolute, normalised path", "a \".\" component at byte 10"}},
+      {"GssapiKeytabDoubleSlash",
+       With(kBase, {{"sasl", "gssapi"},
+                    {"username", "svc"},
+                    {"realm", "EXAMPLE.COM"},
+                    {"keytab", "/etc/klag//k"}}),
+       {"keytab must be an absolute, normalised path", "an empty component at byte 10"}},
+      {"GssapiKeytabTrailingSlash",
+       With(kBase, {{"sasl", "gssapi"},
+                    {"username", "svc"},
+                    {"realm", "EXAMPLE.COM"},
+                    {"keytab", "/etc/klag/k/"}}),
+       {"keytab must be an absolute, normalised path", "an empty component at byte 12"}},
+      {"GssapiUsernameEmptyComponent",
+       With(kBase, {{"sasl", "gssapi"},
+                    {"username", "svc//host"},
+                    {"realm", "EXAMPLE.COM"},
+                    {"keytab", "/etc/klag/k"}}),
+       {"username must be a Kerberos principal name", "an empty component at byte 4"}},
+      {"GssapiUsernameLeadingDashIsAnOption",
+       With(kBase, {{"sasl", "gssapi"},
+                    {"username", "svc/-V"},
+                    {"realm", "EXAMPLE.COM"},
+                    {"keytab", "/etc/klag/k"}}),
+       {"username must be a Kerberos principal name", "a leading '-' is not allowed at byte 4"}},
+      {"GssapiRealmWithUnderscore",
+       With(kBase, {{"sasl", "gssapi"},
+                    {"username", "svc"},
+                    {"realm", "EXAMPLE_COM"},
+                    {"keytab", "/etc/klag/k"}}),
+       {"realm must be a Kerberos realm", "'_' is not allowed at byte 7"}},
+      {"GssapiServiceNameWithSlash",
+       With(kBase, {{"sasl", "gssapi"},
+                    {"username", "svc"},
+                    {"realm", "EXAMPLE.COM"},
+                    {"keytab", "/etc/klag/k"},
+                    {"kerberosServiceName", "kafka/x"}}),
+       {"kerberosServiceName must be a Kerberos service name", "'/' is not allowed at byte 5"}},
   };
 }
 
@@ -262,7 +328,7 @@ class ParseConnectionConfigErrorTest : public ::testing::TestWithParam<ErrorRow>
 
 TEST_P(ParseConnectionConfigErrorTest, FailsNamingTheKeyWithoutSecrets) {
   const ErrorRow& row = GetParam();
-  absl::StatusOr<ConnectionConfig> config = ParseConnectionConfig(row.settings);
+  absl::StatusOr<ConnectionConfig> config = ParseConnectionConfig(row.settings, kPolicy);
   ASSERT_FALSE(config.ok()) << "expected an error";
   EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
   for (const std::string& fragment : row.fragments) {
@@ -448,7 +514,7 @@ class ParseConnectionConfigOkTest : public ::testing::TestWithParam<OkRow> {};
 
 TEST_P(ParseConnectionConfigOkTest, BuildsTheExactConfig) {
   const OkRow& row = GetParam();
-  absl::StatusOr<ConnectionConfig> config = ParseConnectionConfig(row.settings);
+  absl::StatusOr<ConnectionConfig> config = ParseConnectionConfig(row.settings, kPolicy);
   ASSERT_TRUE(config.ok()) << config.status();
   ConnectionConfig expected;
   row.expect(expected);
@@ -601,7 +667,10 @@ std::vector<PropsRow> PropsRows() {
         {"sasl.mechanisms", "GSSAPI"},
         {"sasl.kerberos.service.name", "kafka"},
         {"sasl.kerberos.principal", "svc@EXAMPLE.COM"},
-        {"sasl.kerberos.keytab", "/etc/klag/krb5.keytab"}}},
+        {"sasl.kerberos.keytab", "/etc/klag/krb5.keytab"},
+        {"sasl.kerberos.kinit.cmd",
+         "kinit -R -t '%{sasl.kerberos.keytab}' -k '%{sasl.kerberos.principal}' || "
+         "kinit -t '%{sasl.kerberos.keytab}' -k '%{sasl.kerberos.principal}'"}}},
   };
 }
 
@@ -609,7 +678,7 @@ class ToRdkafkaPropertiesTest : public ::testing::TestWithParam<PropsRow> {};
 
 TEST_P(ToRdkafkaPropertiesTest, MapsToTheExactPropertiesLibrdkafkaAccepts) {
   const PropsRow& row = GetParam();
-  absl::StatusOr<ConnectionConfig> config = ParseConnectionConfig(row.settings);
+  absl::StatusOr<ConnectionConfig> config = ParseConnectionConfig(row.settings, kPolicy);
   ASSERT_TRUE(config.ok()) << config.status();
   absl::StatusOr<RdkafkaProperties> props = ToRdkafkaProperties(*config);
   ASSERT_TRUE(props.ok()) << props.status();
@@ -791,6 +860,254 @@ INSTANTIATE_TEST_SUITE_P(
                "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb"},
         ShaRow{std::string(1000000, 'a'),
                "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"}));
+
+// ---------------------------------------------------------------------------------------------
+// GSSAPI: no metadata value may act on the shell that librdkafka runs kinit in
+// (sasl.kerberos.kinit.cmd is rendered verbatim and run with system()).
+
+struct ShellRow {
+  std::string field;    // the metadata key that carries the payload
+  std::string payload;  // inserted in the middle of an otherwise valid value
+};
+
+void PrintTo(const ShellRow& row, std::ostream* os) { *os << row.field << " " << row.payload; }
+
+std::vector<ShellRow> ShellRows() {
+  // Each payload would run `touch PWNED` (or read a secret) if it reached /bin/sh unquoted or
+  // inside librdkafka's double quotes.
+  const std::vector<std::string> payloads = {
+      ";touch PWNED;#",   "|touch PWNED",
+      "&touch PWNED&",    "&&touch PWNED",
+      "$(touch PWNED)",   "`touch PWNED`",
+      "'$(touch PWNED)'", "\"$(touch PWNED)\"",
+      "\ntouch PWNED\n",  " PWNED ",
+      "\ttouch PWNED",    ">PWNED",
+      "<PWNED",           "%{sasl.password}PWNED",
+      "\\PWNED",          "*PWNED?",
+      "~PWNED",           "${IFS}PWNED",
+      "!PWNED",           "#PWNED",
+  };
+  std::vector<ShellRow> rows;
+  for (const char* field :
+       {"username", "usernameFromEnv", "realm", "kerberosServiceName", "keytab", "keytabFromEnv"}) {
+    for (const std::string& payload : payloads) rows.push_back({field, payload});
+  }
+  return rows;
+}
+
+SettingMap ValidGssapi() {
+  return With(kBase, {{"sasl", "gssapi"},
+                      {"username", "svc/host.example.com"},
+                      {"realm", "EXAMPLE.COM"},
+                      {"keytab", "/etc/klag/svc.keytab"},
+                      {"kerberosServiceName", "kafka"}});
+}
+
+class GssapiShellTest : public ::testing::TestWithParam<ShellRow> {};
+
+TEST_P(GssapiShellTest, ShellMetacharactersAreRefusedNamingTheKeyNotTheValue) {
+  const ShellRow& row = GetParam();
+  SettingMap settings = ValidGssapi();
+  const std::string base_key = row.field.substr(0, row.field.find("FromEnv"));
+  const std::string valid = settings[base_key];
+  settings.erase(base_key);
+  settings[row.field] = valid + row.payload + "x";
+  absl::StatusOr<ConnectionConfig> config = ParseConnectionConfig(settings, kPolicy);
+  ASSERT_FALSE(config.ok()) << "accepted " << settings[row.field];
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  const std::string message(config.status().message());
+  EXPECT_TRUE(absl::StartsWith(message, row.field)) << message;
+  EXPECT_THAT(message, Not(HasSubstr("PWNED")));
+}
+
+INSTANTIATE_TEST_SUITE_P(Payloads, GssapiShellTest, ::testing::ValuesIn(ShellRows()));
+
+TEST(GssapiShellTest, TheValidValuesPassAndMapToKlagsOwnKinitCommand) {
+  absl::StatusOr<ConnectionConfig> config = ParseConnectionConfig(ValidGssapi(), kPolicy);
+  ASSERT_TRUE(config.ok()) << config.status();
+  absl::StatusOr<RdkafkaProperties> props = ToRdkafkaProperties(*config);
+  ASSERT_TRUE(props.ok()) << props.status();
+  EXPECT_THAT(*props, ::testing::Contains(
+                          ::testing::Pair("sasl.kerberos.kinit.cmd", std::string(kKinitCommand))));
+  EXPECT_THAT(*props, ::testing::Contains(::testing::Pair("sasl.kerberos.principal",
+                                                          "svc/host.example.com@EXAMPLE.COM")));
+  // The command names no property but the two checked ones.
+  std::string rest(kKinitCommand);
+  for (const char* allowed : {"%{sasl.kerberos.keytab}", "%{sasl.kerberos.principal}"}) {
+    for (size_t at; (at = rest.find(allowed)) != std::string::npos;) {
+      rest.erase(at, std::string(allowed).size());
+    }
+  }
+  EXPECT_THAT(rest, Not(HasSubstr("%{")));
+}
+
+TEST(GssapiShellTest, ToRdkafkaPropertiesChecksAConfigBuiltWithoutTheParser) {
+  for (const auto& mutate : std::vector<std::function<void(SaslConfig&)>>{
+           [](SaslConfig& s) { s.username = "a;touch PWNED;#"; },
+           [](SaslConfig& s) { s.realm = "R$(touch PWNED)"; },
+           [](SaslConfig& s) { s.kerberos_service_name = "kafka`touch PWNED`"; },
+           [](SaslConfig& s) { s.keytab_path = "/k\"; touch PWNED; \""; },
+           [](SaslConfig& s) { s.keytab_path = "/etc/klag/../../k"; },
+       }) {
+    ConnectionConfig config;
+    config.bootstrap_servers = "kafka-0:9092";
+    config.sasl.mechanism = SaslMechanism::kGssapi;
+    config.sasl.username = "svc";
+    config.sasl.realm = "EXAMPLE.COM";
+    config.sasl.keytab_path = "/etc/klag/k";
+    ASSERT_TRUE(ToRdkafkaProperties(config).ok());
+    mutate(config.sasl);
+    absl::StatusOr<RdkafkaProperties> props = ToRdkafkaProperties(config);
+    ASSERT_FALSE(props.ok());
+    EXPECT_EQ(props.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(props.status().message()), Not(HasSubstr("PWNED")));
+  }
+}
+
+TEST(GssapiKeytabDirTest, NoDirectoryConfiguredRefusesKeytabsNamingTheFlag) {
+  absl::StatusOr<ConnectionConfig> config = ParseConnectionConfig(ValidGssapi());
+  ASSERT_FALSE(config.ok());
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(config.status().message()),
+              HasSubstr("sasl gssapi with keytab is refused: no keytab directory is configured"));
+  EXPECT_THAT(std::string(config.status().message()),
+              HasSubstr("--kerberos-keytab-dir (KLAG_KERBEROS_KEYTAB_DIR)"));
+}
+
+TEST(GssapiKeytabDirTest, DirectoryMayHaveAnyDepthAndRootAllowsEveryPath) {
+  SettingMap settings = ValidGssapi();
+  settings["keytab"] = "/var/run/secrets/klag/keytabs/team-a/svc.keytab";
+  EXPECT_TRUE(
+      ParseConnectionConfig(settings, {.kerberos_keytab_dir = "/var/run/secrets/klag"}).ok());
+  EXPECT_TRUE(ParseConnectionConfig(settings, {.kerberos_keytab_dir = "/"}).ok());
+  EXPECT_FALSE(
+      ParseConnectionConfig(settings, {.kerberos_keytab_dir = "/var/run/secrets/kla"}).ok());
+}
+
+TEST(GssapiKeytabDirTest, ValidatesTheOperatorsDirectory) {
+  for (const char* good : {"", "/", "/etc/klag", "/var/run/secrets/klag-keytabs_1.d"}) {
+    EXPECT_TRUE(ValidateKerberosKeytabDir(good).ok()) << good;
+  }
+  for (const char* bad : {"etc/klag", "/etc/klag/", "/etc//klag", "/etc/../klag", "/etc/./klag",
+                          "/etc/kl ag", "/etc/klag;x"}) {
+    absl::Status status = ValidateKerberosKeytabDir(bad);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(status.message()), HasSubstr("--kerberos-keytab-dir")) << bad;
+  }
+  // A bad directory in the policy fails the parse rather than matching anything.
+  SettingMap settings = ValidGssapi();
+  settings["keytab"] = "/etc/../etc/klag/k";
+  EXPECT_FALSE(ParseConnectionConfig(settings, {.kerberos_keytab_dir = "/etc/../etc/klag"}).ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// unsafeSsl turns off Kafka's certificate checks only together with tls: enable. KEDA reads the
+// same key for its own gRPC connection to klag-scaler (with enableTLS), which must not weaken
+// Kafka's TLS.
+
+struct UnsafeSslRow {
+  std::string name;
+  SettingMap settings;
+  bool kafka_tls;
+  bool kafka_verification_off;
+};
+
+void PrintTo(const UnsafeSslRow& row, std::ostream* os) { *os << row.name; }
+
+class UnsafeSslTest : public ::testing::TestWithParam<UnsafeSslRow> {};
+
+TEST_P(UnsafeSslTest, TakesEffectOnlyWithKafkaTls) {
+  const UnsafeSslRow& row = GetParam();
+  absl::StatusOr<ConnectionConfig> config = ParseConnectionConfig(row.settings, kPolicy);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->tls.enabled, row.kafka_tls);
+  EXPECT_EQ(config->tls.insecure_skip_verify, row.kafka_verification_off);
+  absl::StatusOr<RdkafkaProperties> props = ToRdkafkaProperties(*config);
+  ASSERT_TRUE(props.ok()) << props.status();
+  const bool verification_off =
+      std::find(props->begin(), props->end(),
+                std::pair<std::string, std::string>("enable.ssl.certificate.verification",
+                                                    "false")) != props->end();
+  EXPECT_EQ(verification_off, row.kafka_verification_off);
+  if (!row.kafka_tls) {
+    for (const auto& [name, value] : *props) {
+      EXPECT_FALSE(absl::StartsWith(name, "ssl.") || absl::StartsWith(name, "enable.ssl"))
+          << name << "=" << value;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Rows, UnsafeSslTest,
+    ::testing::Values(
+        UnsafeSslRow{"ForKedaGrpcOnlyNoKafkaTls",
+                     With(kBase, {{"enableTLS", "true"}, {"unsafeSsl", "true"}}), false, false},
+        UnsafeSslRow{"FromEnvNoKafkaTls", With(kBase, {{"unsafeSslFromEnv", "true"}}), false,
+                     false},
+        UnsafeSslRow{"KafkaTlsDisabled",
+                     With(kBase, {{"tls", "disable"}, {"enableTLS", "true"}, {"unsafeSsl", "1"}}),
+                     false, false},
+        UnsafeSslRow{"KafkaTlsEmptyIsDisabled", With(kBase, {{"tls", " "}, {"unsafeSsl", "True"}}),
+                     false, false},
+        UnsafeSslRow{"KafkaTlsOnUnsafeFalse",
+                     With(kBase, {{"tls", "enable"}, {"unsafeSsl", "false"}}), true, false},
+        UnsafeSslRow{"KafkaTlsOnUnsafeAbsent", With(kBase, {{"tls", "enable"}}), true, false},
+        UnsafeSslRow{"KafkaTlsOnUnsafeTrue",
+                     With(kBase, {{"tls", "enable"}, {"unsafeSsl", "true"}}), true, true}),
+    [](const auto& info) { return info.param.name; });
+
+// ---------------------------------------------------------------------------------------------
+// Values echoed in errors are cut: a 1 MB value gives a short message.
+
+TEST(QuoteValueTest, ShortValuesAreQuotedWhole) {
+  EXPECT_EQ(QuoteValue("yes"), "\"yes\"");
+  EXPECT_EQ(QuoteValue(""), "\"\"");
+  EXPECT_EQ(QuoteValue("a\nb\"c"), "\"a\\nb\\\"c\"");
+  EXPECT_EQ(QuoteValue(std::string(64, 'x')), "\"" + std::string(64, 'x') + "\"");
+}
+
+TEST(QuoteValueTest, LongValuesAreCutWithTheirSize) {
+  const std::string big(1 << 20, 'x');
+  EXPECT_EQ(QuoteValue(big), "\"" + std::string(64, 'x') + "\"... (1048576 bytes)");
+  EXPECT_EQ(QuoteValue(std::string(65, 'y')), "\"" + std::string(64, 'y') + "\"... (65 bytes)");
+  // A cut never splits a UTF-8 sequence: "é" is two bytes, the 64th byte would be its first.
+  const std::string utf8 = std::string(63, 'a') + "\xc3\xa9" + "zz";
+  EXPECT_EQ(QuoteValue(utf8), "\"" + std::string(63, 'a') + "\"... (67 bytes)");
+}
+
+TEST(QuoteValueTest, ErrorsAboutMegabyteValuesStayShort) {
+  const std::string big(1 << 20, 'v');
+  for (const SettingMap& settings : std::vector<SettingMap>{
+           {{"bootstrapServers", big}},
+           {{"bootstrapServers", "a:1," + big}},
+           With(kBase, {{"tls", big}}),
+           With(kBase, {{"sasl", big}}),
+           With(kBase, {{"unsafeSsl", big}}),
+           With(kBase, {{"saslTokenProvider", big}}),
+           With(kBase, {{"sasl", "oauthbearer"},
+                        {"username", "c"},
+                        {"password", "p"},
+                        {"oauthTokenEndpointUri", big}}),
+           With(kBase, {{"sasl", "oauthbearer"},
+                        {"username", "c"},
+                        {"password", "p"},
+                        {"oauthTokenEndpointUri", "https://idp/token"},
+                        {"oauthExtensions", big}}),
+           With(kBase, {{"sasl", "gssapi"},
+                        {"username", big + ";"},
+                        {"realm", "R"},
+                        {"keytab", "/etc/klag/k"}}),
+           With(kBase, {{"sasl", "gssapi"},
+                        {"username", "svc"},
+                        {"realm", "R"},
+                        {"keytab", "/tmp/" + big}}),
+       }) {
+    absl::StatusOr<ConnectionConfig> config = ParseConnectionConfig(settings, kPolicy);
+    ASSERT_FALSE(config.ok());
+    EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_LT(config.status().message().size(), 600u) << config.status().message().substr(0, 200);
+  }
+}
 
 }  // namespace
 }  // namespace klag::kafka

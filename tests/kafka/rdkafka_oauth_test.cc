@@ -148,7 +148,8 @@ TEST(RdkafkaGssapiTest, LibrdkafkaHasGssapiAndAcceptsTheMappedProperties) {
                              {"username", "klag"},
                              {"realm", "EXAMPLE.COM"},
                              {"keytab", "/etc/klag/klag.keytab"},
-                             {"kerberosServiceName", "kafka"}});
+                             {"kerberosServiceName", "kafka"}},
+                            {.kerberos_keytab_dir = "/etc/klag"});
   ASSERT_TRUE(config.ok()) << config.status();
   absl::StatusOr<RdkafkaProperties> props = ToRdkafkaProperties(*config);
   ASSERT_TRUE(props.ok()) << props.status();

@@ -426,5 +426,64 @@ TEST(PartitionAllowedTest, AllowsEverythingWithoutLimitation) {
   EXPECT_TRUE(spec.PartitionAllowed(2147483647));
 }
 
+// ---------------------------------------------------------------------------------------------
+// A megabyte-long value is echoed cut (kafka::QuoteValue), never whole.
+
+TEST(TriggerSpecErrorLengthTest, MegabyteValuesAreCutInMessages) {
+  const std::string big(1 << 20, '7');
+  const std::string cut = "\"" + std::string(64, '7') + "\"... (1048576 bytes)";
+  for (const Metadata& metadata : std::vector<Metadata>{
+           With({{"lagThreshold", big}}),
+           With({{"lagThreshold", "x" + big}}),
+           With({{"activationLagThreshold", "-" + big}}),
+           With({{"offsetResetPolicy", big}}),
+           With({{"isolationLevel", big}}),
+           With({{"allowIdleConsumers", big}}),
+           With({{"version", big}}),
+           With({{"topic", big + "!"}}),
+           With({{"topic", "a,," + big}}),
+           WithTopic({{"partitionLimitation", "x" + big}}),
+       }) {
+    absl::StatusOr<TriggerSpec> spec = ParseTriggerSpec(metadata);
+    ASSERT_FALSE(spec.ok());
+    EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+    const std::string message(spec.status().message());
+    EXPECT_LT(message.size(), 600u) << message.substr(0, 200);
+    EXPECT_THAT(message, HasSubstr("(10485")) << message.substr(0, 200);
+  }
+  absl::StatusOr<TriggerSpec> spec = ParseTriggerSpec(With({{"lagThreshold", "x" + big}}));
+  EXPECT_THAT(std::string(spec.status().message()), Not(HasSubstr(cut)));  // "x" then 63 sevens
+  spec = ParseTriggerSpec(With({{"version", big}}));
+  EXPECT_EQ(std::string(spec.status().message()),
+            "version " + cut + " is not a Kafka version (x.y.z, or 0.x.y.z before 1.0)");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator's connection policy reaches the connection parser.
+
+TEST(TriggerSpecPolicyTest, GssapiKeytabNeedsTheOperatorsDirectory) {
+  const Metadata metadata = With({{"sasl", "gssapi"},
+                                  {"username", "svc"},
+                                  {"realm", "EXAMPLE.COM"},
+                                  {"keytab", "/etc/klag/keytabs/svc.keytab"}});
+  absl::StatusOr<TriggerSpec> refused = ParseTriggerSpec(metadata);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("no keytab directory is configured"));
+  absl::StatusOr<TriggerSpec> spec =
+      ParseTriggerSpec(metadata, {.kerberos_keytab_dir = "/etc/klag/keytabs"});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->connection.sasl.keytab_path, "/etc/klag/keytabs/svc.keytab");
+  absl::StatusOr<TriggerSpec> injected =
+      ParseTriggerSpec(With({{"sasl", "gssapi"},
+                             {"username", "a;touch /tmp/x;#"},
+                             {"realm", "R"},
+                             {"keytab", "/etc/klag/keytabs/svc.keytab"}}),
+                       {.kerberos_keytab_dir = "/etc/klag/keytabs"});
+  ASSERT_FALSE(injected.ok());
+  EXPECT_EQ(injected.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(injected.status().message()), Not(HasSubstr("touch")));
+}
+
 }  // namespace
 }  // namespace klag::scaler
