@@ -8,9 +8,11 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "tests/job/job_e2e_util.h"
 #include "tests/testing/kafka_admin.h"
 #include "tests/testing/kafka_tools.h"
@@ -134,6 +136,75 @@ TEST(JobKip848E2eTest, ClassicJobDrainsAnEmptyGroupAJavaConsumerMadeWithTheConsu
 
 TEST(JobKip848E2eTest, ConsumerProtocolJobDrainsAnEmptyGroupAJavaConsumerMade) {
   DrainsWhatTheJavaConsumerLeft({"--group-protocol", "consumer"}, "consumer");
+}
+
+// A group with a live consumer-protocol member (Kafka's Java consumer, idle on topic A) and a
+// Job draining topic B in the same group: the Job joins a non-empty KIP-848 group (with the
+// classic protocol that makes it a mixed group), drains B exactly, and the group stays a
+// "consumer" group with the Java member in it.
+void DrainsBesideALiveJavaMember(const std::vector<std::string>& protocol_args) {
+  KLAG_REQUIRE_KAFKA4(bootstrap, state);
+  const std::string idle_topic = ::klag::testing::UniqueName("kip848-mixed-a");
+  const std::string topic = ::klag::testing::UniqueName("kip848-mixed-b");
+  const std::string group = ::klag::testing::UniqueName("kip848-mixed-g");
+  ASSERT_TRUE(::klag::testing::CreateTopic(bootstrap, idle_topic, 1).ok());
+  ASSERT_TRUE(::klag::testing::CreateTopic(bootstrap, topic, 2).ok());
+  ProduceEach(bootstrap, idle_topic, 1, 5);
+  ProduceEach(bootstrap, topic, 2, 100);
+
+  const ::klag::testing::KafkaTools tools(KLAG_SOURCE_DIR "/scripts/kafka.sh", state);
+  absl::StatusOr<::klag::testing::ConsumedOffsets> consumed;
+  std::thread member([&] {
+    consumed = tools.ConsumeWithConsumerProtocol(bootstrap, idle_topic, group, 1000,
+                                                 absl::Seconds(120), absl::Seconds(25));
+  });
+  // Wait until the Java consumer is a member that has read and committed topic A.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  std::string group_state;
+  std::map<int32_t, int64_t> committed_a;
+  while (absl::Now() < deadline &&
+         (group_state != "Stable" || committed_a != std::map<int32_t, int64_t>{{0, 5}})) {
+    absl::SleepFor(absl::Milliseconds(500));
+    group_state = ::klag::testing::GroupState(bootstrap, group).value_or("");
+    committed_a = ::klag::testing::CommittedOffsets(bootstrap, group, idle_topic)
+                      .value_or(std::map<int32_t, int64_t>{});
+  }
+  EXPECT_EQ(group_state, "Stable");
+  EXPECT_EQ(GroupType(bootstrap, group), "consumer");
+
+  TempDir dir;
+  std::vector<std::string> extra = {"--jsonl-path", dir.File("out.jsonl"), "--assignment-timeout",
+                                    "30s"};
+  extra.insert(extra.end(), protocol_args.begin(), protocol_args.end());
+  ProcessResult r = RunJob(JobArgs(bootstrap, group, topic, extra));
+  EXPECT_EQ(r.exit_code, 0) << Diagnostics(r);
+  EXPECT_EQ(r.Summary()["exit_reason"], "drained") << Diagnostics(r);
+  const std::map<int32_t, int64_t> ends = {{0, 100}, {1, 100}};
+  EXPECT_EQ(CountByRecord(ReadJsonl(dir.File("out.jsonl"))), ExpectedOnce({}, ends));
+  EXPECT_EQ(Committed(bootstrap, group, topic), ends);
+  // The Java member is still in the group, which is still a consumer-protocol group. Right after
+  // the Job leaves, the group reconciles (KIP-848 states that librdkafka 2.8 lists as "Unknown");
+  // it settles back to Stable.
+  EXPECT_EQ(GroupType(bootstrap, group), "consumer");
+  const absl::Time settle = absl::Now() + absl::Seconds(15);
+  group_state = "";
+  while (absl::Now() < settle && group_state != "Stable") {
+    group_state = ::klag::testing::GroupState(bootstrap, group).value_or("");
+    if (group_state != "Stable") absl::SleepFor(absl::Milliseconds(500));
+  }
+  EXPECT_EQ(group_state, "Stable");
+
+  member.join();
+  ASSERT_TRUE(consumed.ok()) << consumed.status();
+  EXPECT_EQ(*consumed, (::klag::testing::ConsumedOffsets{{0, {0, 1, 2, 3, 4}}}));
+}
+
+TEST(JobKip848E2eTest, ClassicJobJoinsAGroupWhileAConsumerProtocolMemberIsInIt) {
+  DrainsBesideALiveJavaMember({});
+}
+
+TEST(JobKip848E2eTest, ConsumerProtocolJobJoinsAGroupWhileAJavaMemberIsInIt) {
+  DrainsBesideALiveJavaMember({"--group-protocol", "consumer"});
 }
 
 TEST(JobKip848E2eTest, ConsumerProtocolJobDrainsATopicToItsEnd) {
