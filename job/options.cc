@@ -53,6 +53,10 @@ bool IsIdentifier(absl::string_view s) {
   return true;
 }
 
+// ConnectionFlags::values slot of --kerberos-keytab-dir: an operator setting, not a KEDA key, so
+// ConnectionFromFlags hands it to the parser as kafka::ConnectionPolicy, not as a setting.
+constexpr char kKerberosKeytabDirSlot[] = "--kerberos-keytab-dir";
+
 }  // namespace
 
 std::vector<std::string> SplitCommaList(absl::string_view text) {
@@ -109,13 +113,23 @@ void RegisterConnectionFlags(FlagSet& flags, ConnectionFlags* out) {
     const std::string flag = absl::StrCat(key, "-file");
     flags.String(flag, EnvName(flag), absl::StrCat("read --", key, " (PEM) from this file"), &path);
   }
+  flags.String("kerberos-keytab-dir", "KLAG_KERBEROS_KEYTAB_DIR",
+               "sasl gssapi: directory the --keytab file must be under (absolute, normalised); "
+               "without it a keytab is refused, as in klag-scaler",
+               &out->values[kKerberosKeytabDirSlot]);
 }
 
 absl::StatusOr<kafka::ConnectionConfig> ConnectionFromFlags(const ConnectionFlags& flags) {
   kafka::SettingMap settings;
+  kafka::ConnectionPolicy policy;
   for (const auto& [key, value] : flags.values) {
-    if (!value.empty()) settings[key] = value;
+    if (key == kKerberosKeytabDirSlot) {
+      policy.kerberos_keytab_dir = value;
+    } else if (!value.empty()) {
+      settings[key] = value;
+    }
   }
+  RETURN_IF_ERROR(kafka::ValidateKerberosKeytabDir(policy.kerberos_keytab_dir));
   for (const auto& [key, path] : flags.files) {
     if (path.empty()) continue;
     if (settings.contains(key)) {
@@ -124,7 +138,7 @@ absl::StatusOr<kafka::ConnectionConfig> ConnectionFromFlags(const ConnectionFlag
     }
     ASSIGN_OR_RETURN(settings[key], ReadFile(absl::StrCat(key, "-file"), path));
   }
-  absl::StatusOr<kafka::ConnectionConfig> config = kafka::ParseConnectionConfig(settings);
+  absl::StatusOr<kafka::ConnectionConfig> config = kafka::ParseConnectionConfig(settings, policy);
   if (!config.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "Kafka connection: ", config.status().message(),
