@@ -41,6 +41,7 @@ Example:
 struct Options {
   ServerOptions server;
   std::string profiles_dir;
+  std::string allowed_bootstrap_servers;  // comma-separated host:port patterns; empty: any
   absl::Duration kafka_timeout = absl::Seconds(5);
   absl::Duration evaluation_window = absl::Seconds(2);
   absl::Duration stream_poll_interval = absl::Seconds(10);
@@ -71,6 +72,10 @@ void RegisterFlags(FlagSet& flags, Options& o) {
   flags.String("profiles-dir", "KLAG_PROFILES_DIR",
                "directory of credential profiles for `authProfile: NAME` (<dir>/<NAME>/<key>)",
                &o.profiles_dir);
+  flags.String("allowed-bootstrap-servers", "KLAG_ALLOWED_BOOTSTRAP_SERVERS",
+               "comma-separated host:port patterns ('*' wildcards) of the Kafka clusters any "
+               "trigger may make the scaler connect to (empty: any)",
+               &o.allowed_bootstrap_servers);
   flags.String("tls-cert", "KLAG_TLS_CERT", "PEM certificate: serve gRPC over TLS",
                &o.server.tls_cert_file);
   flags.String("tls-key", "KLAG_TLS_KEY", "PEM private key of --tls-cert", &o.server.tls_key_file);
@@ -108,7 +113,10 @@ struct Wiring {
         evaluator([this](const kafka::ConnectionConfig& c) { return registry.For(c); }, &profiles,
                   EvaluatorOptions{.kafka_timeout = o.kafka_timeout,
                                    .window = o.evaluation_window,
-                                   .idle_ttl = o.client_idle_timeout}) {}
+                                   .idle_ttl = o.client_idle_timeout,
+                                   .allowed_bootstrap_servers = absl::StrSplit(
+                                       o.allowed_bootstrap_servers, ',', absl::SkipWhitespace())}) {
+  }
 
   kafka::ClusterRegistry registry;
   ProfileStore profiles;

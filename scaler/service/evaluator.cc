@@ -1,14 +1,22 @@
 #include "scaler/service/evaluator.h"
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <array>
+#include <cstdlib>
 #include <optional>
 #include <utility>
 
-#include "absl/hash/hash.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 
 namespace klag::scaler {
@@ -28,11 +36,78 @@ struct Evaluator::TriggerState {
   absl::Time last_used ABSL_GUARDED_BY(mu);
 };
 
+namespace {
+
+// 32 random bytes drawn once per process: the HMAC key of TriggerKey's digest.
+const std::string& ProcessSecret() {
+  static const std::string* const secret = [] {
+    auto* s = new std::string(32, '\0');
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(s->data()), static_cast<int>(s->size())) != 1) {
+      spdlog::critical("RAND_bytes failed: cannot make the trigger key secret");
+      std::abort();
+    }
+    return s;
+  }();
+  return *secret;
+}
+
+void AppendLengthPrefixed(std::string* out, absl::string_view text) {
+  absl::StrAppend(out, text.size(), ":", text);
+}
+
+}  // namespace
+
+namespace internal {
+
+std::string MetadataDigest(const Metadata& metadata, absl::string_view secret) {
+  // Length-prefixed keys and values, so that no two different maps serialise the same; std::map
+  // iterates in key order, so equal metadata digests equally.
+  std::string data;
+  for (const auto& [key, value] : metadata) {
+    AppendLengthPrefixed(&data, key);
+    AppendLengthPrefixed(&data, value);
+  }
+  std::array<unsigned char, EVP_MAX_MD_SIZE> mac;
+  unsigned int mac_len = 0;
+  if (HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+           reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac.data(),
+           &mac_len) == nullptr) {
+    spdlog::critical("HMAC-SHA256 failed");
+    std::abort();
+  }
+  // 128 bits: a collision would make two triggers of one ScaledJob share state.
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(mac.data()), std::min(mac_len, 16u)));
+}
+
+}  // namespace internal
+
 std::string TriggerKey(const TriggerRef& ref) {
-  // std::map iterates in key order, so equal metadata hashes equally.
-  size_t hash = absl::HashOf(
-      std::vector<std::pair<std::string, std::string>>(ref.metadata.begin(), ref.metadata.end()));
-  return absl::StrFormat("%s/%s#%016x", ref.namespace_, ref.name, hash);
+  return absl::StrCat(ref.namespace_, "/", ref.name, "#",
+                      internal::MetadataDigest(ref.metadata, ProcessSecret()));
+}
+
+bool MatchesServerPattern(absl::string_view pattern, absl::string_view server) {
+  // Iterative glob with backtracking to the last '*'.
+  size_t p = 0, s = 0, star = absl::string_view::npos, star_s = 0;
+  while (s < server.size()) {
+    if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      star_s = s;
+    } else if (p < pattern.size() &&
+               absl::ascii_tolower(static_cast<unsigned char>(pattern[p])) ==
+                   absl::ascii_tolower(static_cast<unsigned char>(server[s]))) {
+      ++p;
+      ++s;
+    } else if (star != absl::string_view::npos) {
+      p = star + 1;
+      s = ++star_s;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
 }
 
 Evaluator::Evaluator(ReaderProvider readers, ProfileStore* profiles, EvaluatorOptions options)
@@ -40,16 +115,33 @@ Evaluator::Evaluator(ReaderProvider readers, ProfileStore* profiles, EvaluatorOp
   last_sweep_ = options_.now();
 }
 
-absl::StatusOr<ParsedTrigger> Evaluator::Parse(const Metadata& metadata) const {
-  const Metadata* effective = &metadata;
+absl::StatusOr<ParsedTrigger> Evaluator::Parse(const TriggerRef& ref) const {
+  const Metadata* effective = &ref.metadata;
   absl::StatusOr<Metadata> merged;
   if (profiles_ != nullptr) {
-    merged = profiles_->Merge(metadata);
+    merged = profiles_->Merge(ref.namespace_, ref.metadata);
     if (!merged.ok()) return merged.status();
     effective = &*merged;
   }
   absl::StatusOr<TriggerSpec> spec = ParseTriggerSpec(*effective);
   if (!spec.ok()) return spec.status();
+  if (!options_.allowed_bootstrap_servers.empty()) {
+    for (absl::string_view server :
+         absl::StrSplit(spec->connection.bootstrap_servers, ',', absl::SkipWhitespace())) {
+      server = absl::StripAsciiWhitespace(server);
+      const bool allowed =
+          std::any_of(options_.allowed_bootstrap_servers.begin(),
+                      options_.allowed_bootstrap_servers.end(), [&](const std::string& pattern) {
+                        return MatchesServerPattern(absl::StripAsciiWhitespace(pattern), server);
+                      });
+      if (!allowed) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("bootstrapServers entry \"", server,
+                         "\" is not a cluster this klag-scaler may connect to "
+                         "(--allowed-bootstrap-servers)"));
+      }
+    }
+  }
   ParsedTrigger parsed;
   parsed.metric_name = MetricName(*spec);
   parsed.spec = std::make_shared<const TriggerSpec>(*std::move(spec));
@@ -91,7 +183,7 @@ void Evaluator::DropIdleLocked(absl::Time now) {
 }
 
 absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::Evaluate(const TriggerRef& ref) {
-  absl::StatusOr<ParsedTrigger> parsed = Parse(ref.metadata);
+  absl::StatusOr<ParsedTrigger> parsed = Parse(ref);
   if (!parsed.ok()) return parsed.status();
   const std::string key = TriggerKey(ref);
   std::shared_ptr<TriggerState> state = StateFor(key, *parsed->spec);

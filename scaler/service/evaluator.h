@@ -7,8 +7,8 @@
 //   absl::StatusOr<std::shared_ptr<const Evaluation>> e = evaluator.Evaluate(ref);
 //   if (e.ok()) use((*e)->report.metric_value, (*e)->report.active);
 //
-// Triggers are keyed by namespace, name and a hash of the metadata (KEDA tells neither the
-// trigger index nor when a ScaledJob goes away); state of triggers not asked about for
+// Triggers are keyed by namespace, name and a keyed digest of the metadata (KEDA tells neither
+// the trigger index nor when a ScaledJob goes away); state of triggers not asked about for
 // `idle_ttl` is dropped.
 #pragma once
 
@@ -17,10 +17,12 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "kafka/connection_config.h"
@@ -42,6 +44,10 @@ struct EvaluatorOptions {
   absl::Duration window = absl::Seconds(2);
   // Per-trigger state unused this long is dropped.
   absl::Duration idle_ttl = absl::Minutes(30);
+  // bootstrapServers patterns ("host:port", '*' matches any run of characters, case-insensitive)
+  // that any trigger may make the scaler connect to, checked after the profile merge. Empty:
+  // any cluster.
+  std::vector<std::string> allowed_bootstrap_servers;
   // Injected for tests.
   std::function<absl::Time()> now = [] { return absl::Now(); };
 };
@@ -76,9 +82,11 @@ class Evaluator {
   // `profiles` may be null (no authProfile support); it must outlive the Evaluator.
   Evaluator(ReaderProvider readers, ProfileStore* profiles, EvaluatorOptions options);
 
-  // Merges the credentials profile and parses the metadata; no Kafka I/O. Errors:
-  // kInvalidArgument naming the key. Thread-safe.
-  absl::StatusOr<ParsedTrigger> Parse(const Metadata& metadata) const;
+  // Merges the credentials profile (for `ref`'s namespace), parses the metadata and checks the
+  // bootstrap servers against allowed_bootstrap_servers; no Kafka I/O. Errors: kInvalidArgument
+  // naming the key; kPermissionDenied (a profile the namespace may not use, a server not
+  // allowed); kFailedPrecondition (an incomplete profile). Thread-safe.
+  absl::StatusOr<ParsedTrigger> Parse(const TriggerRef& ref) const;
 
   // The evaluation of `ref` for this poll. Errors: those of Parse, and the reader's (kNotFound,
   // kUnavailable, kDeadlineExceeded, kPermissionDenied): never a made-up 0. Returns within
@@ -114,7 +122,19 @@ class Evaluator {
   Counters counters_;
 };
 
-// The per-trigger key: "<namespace>/<name>#<hash of the metadata>".
+// The per-trigger key: "<namespace>/<name>#<digest>", where the digest is the first 128 bits of
+// HMAC-SHA256 of the metadata under a random per-process secret. The key is logged and returned
+// in errors, and the metadata holds passwords and private keys: without the secret, the digest
+// tells nothing about them (no offline guessing of a weak password from a logged key).
 std::string TriggerKey(const TriggerRef& ref);
+
+// True when `server` ("host:port") matches `pattern`: '*' matches any run of characters, the
+// rest compares case-insensitively.
+bool MatchesServerPattern(absl::string_view pattern, absl::string_view server);
+
+namespace internal {
+// The digest part of TriggerKey under an explicit secret; exposed for tests.
+std::string MetadataDigest(const Metadata& metadata, absl::string_view secret);
+}  // namespace internal
 
 }  // namespace klag::scaler

@@ -41,7 +41,7 @@ grpc::Status ExternalScalerService::GetMetricSpec(grpc::ServerContext*,
                                                   const externalscaler::ScaledObjectRef* ref,
                                                   externalscaler::GetMetricSpecResponse* response) {
   TriggerRef trigger = ToTriggerRef(*ref);
-  absl::StatusOr<ParsedTrigger> parsed = evaluator_->Parse(trigger.metadata);
+  absl::StatusOr<ParsedTrigger> parsed = evaluator_->Parse(trigger);
   if (!parsed.ok()) {
     LogFailure("GetMetricSpec", trigger, parsed.status());
     return ToGrpcStatus(parsed.status());
@@ -96,7 +96,7 @@ grpc::Status ExternalScalerService::StreamIsActive(
     grpc::ServerWriter<externalscaler::IsActiveResponse>* writer) {
   TriggerRef trigger = ToTriggerRef(*ref);
   // Bad metadata never gets better: fail the stream at once.
-  if (absl::StatusOr<ParsedTrigger> parsed = evaluator_->Parse(trigger.metadata); !parsed.ok()) {
+  if (absl::StatusOr<ParsedTrigger> parsed = evaluator_->Parse(trigger); !parsed.ok()) {
     LogFailure("StreamIsActive", trigger, parsed.status());
     return ToGrpcStatus(parsed.status());
   }

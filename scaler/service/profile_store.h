@@ -1,19 +1,25 @@
 // Named credential profiles (`authProfile: NAME` in trigger metadata), read from the scaler's own
-// mounted files so secrets need not travel in ScaledJob metadata.
+// mounted files so secrets need not travel in ScaledJob metadata. Profiles belong to the
+// scaler's operator, not to the trigger: a profile says which namespaces may use it and pins the
+// cluster its credentials are sent to (docs/security.md).
 //
 // Layout: <dir>/<NAME>/<key>, one file per key, named as the KEDA `kafka` trigger names it
-// (sasl, username, password, tls, ca, cert, key, keyPassword, ...): exactly what a Kubernetes
-// Secret mounted as a volume looks like. A trailing newline in a file is dropped.
+// (bootstrapServers, sasl, username, password, tls, ca, cert, key, keyPassword, ...): exactly what
+// a Kubernetes Secret mounted as a volume looks like. A trailing newline in a file is dropped.
+// <dir>/<NAME>/allowedNamespaces (required, not a metadata key): namespaces that may use the
+// profile, comma-separated, or `*` for all.
 //
 //   ProfileStore store("/etc/klag/profiles");
-//   absl::StatusOr<Metadata> merged = store.Merge(ref_metadata);  // profile keys filled in
+//   absl::StatusOr<Metadata> merged = store.Merge(ref.namespace_, ref.metadata);
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "scaler/lag/trigger_spec.h"
@@ -27,18 +33,40 @@ class ProfileStore {
   explicit ProfileStore(std::string dir, absl::Duration reload_after = absl::Seconds(30));
 
   // Returns `metadata` with the profile named by its `authProfile` key merged in (metadata
-  // without authProfile comes back unchanged). A key set both in the metadata and in the profile
-  // is an error, so it is never ambiguous which secret is used. Errors: kInvalidArgument naming
-  // authProfile and the profile (unknown profile, bad name, conflicting key); never a secret.
-  // Thread-safe.
-  absl::StatusOr<Metadata> Merge(const Metadata& metadata);
+  // without authProfile comes back unchanged), for a trigger of namespace `namespace_`.
+  // Rules, checked in this order:
+  // - the profile has an allowedNamespaces file naming `namespace_` (or `*`); otherwise
+  //   kPermissionDenied naming the profile and the namespace;
+  // - a profile holding a credential (CredentialKeys()) sets bootstrapServers; otherwise
+  //   kFailedPrecondition (the operator's profile is incomplete);
+  // - the trigger sets no connection key (bootstrapServers and every tls/sasl/oauth/kerberos key,
+  //   kafka::ConnectionSettingKeys(), plain or `...FromEnv`): kInvalidArgument naming the key;
+  // - a key set both in the metadata and in the profile is kInvalidArgument, so it is never
+  //   ambiguous which value is used.
+  // Other errors: kInvalidArgument naming authProfile and the profile (unknown profile, bad
+  // name). No message holds a value read from a profile. Thread-safe.
+  absl::StatusOr<Metadata> Merge(absl::string_view namespace_, const Metadata& metadata);
+
+  // The profile keys that count as credentials: a profile holding any of them (plain or
+  // `...FromEnv`) must pin bootstrapServers. username, password (also the OAuth client secret),
+  // ca, cert, key, keyPassword, keytab, realm, kerberosServiceName, oauthTokenEndpointUri,
+  // scopes, oauthExtensions: every connection key except bootstrapServers and the mode switches
+  // tls, sasl, unsafeSsl, saslTokenProvider.
+  static const std::vector<std::string>& CredentialKeys();
+
+  // Name of the file that lists the namespaces allowed to use a profile.
+  static constexpr char kAllowedNamespacesFile[] = "allowedNamespaces";
 
  private:
-  struct Cached {
+  struct Profile {
     Metadata values;
+    std::vector<std::string> allowed_namespaces;  // "*" allows every namespace
+  };
+  struct Cached {
+    Profile profile;
     absl::Time loaded_at;
   };
-  absl::StatusOr<Metadata> Load(const std::string& name);
+  absl::StatusOr<Profile> Load(const std::string& name);
 
   const std::string dir_;
   const absl::Duration reload_after_;

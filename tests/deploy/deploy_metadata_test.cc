@@ -103,10 +103,15 @@ TEST(DeployMetadataTest, ScaledObjectExampleMergesWithTheMountedProfile) {
   for (const auto& kv : so["spec"]["triggers"][0]["metadata"]) {
     metadata[kv.first.Scalar()] = kv.second.Scalar();
   }
+  // The example is applied to the namespace its kustomization names; the profile allows it.
+  const std::string ns =
+      YAML::LoadFile(kDeploy + "/examples/scaledobject/kustomization.yaml")["namespace"].Scalar();
   scaler::ProfileStore profiles(dir.string());
-  absl::StatusOr<scaler::Metadata> merged = profiles.Merge(metadata);
+  absl::StatusOr<scaler::Metadata> merged = profiles.Merge(ns, metadata);
+  absl::StatusOr<scaler::Metadata> elsewhere = profiles.Merge("some-other-namespace", metadata);
   std::filesystem::remove_all(dir);
   ASSERT_TRUE(merged.ok()) << merged.status();
+  EXPECT_EQ(elsewhere.status().code(), absl::StatusCode::kPermissionDenied) << elsewhere.status();
   absl::StatusOr<scaler::TriggerSpec> spec = scaler::ParseTriggerSpec(*merged);
   ASSERT_TRUE(spec.ok()) << spec.status();
   EXPECT_THAT(spec->unknown_keys, ::testing::IsEmpty());

@@ -453,6 +453,33 @@ def test_profiles_secret_is_mounted_where_the_scaler_reads_profiles():
     one(docs, "Secret", f"klag-scaler-profile-{profile}")
 
 
+# Connection keys a trigger using a profile may not set (kafka::ConnectionSettingKeys()).
+CONNECTION_KEYS = {"bootstrapServers", "tls", "ca", "cert", "key", "keyPassword", "unsafeSsl",
+                   "sasl", "username", "password", "saslTokenProvider", "oauthTokenEndpointUri",
+                   "scopes", "oauthExtensions", "kerberosServiceName", "keytab", "realm"}
+
+
+def test_profiles_name_their_namespaces_and_pin_their_cluster():
+    """Each profile Secret has allowedNamespaces and bootstrapServers (docs/security.md); the
+    example that uses a profile is in an allowed namespace and sets no connection key."""
+    docs = render("scaler")
+    profiles = [d for d in docs if d["kind"] == "Secret"
+                and d["metadata"]["name"].startswith("klag-scaler-profile-")]
+    assert profiles
+    for secret in profiles:
+        data = secret["stringData"]
+        assert data.get("allowedNamespaces", "").strip(), secret["metadata"]["name"]
+        assert data.get("bootstrapServers", "").strip(), secret["metadata"]["name"]
+    so = one(render("examples/scaledobject"), "ScaledObject")
+    md = so["spec"]["triggers"][0]["metadata"]
+    secret = one(docs, "Secret", f"klag-scaler-profile-{md['authProfile']}")
+    allowed = [n.strip() for n in secret["stringData"]["allowedNamespaces"].split(",")]
+    assert "*" in allowed or so["metadata"]["namespace"] in allowed
+    for key in md:
+        base = key[:-len("FromEnv")] if key.endswith("FromEnv") else key
+        assert base not in CONNECTION_KEYS, key
+
+
 def test_tls_overlay_wires_keda_and_the_scaler_to_the_same_certificates():
     docs = render("overlays/tls")
     sj = one(docs, "ScaledJob")

@@ -6,6 +6,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/hash/hash.h"
+#include "absl/strings/str_format.h"
 #include "tests/testing/fake_offset_reader.h"
 
 namespace klag::scaler {
@@ -154,6 +156,24 @@ TEST_F(EvaluatorTest, BadMetadataIsInvalidArgumentWithoutKafka) {
   EXPECT_TRUE(connections_.empty());
 }
 
+TEST_F(EvaluatorTest, ServersOutsideTheAllowedPatternsArePermissionDeniedWithoutKafka) {
+  int connects = 0;
+  Evaluator evaluator(
+      [&](const kafka::ConnectionConfig&) -> absl::StatusOr<std::shared_ptr<kafka::OffsetReader>> {
+        ++connects;
+        return std::shared_ptr<kafka::OffsetReader>(reader_);
+      },
+      nullptr, EvaluatorOptions{.allowed_bootstrap_servers = {"*.kafka.svc:9092", "kafka:9092"}});
+  reader_->SetOffsets("g", {{.topic = "t", .partition = 0, .committed = 0, .end = 1}});
+  EXPECT_TRUE(evaluator.Evaluate(Ref(BaseMetadata())).ok());
+  Metadata md = BaseMetadata();
+  md["bootstrapServers"] = "b-1.kafka.svc:9092,evil.example:9092";
+  auto e = evaluator.Evaluate(Ref(md));
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kPermissionDenied) << e.status();
+  EXPECT_NE(e.status().message().find("evil.example:9092"), absl::string_view::npos);
+  EXPECT_EQ(connects, 1);
+}
+
 TEST_F(EvaluatorTest, ExcludePersistentLagComparesWithThePreviousPoll) {
   Metadata md = BaseMetadata();
   md["excludePersistentLag"] = "true";
@@ -214,6 +234,45 @@ TEST(TriggerKeyTest, DependsOnNamespaceNameAndMetadata) {
   c.namespace_ = "other";
   EXPECT_NE(TriggerKey(a), TriggerKey(c));
   EXPECT_EQ(TriggerKey(a).rfind("ns/j#", 0), 0u);
+}
+
+TEST(TriggerKeyTest, DigestIsKeyedAndHoldsNoSecret) {
+  TriggerRef a{.name = "j",
+               .namespace_ = "ns",
+               .metadata = {{"topic", "t"}, {"username", "u"}, {"password", "hunter2"}}};
+  TriggerRef b = a;
+  b.metadata["password"] = "hunter3";
+  // Different passwords: different keys (the state of two triggers is not mixed up) ...
+  EXPECT_NE(TriggerKey(a), TriggerKey(b));
+  EXPECT_EQ(TriggerKey(a), TriggerKey(a));
+  const std::string key = TriggerKey(a);
+  EXPECT_EQ(key.find("hunter"), std::string::npos) << key;
+  // ... but nobody without the process secret can compute them: not the old unkeyed 64-bit hash,
+  // not the digest under an empty or a guessed secret.
+  const std::string digest = key.substr(key.find('#') + 1);
+  EXPECT_EQ(digest.size(), 32u);
+  const size_t unkeyed = absl::HashOf(
+      std::vector<std::pair<std::string, std::string>>(a.metadata.begin(), a.metadata.end()));
+  EXPECT_EQ(key.find(absl::StrFormat("%016x", unkeyed)), std::string::npos);
+  EXPECT_NE(digest, internal::MetadataDigest(a.metadata, ""));
+  EXPECT_NE(digest, internal::MetadataDigest(a.metadata, std::string(32, '\0')));
+  // The digest depends on the secret, and is stable for one secret.
+  EXPECT_EQ(internal::MetadataDigest(a.metadata, "s1"), internal::MetadataDigest(a.metadata, "s1"));
+  EXPECT_NE(internal::MetadataDigest(a.metadata, "s1"), internal::MetadataDigest(a.metadata, "s2"));
+  // Length-prefixed: moving a character between key and value changes the digest.
+  EXPECT_NE(internal::MetadataDigest({{"ab", "c"}}, "s"),
+            internal::MetadataDigest({{"a", "bc"}}, "s"));
+}
+
+TEST(ServerPatternTest, WildcardsAndCase) {
+  EXPECT_TRUE(MatchesServerPattern("kafka.kafka.svc:9092", "kafka.kafka.svc:9092"));
+  EXPECT_TRUE(MatchesServerPattern("*.kafka.svc:9092", "b-1.kafka.svc:9092"));
+  EXPECT_TRUE(MatchesServerPattern("*.Kafka.svc:*", "b-1.kafka.SVC:9093"));
+  EXPECT_TRUE(MatchesServerPattern("*", "anything:1"));
+  EXPECT_FALSE(MatchesServerPattern("*.kafka.svc:9092", "evil.example:9092"));
+  EXPECT_FALSE(MatchesServerPattern("*.kafka.svc:9092", "b-1.kafka.svc:9093"));
+  EXPECT_FALSE(MatchesServerPattern("kafka:9092", "kafka:90921"));
+  EXPECT_FALSE(MatchesServerPattern("", "kafka:9092"));
 }
 
 }  // namespace
