@@ -4,8 +4,15 @@
 #include <cstdint>
 #include <iterator>
 #include <limits>
+#include <map>
+#include <string>
 #include <tuple>
 #include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "kafka/connection_config.h"
 
 namespace klag::scaler {
 namespace {
@@ -73,6 +80,8 @@ class AllowedPartitions {
     ranges_ = std::move(merged);
   }
 
+  const std::vector<PartitionRange>& ranges() const { return ranges_; }
+
   bool Contains(int32_t id) const {
     auto it = std::upper_bound(ranges_.begin(), ranges_.end(), id,
                                [](int32_t v, const PartitionRange& r) { return v < r.first; });
@@ -83,7 +92,54 @@ class AllowedPartitions {
   std::vector<PartitionRange> ranges_;
 };
 
+// "0-2,5" for sorted, merged ranges.
+std::string FormatRanges(const std::vector<PartitionRange>& ranges) {
+  return absl::StrJoin(ranges, ",", [](std::string* out, const PartitionRange& r) {
+    if (r.first == r.last) {
+      absl::StrAppend(out, r.first);
+    } else {
+      absl::StrAppend(out, r.first, "-", r.last);
+    }
+  });
+}
+
+// At most this many topics are listed in the error (a trigger may name hundreds).
+constexpr size_t kMaxTopicsListed = 10;
+
 }  // namespace
+
+absl::Status CheckPartitionLimitation(const TriggerSpec& spec, const kafka::GroupOffsets& offsets) {
+  if (spec.topics.empty() || spec.partition_limitation.empty()) return absl::OkStatus();
+  const AllowedPartitions allowed(spec.partition_limitation);
+  // Existing partitions per topic, as ranges (offsets are sorted by topic, then partition, but
+  // are not relied on to be).
+  std::map<std::string, std::vector<int32_t>> existing;
+  for (const kafka::PartitionOffsets& p : offsets.partitions) {
+    if (allowed.Contains(p.partition)) return absl::OkStatus();
+    existing[p.topic].push_back(p.partition);
+  }
+  std::vector<std::string> listed;
+  for (auto& [topic, ids] : existing) {
+    if (listed.size() == kMaxTopicsListed) {
+      listed.push_back(absl::StrCat("... (", existing.size(), " topics)"));
+      break;
+    }
+    std::sort(ids.begin(), ids.end());
+    std::vector<PartitionRange> ranges;
+    for (int32_t id : ids) {
+      if (!ranges.empty() && int64_t{ranges.back().last} + 1 >= id) {
+        ranges.back().last = std::max(ranges.back().last, id);
+      } else {
+        ranges.push_back({id, id});
+      }
+    }
+    listed.push_back(absl::StrCat(topic, ": ", FormatRanges(ranges)));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "partitionLimitation ", kafka::QuoteValue(FormatRanges(allowed.ranges())),
+      " selects no existing partition (",
+      listed.empty() ? "the topics have no partitions" : absl::StrJoin(listed, "; "), ")"));
+}
 
 LagReport ComputeLag(const TriggerSpec& spec, const kafka::GroupOffsets& offsets,
                      const LagSnapshot* previous) {

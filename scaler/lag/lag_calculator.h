@@ -1,5 +1,6 @@
 // KEDA's lag computation for one evaluation of one trigger, with klag's fixes. Pure.
 //
+//   RETURN_IF_ERROR(scaler::CheckPartitionLimitation(spec, offsets));
 //   scaler::LagReport r = scaler::ComputeLag(spec, offsets, previous);
 //   // r.metric_value -> GetMetrics, spec.lag_threshold -> GetMetricSpec, r.active -> IsActive
 //   previous = r.snapshot;  // for excludePersistentLag on the next poll
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "kafka/offsets.h"
 #include "scaler/lag/trigger_spec.h"
 
@@ -43,6 +45,14 @@ struct LagReport {
   bool active = false;       // total_lag_with_persistent > activation_lag_threshold
   LagSnapshot snapshot;      // pass as `previous` to the next evaluation of this trigger
 };
+
+// KEDA fails a trigger whose partitionLimitation selects none of the named topics' partitions;
+// so does klag, instead of answering 0 and inactive (which would hold a broken trigger at zero
+// for ever). Call with the offsets before ComputeLag. OK without a limitation (or without
+// topics, where KEDA ignores it) or when at least one partition of `offsets` passes it. Errors:
+// kInvalidArgument naming partitionLimitation, its ranges and the existing partitions per topic,
+// e.g. "partitionLimitation 5-7 selects no existing partition (t: 0-2)".
+absl::Status CheckPartitionLimitation(const TriggerSpec& spec, const kafka::GroupOffsets& offsets);
 
 // Computes the report for `offsets` under `spec`. `previous` is the snapshot of the previous
 // poll of the same trigger (nullptr on the first), used only with excludePersistentLag.

@@ -461,5 +461,97 @@ TEST(ComputeLagTest, ReportsPartitionsSortedWithTheirOffsets) {
   EXPECT_EQ(report.snapshot.committed.size(), 4u);
 }
 
+// ---------------------------------------------------------------------------------------------
+// partitionLimitation that selects no existing partition: an error naming the key, the ranges
+// and the partitions that exist (KEDA fails such a trigger; a silent 0 would hold it at zero).
+
+struct LimitationRow {
+  std::string name;
+  std::vector<std::string> topics;
+  std::vector<PartitionRange> limitation;
+  std::vector<kafka::PartitionOffsets> offsets;
+  std::optional<std::string> error;  // nullopt: OK
+};
+
+void PrintTo(const LimitationRow& row, std::ostream* os) { *os << row.name; }
+
+class CheckPartitionLimitationTest : public ::testing::TestWithParam<LimitationRow> {};
+
+TEST_P(CheckPartitionLimitationTest, RefusesALimitationThatSelectsNothing) {
+  const LimitationRow& row = GetParam();
+  TriggerSpec spec = BaseSpec();
+  spec.topics = row.topics;
+  spec.partition_limitation = row.limitation;
+  const kafka::GroupOffsets offsets{.partitions = row.offsets};
+  const absl::Status status = CheckPartitionLimitation(spec, offsets);
+  if (!row.error.has_value()) {
+    EXPECT_TRUE(status.ok()) << status;
+    return;
+  }
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(std::string(status.message()), *row.error);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Rows, CheckPartitionLimitationTest,
+    ::testing::Values(
+        LimitationRow{"NoLimitation", {"t"}, {}, Lags({1, 2}), std::nullopt},
+        LimitationRow{"IgnoredWithoutTopics", {}, {{7, 9}}, Lags({1, 2}), std::nullopt},
+        LimitationRow{"OnePartitionSelected", {"t"}, {{1, 1}, {9, 12}}, Lags({1, 2}), std::nullopt},
+        LimitationRow{"SelectsNothing",
+                      {"t"},
+                      {{5, 7}},
+                      Lags({1, 2, 3}),
+                      "partitionLimitation \"5-7\" selects no existing partition (t: 0-2)"},
+        LimitationRow{"SeveralRangesMergedInTheMessage",
+                      {"t"},
+                      {{9, 9}, {3, 4}, {5, 6}},
+                      Lags({1, 2, 3}),
+                      "partitionLimitation \"3-6,9\" selects no existing partition (t: 0-2)"},
+        LimitationRow{"EveryTopicListedWithItsPartitions",
+                      {"a", "b"},
+                      {{10, 20}},
+                      {P("a", 0, 0, 0, 1), P("a", 1, 0, 0, 1), P("b", 0, 0, 0, 1),
+                       P("b", 2, 0, 0, 1), P("b", 3, 0, 0, 1)},
+                      "partitionLimitation \"10-20\" selects no existing partition (a: 0-1; b: "
+                      "0,2-3)"},
+        LimitationRow{"SelectedInAnyTopicIsEnough",
+                      {"a", "b"},
+                      {{2, 2}},
+                      {P("a", 0, 0, 0, 1), P("b", 2, 0, 0, 1)},
+                      std::nullopt},
+        LimitationRow{"NoPartitionsAtAll",
+                      {"t"},
+                      {{0, 0}},
+                      {},
+                      "partitionLimitation \"0\" selects no existing partition (the topics have "
+                      "no partitions)"}),
+    [](const auto& info) { return info.param.name; });
+
+TEST(CheckPartitionLimitationTest, LongListsAreCut) {
+  TriggerSpec spec = BaseSpec();
+  spec.topics.clear();
+  for (int i = 0; i < 20; ++i) spec.topics.push_back("topic-" + std::to_string(i));
+  for (int32_t id = 1000; id < 100000; id += 2) spec.partition_limitation.push_back({id, id});
+  std::vector<kafka::PartitionOffsets> offsets;
+  for (const std::string& topic : spec.topics) offsets.push_back(P(topic, 0, 0, 0, 1));
+  const absl::Status status = CheckPartitionLimitation(spec, {.partitions = offsets});
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_LT(status.message().size(), 400u) << status.message();
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("bytes)"));
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("... (20 topics)"));
+}
+
+// ComputeLag alone still answers 0 for such a limitation: callers must check first.
+TEST(CheckPartitionLimitationTest, ComputeLagAloneWouldAnswerZero) {
+  TriggerSpec spec = BaseSpec();
+  spec.partition_limitation = {{5, 7}};
+  const kafka::GroupOffsets offsets{.partitions = Lags({100, 200})};
+  EXPECT_FALSE(CheckPartitionLimitation(spec, offsets).ok());
+  const LagReport report = ComputeLag(spec, offsets, nullptr);
+  EXPECT_EQ(report.metric_value, 0);
+  EXPECT_FALSE(report.active);
+}
+
 }  // namespace
 }  // namespace klag::scaler
