@@ -277,8 +277,15 @@ absl::StatusOr<TriggerSpec> ParseTriggerSpec(const Metadata& metadata,
     return Invalid("ensureEvenDistributionOfPartitions \"true\" needs topic (or topicFromEnv)");
   }
 
-  for (const auto& [key, value] : metadata) {
-    if (!IsKnownKey(key)) spec.unknown_keys.push_back(key);  // std::map: already sorted
+  size_t unknown = 0;
+  for (const auto& [key, value] : metadata) {  // std::map: already sorted
+    if (IsKnownKey(key)) continue;
+    if (++unknown <= TriggerSpec::kMaxUnknownKeys) {
+      spec.unknown_keys.push_back(key.size() > kafka::kQuotedValueLimit ? QuoteValue(key) : key);
+    }
+  }
+  if (unknown > TriggerSpec::kMaxUnknownKeys) {
+    spec.unknown_keys.push_back(absl::StrCat("... (", unknown, " keys)"));
   }
   return spec;
 }

@@ -49,7 +49,10 @@ struct TriggerSpec {
   kafka::IsolationLevel isolation_level = kafka::IsolationLevel::kReadUncommitted;
   std::string version = "1.0.0";  // validated, otherwise unused (librdkafka negotiates)
   // Metadata keys neither KEDA's kafka trigger nor klag knows, sorted, for a one-time warning
-  // (KEDA forwards its own keys such as scalerAddress; those are known and not listed).
+  // (KEDA forwards its own keys such as scalerAddress; those are known and not listed). Bounded,
+  // since it is logged: a key longer than kafka::kQuotedValueLimit is stored as
+  // kafka::QuoteValue(key), and past kMaxUnknownKeys keys the last entry is "... (N keys)".
+  static constexpr size_t kMaxUnknownKeys = 20;
   std::vector<std::string> unknown_keys;
 
   // True when partition `id` passes partition_limitation.

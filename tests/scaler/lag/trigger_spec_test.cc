@@ -458,6 +458,24 @@ TEST(TriggerSpecErrorLengthTest, MegabyteValuesAreCutInMessages) {
             "version " + cut + " is not a Kafka version (x.y.z, or 0.x.y.z before 1.0)");
 }
 
+TEST(TriggerSpecErrorLengthTest, UnknownKeysAreBoundedForTheLog) {
+  Metadata metadata = With({});
+  const std::string long_key(1 << 20, 'k');
+  metadata[long_key] = "v";
+  absl::StatusOr<TriggerSpec> spec = ParseTriggerSpec(metadata);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_THAT(spec->unknown_keys,
+              ElementsAre("\"" + std::string(64, 'k') + "\"... (1048576 bytes)"));
+
+  for (int i = 0; i < 1000; ++i) metadata["unknown" + std::to_string(1000 + i)] = "v";
+  spec = ParseTriggerSpec(metadata);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ASSERT_EQ(spec->unknown_keys.size(), TriggerSpec::kMaxUnknownKeys + 1);
+  EXPECT_EQ(spec->unknown_keys.front(), "\"" + std::string(64, 'k') + "\"... (1048576 bytes)");
+  EXPECT_EQ(spec->unknown_keys[1], "unknown1000");
+  EXPECT_EQ(spec->unknown_keys.back(), "... (1001 keys)");
+}
+
 // ---------------------------------------------------------------------------------------------
 // The operator's connection policy reaches the connection parser.
 
