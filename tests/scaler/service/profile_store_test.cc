@@ -72,6 +72,14 @@ TEST_F(ProfileStoreTest, NamespaceNotAllowedIsPermissionDeniedNamingProfileAndNa
   }
 }
 
+TEST_F(ProfileStoreTest, LongNamespaceIsCutInTheError) {
+  ProfileStore store(dir_.string());
+  auto merged = store.Merge(std::string(100000, 'n'), {{"authProfile", "prod"}});
+  ASSERT_EQ(merged.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_LT(merged.status().message().size(), 300u) << merged.status();
+  EXPECT_TRUE(Has(merged.status(), "(100000 bytes)")) << merged.status();
+}
+
 TEST_F(ProfileStoreTest, StarAllowsEveryNamespace) {
   Write("prod/allowedNamespaces", "*");
   ProfileStore store(dir_.string());
