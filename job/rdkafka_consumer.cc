@@ -30,16 +30,14 @@ struct RdkafkaConsumerCallbacks {
 namespace {
 
 // Settings the Job's guarantees rest on; --kafka-properties may not change them.
-constexpr const char* kReservedProperties[] = {"group.id",
-                                               "enable.auto.commit",
-                                               "enable.auto.offset.store",
-                                               "isolation.level",
-                                               "auto.offset.reset",
-                                               "partition.assignment.strategy",
-                                               "enable.partition.eof",
-                                               "group.protocol",
-                                               "group.protocol.type",
-                                               "bootstrap.servers"};
+constexpr const char* kReservedProperties[] = {
+    "group.id", "enable.auto.commit", "enable.auto.offset.store", "isolation.level",
+    "auto.offset.reset", "partition.assignment.strategy", "enable.partition.eof", "group.protocol",
+    "group.protocol.type", "bootstrap.servers",
+    // GSSAPI: the values kafka/connection_config.cc
+    // checks before they reach kinit's shell.
+    "sasl.kerberos.kinit.cmd", "sasl.kerberos.keytab", "sasl.kerberos.principal",
+    "sasl.kerberos.service.name"};
 
 // Checks --kafka-properties against the reserved settings and the group protocol's own.
 absl::Status CheckExtraProperties(const kafka::RdkafkaProperties& extra, GroupProtocol protocol) {

@@ -42,6 +42,7 @@ struct Options {
   ServerOptions server;
   std::string profiles_dir;
   std::string allowed_bootstrap_servers;  // comma-separated host:port patterns; empty: any
+  std::string kerberos_keytab_dir;        // sasl gssapi: keytabs must be under it; empty: refused
   absl::Duration kafka_timeout = absl::Seconds(5);
   absl::Duration evaluation_window = absl::Seconds(2);
   absl::Duration stream_poll_interval = absl::Seconds(10);
@@ -76,6 +77,10 @@ void RegisterFlags(FlagSet& flags, Options& o) {
                "comma-separated host:port patterns ('*' wildcards) of the Kafka clusters any "
                "trigger may make the scaler connect to (empty: any)",
                &o.allowed_bootstrap_servers);
+  flags.String("kerberos-keytab-dir", "KLAG_KERBEROS_KEYTAB_DIR",
+               "sasl gssapi: the directory every trigger's keytab must be under (absolute, "
+               "normalised); without it, GSSAPI keytabs are refused",
+               &o.kerberos_keytab_dir);
   flags.String("tls-cert", "KLAG_TLS_CERT", "PEM certificate: serve gRPC over TLS",
                &o.server.tls_cert_file);
   flags.String("tls-key", "KLAG_TLS_KEY", "PEM private key of --tls-cert", &o.server.tls_key_file);
@@ -111,12 +116,13 @@ struct Wiring {
             o.client_idle_timeout),
         profiles(o.profiles_dir),
         evaluator([this](const kafka::ConnectionConfig& c) { return registry.For(c); }, &profiles,
-                  EvaluatorOptions{.kafka_timeout = o.kafka_timeout,
-                                   .window = o.evaluation_window,
-                                   .idle_ttl = o.client_idle_timeout,
-                                   .allowed_bootstrap_servers = absl::StrSplit(
-                                       o.allowed_bootstrap_servers, ',', absl::SkipWhitespace())}) {
-  }
+                  EvaluatorOptions{
+                      .kafka_timeout = o.kafka_timeout,
+                      .window = o.evaluation_window,
+                      .idle_ttl = o.client_idle_timeout,
+                      .allowed_bootstrap_servers =
+                          absl::StrSplit(o.allowed_bootstrap_servers, ',', absl::SkipWhitespace()),
+                      .connection_policy = {.kerberos_keytab_dir = o.kerberos_keytab_dir}}) {}
 
   kafka::ClusterRegistry registry;
   ProfileStore profiles;
@@ -234,6 +240,10 @@ int Main(int argc, char** argv) {
   if (absl::Status s = kafka::CheckLibrdkafkaVersion(); !s.ok()) {
     spdlog::critical("{}", std::string(s.message()));
     return 1;
+  }
+  if (absl::Status s = kafka::ValidateKerberosKeytabDir(options.kerberos_keytab_dir); !s.ok()) {
+    std::cerr << "klag-scaler: " << s.message() << "\n";
+    return 2;
   }
   std::vector<std::string> rest = *std::move(args);
   std::string command = "serve";

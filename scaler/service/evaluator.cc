@@ -123,7 +123,7 @@ absl::StatusOr<ParsedTrigger> Evaluator::Parse(const TriggerRef& ref) const {
     if (!merged.ok()) return merged.status();
     effective = &*merged;
   }
-  absl::StatusOr<TriggerSpec> spec = ParseTriggerSpec(*effective);
+  absl::StatusOr<TriggerSpec> spec = ParseTriggerSpec(*effective, options_.connection_policy);
   if (!spec.ok()) return spec.status();
   if (!options_.allowed_bootstrap_servers.empty()) {
     for (absl::string_view server :
@@ -241,6 +241,12 @@ absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::RunEvaluation(Trigg
   if (!offsets.ok()) {
     counters_.failures.fetch_add(1, std::memory_order_relaxed);
     return offsets.status();
+  }
+  // A partitionLimitation that selects no existing partition is an error (KEDA fails such a
+  // trigger), not a lag of 0 that would hold a broken trigger at zero silently.
+  if (absl::Status s = CheckPartitionLimitation(spec, *offsets); !s.ok()) {
+    counters_.failures.fetch_add(1, std::memory_order_relaxed);
+    return s;
   }
   auto evaluation = std::make_shared<Evaluation>();
   {

@@ -48,6 +48,9 @@ struct EvaluatorOptions {
   // that any trigger may make the scaler connect to, checked after the profile merge. Empty:
   // any cluster.
   std::vector<std::string> allowed_bootstrap_servers;
+  // The operator's limits on connection settings from metadata (--kerberos-keytab-dir: the
+  // directory every GSSAPI keytab must be under).
+  kafka::ConnectionPolicy connection_policy;
   // Injected for tests.
   std::function<absl::Time()> now = [] { return absl::Now(); };
 };

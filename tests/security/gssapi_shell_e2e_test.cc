@@ -148,8 +148,8 @@ TEST_F(GssapiShellE2eTest, ScalerCheckIssueReproductionRunsNothing) {
   EXPECT_THAT(r.output, HasSubstr("INVALID_ARGUMENT: username must be a Kerberos principal name"));
 }
 
-// klag-scaler takes no keytab directory yet (the evaluator does not pass a policy), so a valid
-// GSSAPI trigger is refused naming the option that would allow it.
+// Without --kerberos-keytab-dir, a valid GSSAPI trigger is refused naming the option that
+// would allow it.
 TEST_F(GssapiShellE2eTest, ScalerCheckRefusesKeytabsWithoutAConfiguredDirectory) {
   std::vector<std::string> argv = {
       KLAG_SCALER_BINARY, "check",   "--kafka-timeout", "2s", "bootstrapServers=127.0.0.1:1",
@@ -159,6 +159,41 @@ TEST_F(GssapiShellE2eTest, ScalerCheckRefusesKeytabsWithoutAConfiguredDirectory)
   SCOPED_TRACE(r.output);
   EXPECT_EQ(r.code, 1);
   EXPECT_THAT(r.output, HasSubstr("INVALID_ARGUMENT: sasl gssapi with keytab is refused"));
+  EXPECT_THAT(r.output, HasSubstr("--kerberos-keytab-dir (KLAG_KERBEROS_KEYTAB_DIR)"));
+}
+
+// With --kerberos-keytab-dir, the same metadata passes the checks, the client is created and
+// librdkafka runs klag's kinit command with the checked, quoted values (it fails: no KDC).
+TEST_F(GssapiShellE2eTest, ScalerCheckWithAKeytabDirCreatesTheClientAndLogsTheKinitFailure) {
+  std::vector<std::string> argv = {KLAG_SCALER_BINARY,
+                                   "--kerberos-keytab-dir",
+                                   keytab_dir_,
+                                   "check",
+                                   "--kafka-timeout",
+                                   "2s",
+                                   "bootstrapServers=127.0.0.1:1",
+                                   "consumerGroup=g",
+                                   "topic=t",
+                                   "sasl=gssapi"};
+  for (const std::string& f : kFields) argv.push_back(absl::StrCat(f, "=", Valid(f)));
+  const Result r = RunProcess(argv, std::chrono::seconds(60));
+  SCOPED_TRACE(r.output);
+  EXPECT_TRUE(r.exited) << "crashed or hung";
+  EXPECT_EQ(r.code, 1);
+  EXPECT_THAT(r.output, Not(HasSubstr("INVALID_ARGUMENT")));
+  EXPECT_THAT(r.output,
+              HasSubstr(absl::StrCat("Kerberos ticket refresh failed: kinit -R -t '", keytab_dir_,
+                                     "/svc.keytab' -k 'svc/host.example.com@EXAMPLE.COM'")));
+  EXPECT_FALSE(std::filesystem::exists(marker_));
+}
+
+TEST_F(GssapiShellE2eTest, ScalerRefusesAKeytabDirThatIsNotNormalised) {
+  const Result r =
+      RunProcess({KLAG_SCALER_BINARY, "--kerberos-keytab-dir", "/etc/klag/../tmp", "check",
+                  "bootstrapServers=127.0.0.1:1", "consumerGroup=g", "topic=t"},
+                 std::chrono::seconds(30));
+  SCOPED_TRACE(r.output);
+  EXPECT_EQ(r.code, 2);
   EXPECT_THAT(r.output, HasSubstr("--kerberos-keytab-dir (KLAG_KERBEROS_KEYTAB_DIR)"));
 }
 

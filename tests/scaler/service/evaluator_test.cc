@@ -156,6 +156,21 @@ TEST_F(EvaluatorTest, BadMetadataIsInvalidArgumentWithoutKafka) {
   EXPECT_TRUE(connections_.empty());
 }
 
+TEST_F(EvaluatorTest, PartitionLimitationSelectingNoExistingPartitionIsAnErrorNotZero) {
+  reader_->SetOffsets("g", {{.topic = "t", .partition = 0, .committed = 2, .end = 10},
+                            {.topic = "t", .partition = 1, .committed = 7, .end = 10}});
+  Metadata md = BaseMetadata();
+  md["partitionLimitation"] = "5-7";
+  auto e = evaluator_.Evaluate(Ref(md));
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument) << e.status();
+  EXPECT_NE(e.status().message().find("partitionLimitation"), absl::string_view::npos);
+  EXPECT_EQ(evaluator_.Stats().failures, 1);
+  md["partitionLimitation"] = "1,5-7";  // selects partition 1: served
+  auto ok = evaluator_.Evaluate(Ref(md));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ((*ok)->report.total_lag, 3);
+}
+
 TEST_F(EvaluatorTest, ServersOutsideTheAllowedPatternsArePermissionDeniedWithoutKafka) {
   int connects = 0;
   Evaluator evaluator(
