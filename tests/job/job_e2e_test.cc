@@ -132,6 +132,15 @@ TEST(JobE2eTest, DrainsExactlyTheLagSeenAtStartAndLeavesLaterRecordsForTheNextJo
   TempDir dir;
   ProcessResult r = RunJob(JobArgs(bootstrap, group, topic,
                                    {"--jsonl-path", dir.File("out.jsonl"), "--batch-size", "100"}));
+  // At least one batch whose Produce call started after the Job was done (so certainly after its
+  // assignment) lands: on a busy machine the Job could otherwise drain before the producer's
+  // first batch. A call in flight at exit may add 5 records written earlier; 10 more means at
+  // least one call that started after the exit completed.
+  const int produced_at_exit = produced_during.load();
+  const absl::Time produce_deadline = absl::Now() + absl::Seconds(30);
+  while (produced_during.load() < produced_at_exit + 10 && absl::Now() < produce_deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
   stop_producing = true;
   producer.join();
   ASSERT_EQ(r.exit_code, 0) << Diagnostics(r);
@@ -206,7 +215,10 @@ TEST(JobE2eTest, KilledMidDrainThenANewJobLosesNothingAndRepeatsOnlyUncommittedR
   const std::string topic = ::klag::testing::UniqueName("job-kill");
   const std::string group = ::klag::testing::UniqueName("job-kill-g");
   CreateTopic(bootstrap, topic, 2);
-  ProduceEach(bootstrap, topic, 2, 20000);
+  // Enough records that the drain outlasts the wait for its first commit and 2,000 lines: with
+  // librdkafka 2.8, 2 x 20,000 drained in about 2 s and the Job was sometimes done before the kill.
+  constexpr int kPerPartition = 100000;
+  ProduceEach(bootstrap, topic, 2, kPerPartition);
   TempDir dir;
   // Small batches: one fsync each, so the drain takes a while.
   std::unique_ptr<Process> first =
@@ -233,7 +245,7 @@ TEST(JobE2eTest, KilledMidDrainThenANewJobLosesNothingAndRepeatsOnlyUncommittedR
   ProcessResult second =
       RunJob(JobArgs(bootstrap, group, topic, {"--jsonl-path", dir.File("second.jsonl")}));
   ASSERT_EQ(second.exit_code, 0) << Diagnostics(second);
-  const std::map<int32_t, int64_t> ends = {{0, 20000}, {1, 20000}};
+  const std::map<int32_t, int64_t> ends = {{0, kPerPartition}, {1, kPerPartition}};
   EXPECT_EQ(Committed(bootstrap, group, topic), ends);
 
   // The killed Job wrote each record at most once, and everything below its commits.
