@@ -5,16 +5,12 @@
 namespace klag::kafka {
 
 absl::StatusCode RdkafkaStatusCode(rd_kafka_resp_err_t err, BrokerReachability reachability) {
+  // The unknown topic/partition/group codes: one list, shared with RdkafkaTransientStatus.
+  if (IsUnknownTopicPartitionOrGroup(err)) return absl::StatusCode::kNotFound;
   switch (err) {
     case RD_KAFKA_RESP_ERR_NO_ERROR:
       return absl::StatusCode::kOk;
 
-    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
-    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_ID:
-    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
-    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
-    case RD_KAFKA_RESP_ERR__UNKNOWN_GROUP:
-    case RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND:
     case RD_KAFKA_RESP_ERR__NOENT:
     case RD_KAFKA_RESP_ERR_RESOURCE_NOT_FOUND:
       return absl::StatusCode::kNotFound;
