@@ -10,14 +10,36 @@
 
 #include "common/flags.h"
 #include "common/logging.h"
+#include "common/version.h"
 #include "job/drain.h"
 #include "job/options.h"
 #include "job/run.h"
 #include "job/stop_signal.h"
 #include "kafka/rdkafka_version.h"
 
+namespace {
+
+// `--version` before the end of the flags (`--`). Checked ahead of ParseJobOptions, which treats
+// flags it does not know as errors.
+bool VersionRequested(const std::vector<std::string>& args) {
+  for (const std::string& arg : args) {
+    if (arg == "--") return false;
+    if (arg == "--version") return true;
+  }
+  return false;
+}
+
+// klag-job does not use gRPC.
+klag::LibraryVersions Libraries() { return {{"librdkafka", klag::kafka::LibrdkafkaVersion()}}; }
+
+}  // namespace
+
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  if (VersionRequested(args)) {
+    std::cout << klag::VersionText("klag-job", Libraries());
+    return klag::job::kExitOk;
+  }
   std::string usage;
   absl::StatusOr<klag::job::JobOptions> options =
       klag::job::ParseJobOptions(args, klag::ProcessEnv(), &usage);
@@ -39,7 +61,7 @@ int main(int argc, char** argv) {
     return klag::job::kExitUsage;
   }
 
-  spdlog::info("klag-job starting (librdkafka {})", klag::kafka::LibrdkafkaVersion());
+  spdlog::info("{} starting", klag::VersionLine("klag-job", Libraries()));
   if (absl::Status s = klag::kafka::CheckLibrdkafkaVersion(); !s.ok()) {
     spdlog::critical("{}", std::string(s.message()));
     return klag::job::kExitFailed;

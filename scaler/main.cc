@@ -4,6 +4,7 @@
 //   klag-scaler check [flags] KEY=VALUE...               evaluate one trigger's metadata once
 //
 // Options -> wire objects -> serve; nothing else lives here.
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
@@ -15,6 +16,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/flags.h"
 #include "common/logging.h"
+#include "common/version.h"
 #include "kafka/cluster_registry.h"
 #include "kafka/rdkafka_offset_reader.h"
 #include "kafka/rdkafka_version.h"
@@ -53,9 +55,12 @@ struct Options {
   int64_t max_threads = 1024;
   std::string log_format = "text";
   std::string log_level = "info";
+  bool version = false;
 };
 
 void RegisterFlags(FlagSet& flags, Options& o) {
+  flags.Bool("version", "", "print the version, git commit, librdkafka and gRPC versions and exit",
+             &o.version);
   flags.String("listen", "KLAG_LISTEN", "address to serve gRPC on", &o.server.listen);
   flags.Duration("kafka-timeout", "KLAG_KAFKA_TIMEOUT",
                  "deadline of the Kafka work of one evaluation (KEDA sets none for ScaledJobs)",
@@ -98,6 +103,10 @@ void RegisterFlags(FlagSet& flags, Options& o) {
                &o.log_format);
   flags.Choice("log-level", "KLAG_LOG_LEVEL", "log level",
                {"trace", "debug", "info", "warn", "error", "off"}, &o.log_level);
+}
+
+LibraryVersions Libraries() {
+  return {{"librdkafka", kafka::LibrdkafkaVersion()}, {"gRPC", grpc::Version()}};
 }
 
 // The one place that constructs real Kafka objects.
@@ -180,7 +189,7 @@ int Serve(const Options& options) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  spdlog::info("klag-scaler starting (librdkafka {})", kafka::LibrdkafkaVersion());
+  spdlog::info("{} starting", VersionLine("klag-scaler", Libraries()));
   Wiring wiring(options);
   ExternalScalerService service(
       &wiring.evaluator, ServiceOptions{.stream_poll_interval = options.stream_poll_interval});
@@ -229,6 +238,10 @@ int Main(int argc, char** argv) {
   }
   if (flags.help_requested()) {
     std::cout << flags.Usage();
+    return 0;
+  }
+  if (options.version) {
+    std::cout << VersionText("klag-scaler", Libraries());
     return 0;
   }
   LogOptions log_options{.level = options.log_level};

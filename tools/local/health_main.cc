@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "common/flags.h"
+#include "common/version.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 
 namespace klag::health {
@@ -31,6 +32,7 @@ struct Options {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_server_name;
+  bool version = false;
 };
 
 bool ReadFile(const std::string& path, std::string* out) {
@@ -58,6 +60,7 @@ int Main(int argc, char** argv) {
   flags.String("tls-key", "KLAG_HEALTH_TLS_KEY", "PEM client key (mutual TLS)", &o.tls_key);
   flags.String("tls-server-name", "KLAG_HEALTH_TLS_SERVER_NAME",
                "name to verify the server certificate against", &o.tls_server_name);
+  flags.Bool("version", "", "print the version, git commit and gRPC version and exit", &o.version);
   absl::StatusOr<std::vector<std::string>> args = flags.Parse(argc, argv, ProcessEnv());
   if (!args.ok()) {
     std::cerr << "klag-health: " << args.status().message() << "\n";
@@ -65,6 +68,11 @@ int Main(int argc, char** argv) {
   }
   if (flags.help_requested()) {
     std::cout << flags.Usage();
+    return 0;
+  }
+  if (o.version) {
+    // klag-health does not load librdkafka.
+    std::cout << VersionText("klag-health", {{"gRPC", grpc::Version()}});
     return 0;
   }
   if (!args->empty()) {

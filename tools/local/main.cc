@@ -1,5 +1,6 @@
 // klag-local: runs a KEDA ScaledJob on this machine against a klag-scaler, for development.
 // Options -> ScaledJob + local values -> client, runner, controller -> run; nothing else.
+#include <grpcpp/grpcpp.h>
 #include <signal.h>
 
 #include <atomic>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "common/flags.h"
 #include "common/logging.h"
+#include "common/version.h"
 #include "spdlog/spdlog.h"
 #include "tools/local/controller.h"
 #include "tools/local/pod_env.h"
@@ -54,9 +56,11 @@ struct Options {
   absl::Duration stop_grace = absl::ZeroDuration();
   std::string log_format = "text";
   std::string log_level = "info";
+  bool version = false;
 };
 
 void RegisterFlags(FlagSet& flags, Options& o) {
+  flags.Bool("version", "", "print the version, git commit and gRPC version and exit", &o.version);
   flags.String("scaledjob", "KLAG_LOCAL_SCALEDJOB", "ScaledJob manifest (required)", &o.scaledjob);
   flags.String("values", "KLAG_LOCAL_VALUES",
                "local values file: secrets, configMaps, env, "
@@ -266,6 +270,12 @@ int Main(int argc, char** argv) {
     std::cout << flags.Usage();
     return 0;
   }
+  // klag-local does not load librdkafka (it talks to the scaler over gRPC).
+  const LibraryVersions libraries = {{"gRPC", grpc::Version()}};
+  if (options.version) {
+    std::cout << VersionText("klag-local", libraries);
+    return 0;
+  }
   if (!args->empty()) {
     std::cerr << "klag-local: unexpected argument \"" << (*args)[0] << "\" (see --help)\n";
     return 2;
@@ -276,6 +286,7 @@ int Main(int argc, char** argv) {
     std::cerr << "klag-local: " << s.message() << "\n";
     return 2;
   }
+  spdlog::info("{} starting", VersionLine("klag-local", libraries));
   return Run(options);
 }
 
