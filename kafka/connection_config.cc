@@ -496,8 +496,9 @@ absl::Status ParseSasl(const SettingMap& settings, const ConnectionPolicy& polic
     case SaslMechanism::kOAuthBearer:
       if (msk_iam) {
         return Invalid(
-            "saslTokenProvider \"aws_msk_iam\" is not supported: librdkafka cannot sign AWS MSK "
-            "IAM tokens; use sasl scram_sha512, or oauthbearer with saslTokenProvider bearer");
+            "saslTokenProvider \"aws_msk_iam\" is not implemented in klag (an AWS SigV4-signed "
+            "OAUTHBEARER token would be possible through librdkafka's token refresh callback); "
+            "use sasl scram_sha512, or oauthbearer with saslTokenProvider bearer");
       }
       return ParseOAuthBearer(settings, sasl);
     case SaslMechanism::kGssapi:

@@ -46,7 +46,7 @@ constexpr std::array<absl::string_view, 13> kTriggerKeys = {
 
 // Keys of KEDA's `kafka` trigger (v2.20.2) that have no effect here, accepted so they are not
 // reported as unknown: kerberosConfig (librdkafka reads krb5.conf from the process: KRB5_CONFIG),
-// kerberosDisableFAST (a gokrb5 option), awsRegion (only for aws_msk_iam, which is refused).
+// kerberosDisableFAST (a gokrb5 option), awsRegion (only for aws_msk_iam, not implemented).
 constexpr std::array<absl::string_view, 3> kIgnoredKafkaKeys = {"kerberosConfig",
                                                                 "kerberosDisableFAST", "awsRegion"};
 

@@ -217,7 +217,7 @@ std::vector<ErrorRow> ErrorRows() {
        {"saslTokenProvider must be one of bearer, aws_msk_iam; got \"oidc\""}},
       {"TokenProviderAwsMskIamRefused",
        With(kBase, {{"sasl", "oauthbearer"}, {"saslTokenProvider", "aws_msk_iam"}}),
-       {"saslTokenProvider \"aws_msk_iam\" is not supported", "librdkafka"}},
+       {"saslTokenProvider \"aws_msk_iam\" is not implemented", "token refresh callback"}},
       // gssapi
       {"GssapiNeedsUsername",
        With(kBase, {{"sasl", "gssapi"}, {"realm", "EXAMPLE.COM"}, {"keytab", "/k/krb5.keytab"}}),

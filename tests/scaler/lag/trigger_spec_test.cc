@@ -357,7 +357,7 @@ std::vector<ErrorRow> ErrorRows() {
        "both password and passwordFromEnv are given"},
       {"AwsMskIamRefused",
        With({{"sasl", "oauthbearer"}, {"saslTokenProvider", "aws_msk_iam"}, {"tls", "enable"}}),
-       "saslTokenProvider \"aws_msk_iam\" is not supported"},
+       "saslTokenProvider \"aws_msk_iam\" is not implemented"},
   };
 }
 
