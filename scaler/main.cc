@@ -20,6 +20,8 @@
 #include "kafka/cluster_registry.h"
 #include "kafka/rdkafka_offset_reader.h"
 #include "kafka/rdkafka_version.h"
+#include "scaler/metrics/metrics_exposer.h"
+#include "scaler/metrics/scaler_metrics.h"
 #include "scaler/service/check_report.h"
 #include "scaler/service/evaluator.h"
 #include "scaler/service/external_scaler_service.h"
@@ -56,6 +58,9 @@ struct Options {
   std::string log_format = "text";
   std::string log_level = "info";
   bool version = false;
+  std::string metrics_listen = "0.0.0.0:9022";
+  int64_t metrics_max_series = 10000;
+  absl::Duration metrics_series_ttl = absl::Minutes(10);
 };
 
 void RegisterFlags(FlagSet& flags, Options& o) {
@@ -96,6 +101,16 @@ void RegisterFlags(FlagSet& flags, Options& o) {
             &o.max_threads);
   flags.Duration("shutdown-grace", "KLAG_SHUTDOWN_GRACE",
                  "on SIGTERM, how long running RPCs may take to finish", &o.shutdown_grace);
+  flags.String("metrics-listen", "KLAG_METRICS_LISTEN",
+               "address to serve Prometheus metrics on at /metrics over HTTP (empty: no metrics)",
+               &o.metrics_listen);
+  flags.Int("metrics-max-series", "KLAG_METRICS_MAX_SERIES",
+            "upper bound on per-trigger plus per-partition metric series (the rest is counted in "
+            "klag_metrics_series_dropped_total)",
+            &o.metrics_max_series);
+  flags.Duration("metrics-series-ttl", "KLAG_METRICS_SERIES_TTL",
+                 "per-trigger and per-partition series not updated this long are removed",
+                 &o.metrics_series_ttl);
   flags.Duration("stats-interval", "KLAG_STATS_INTERVAL",
                  "log evaluation and Kafka request counters this often (0: never)",
                  &o.stats_interval);
@@ -124,17 +139,44 @@ struct Wiring {
             },
             o.client_idle_timeout),
         profiles(o.profiles_dir),
-        evaluator([this](const kafka::ConnectionConfig& c) { return registry.For(c); }, &profiles,
-                  EvaluatorOptions{
-                      .kafka_timeout = o.kafka_timeout,
-                      .window = o.evaluation_window,
-                      .idle_ttl = o.client_idle_timeout,
-                      .allowed_bootstrap_servers =
-                          absl::StrSplit(o.allowed_bootstrap_servers, ',', absl::SkipWhitespace()),
-                      .connection_policy = {.kerberos_keytab_dir = o.kerberos_keytab_dir}}) {}
+        metrics(std::make_shared<ScalerMetrics>(
+            ScalerMetricsOptions{.max_series = o.metrics_max_series,
+                                 .series_ttl = o.metrics_series_ttl},
+            BuildInfo{.version = std::string(Version()),
+                      .commit = std::string(GitCommit()),
+                      .librdkafka = kafka::LibrdkafkaVersion()})),
+        evaluator(
+            [this](const kafka::ConnectionConfig& c) { return registry.For(c); }, &profiles,
+            EvaluatorOptions{.kafka_timeout = o.kafka_timeout,
+                             .window = o.evaluation_window,
+                             .idle_ttl = o.client_idle_timeout,
+                             .allowed_bootstrap_servers = absl::StrSplit(
+                                 o.allowed_bootstrap_servers, ',', absl::SkipWhitespace()),
+                             .connection_policy = {.kerberos_keytab_dir = o.kerberos_keytab_dir},
+                             .observer = metrics.get()}) {
+    metrics->SetSources(MetricsSources{
+        .evaluator = [this] { return evaluator.Stats(); },
+        .kafka_clients = [this] { return static_cast<int64_t>(registry.Snapshot().size()); },
+        .kafka_requests = [this] { return KafkaRequests(); }});
+  }
+
+  // Summed over the readers held now (a reader dropped for idleness takes its counts along).
+  KafkaRequestCounts KafkaRequests() const {
+    KafkaRequestCounts counts = {{"Metadata", 0}, {"ListOffsets", 0}, {"OffsetFetch", 0}};
+    for (const auto& [cluster, reader] : registry.Snapshot()) {
+      const auto* rdkafka = dynamic_cast<const kafka::RdkafkaOffsetReader*>(reader.get());
+      if (rdkafka == nullptr) continue;
+      const kafka::RdkafkaOffsetReaderStats r = rdkafka->Stats();
+      counts["Metadata"] += r.metadata_requests;
+      counts["ListOffsets"] += r.list_offsets_calls;
+      counts["OffsetFetch"] += r.offset_fetch_requests;
+    }
+    return counts;
+  }
 
   kafka::ClusterRegistry registry;
   ProfileStore profiles;
+  std::shared_ptr<ScalerMetrics> metrics;
   Evaluator evaluator;
 };
 
@@ -191,8 +233,21 @@ int Serve(const Options& options) {
 
   spdlog::info("{} starting", VersionLine("klag-scaler", Libraries()));
   Wiring wiring(options);
-  ExternalScalerService service(
-      &wiring.evaluator, ServiceOptions{.stream_poll_interval = options.stream_poll_interval});
+  ExternalScalerService service(&wiring.evaluator,
+                                ServiceOptions{.stream_poll_interval = options.stream_poll_interval,
+                                               .observer = wiring.metrics.get()});
+  std::unique_ptr<MetricsExposer> metrics_exposer;
+  if (!options.metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<MetricsExposer>> exposer =
+        MetricsExposer::Start(options.metrics_listen, wiring.metrics);
+    if (!exposer.ok()) {
+      spdlog::critical("{}", exposer.status().ToString());
+      return 1;
+    }
+    metrics_exposer = *std::move(exposer);
+    spdlog::info("klag-scaler serving Prometheus metrics on http://{}/metrics (port {})",
+                 options.metrics_listen, metrics_exposer->port());
+  }
   ServerOptions server_options = options.server;
   server_options.max_threads = static_cast<int>(options.max_threads);
   absl::StatusOr<std::unique_ptr<ScalerServer>> server =

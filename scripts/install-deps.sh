@@ -15,6 +15,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev libfmt-dev libssl-dev libsasl2-dev libpq-dev
   nlohmann-json3-dev libbenchmark-dev libyaml-cpp-dev libcurl4-openssl-dev
+  # klag-scaler's /metrics (prometheus-cpp's pull Exposer, civetweb inside)
+  prometheus-cpp-dev
   # tests (tests/deploy runs pytest with Debian's python3)
   libgtest-dev libgmock-dev googletest python3-pytest python3-yaml python3-jsonschema
   # the real test broker (scripts/kafka.sh) and the tools that talk to it

@@ -215,8 +215,11 @@ absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::Evaluate(const Trig
     return flight->result;
   }
 
+  const std::shared_ptr<const TriggerSpec> spec = parsed->spec;
   absl::StatusOr<std::shared_ptr<const Evaluation>> result =
       RunEvaluation(*state, *std::move(parsed));
+  if (options_.observer != nullptr)
+    options_.observer->Evaluated(ref, *spec, result, options_.now());
   {
     absl::MutexLock lock(&state->mu);
     if (result.ok()) state->last = *result;

@@ -37,6 +37,8 @@ namespace klag::scaler {
 using ReaderProvider = std::function<absl::StatusOr<std::shared_ptr<kafka::OffsetReader>>(
     const kafka::ConnectionConfig&)>;
 
+class EvaluationObserver;
+
 struct EvaluatorOptions {
   // Deadline of the Kafka work of one evaluation. KEDA sets none for ScaledJobs.
   absl::Duration kafka_timeout = absl::Seconds(5);
@@ -51,6 +53,9 @@ struct EvaluatorOptions {
   // The operator's limits on connection settings from metadata (--kerberos-keytab-dir: the
   // directory every GSSAPI keytab must be under).
   kafka::ConnectionPolicy connection_policy;
+  // Told about every Kafka evaluation (not about answers reused from the window or joined);
+  // e.g. the Prometheus metrics (scaler/metrics). Null: none. Must outlive the Evaluator.
+  EvaluationObserver* observer = nullptr;
   // Injected for tests.
   std::function<absl::Time()> now = [] { return absl::Now(); };
 };
@@ -70,6 +75,18 @@ struct Evaluation {
   ParsedTrigger trigger;
   LagReport report;
   absl::Time evaluated_at;
+};
+
+// Receives the outcome of each evaluation that went to Kafka, on the evaluating thread (calls
+// may be concurrent). Must not block.
+class EvaluationObserver {
+ public:
+  virtual ~EvaluationObserver() = default;
+  // `ref`: the request (its metadata may hold secrets: use only namespace_ and name); `spec`:
+  // the parsed trigger; `result`: the evaluation or the error returned to the caller.
+  virtual void Evaluated(const TriggerRef& ref, const TriggerSpec& spec,
+                         const absl::StatusOr<std::shared_ptr<const Evaluation>>& result,
+                         absl::Time at) = 0;
 };
 
 struct EvaluatorStats {

@@ -11,6 +11,7 @@
 // share one evaluation. StreamMetricSpec answers UNIMPLEMENTED.
 #pragma once
 
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "proto/externalscaler.grpc.pb.h"
@@ -18,9 +19,24 @@
 
 namespace klag::scaler {
 
+// Told about every finished RPC and every StreamIsActive stream opening and closing, e.g. by the
+// Prometheus metrics (scaler/metrics). Called from RPC threads, concurrently; must not block.
+class RpcObserver {
+ public:
+  virtual ~RpcObserver() = default;
+  // `method` is one of the four ExternalScaler methods; `latency` for StreamIsActive is the
+  // stream's lifetime.
+  virtual void RpcFinished(absl::string_view method, grpc::StatusCode code,
+                           absl::Duration latency) = 0;
+  virtual void StreamOpened() = 0;
+  virtual void StreamClosed() = 0;
+};
+
 struct ServiceOptions {
   // How often an open StreamIsActive re-evaluates its trigger.
   absl::Duration stream_poll_interval = absl::Seconds(10);
+  // Null: none. Must outlive the service.
+  RpcObserver* observer = nullptr;
 };
 
 class ExternalScalerService final : public externalscaler::ExternalScaler::Service {

@@ -1,0 +1,305 @@
+#include "scaler/metrics/scaler_metrics.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace klag::scaler {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+// gRPC's canonical code names, as grpc-go and grpc-java's metrics spell them.
+const char* CodeName(grpc::StatusCode code) {
+  static constexpr const char* kNames[] = {"OK",
+                                           "CANCELLED",
+                                           "UNKNOWN",
+                                           "INVALID_ARGUMENT",
+                                           "DEADLINE_EXCEEDED",
+                                           "NOT_FOUND",
+                                           "ALREADY_EXISTS",
+                                           "PERMISSION_DENIED",
+                                           "RESOURCE_EXHAUSTED",
+                                           "FAILED_PRECONDITION",
+                                           "ABORTED",
+                                           "OUT_OF_RANGE",
+                                           "UNIMPLEMENTED",
+                                           "INTERNAL",
+                                           "UNAVAILABLE",
+                                           "DATA_LOSS",
+                                           "UNAUTHENTICATED"};
+  const int i = static_cast<int>(code);
+  return i >= 0 && i < static_cast<int>(std::size(kNames)) ? kNames[i] : "UNKNOWN";
+}
+
+MetricFamily Family(std::string name, std::string help, MetricType type) {
+  MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  return f;
+}
+
+void AddSample(MetricFamily& f, std::vector<ClientMetric::Label> labels, double value) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  if (f.type == MetricType::Counter) {
+    m.counter.value = value;
+  } else {
+    m.gauge.value = value;
+  }
+  f.metric.push_back(std::move(m));
+}
+
+double Seconds(absl::Time t) { return absl::ToDoubleSeconds(t - absl::UnixEpoch()); }
+
+}  // namespace
+
+ScalerMetrics::ScalerMetrics(ScalerMetricsOptions options, BuildInfo build)
+    : options_(std::move(options)),
+      build_(std::move(build)),
+      rpc_registry_(std::make_shared<prometheus::Registry>()),
+      rpcs_(&prometheus::BuildCounter()
+                 .Name("klag_scaler_rpcs_total")
+                 .Help("ExternalScaler RPCs finished, by method and gRPC status code")
+                 .Register(*rpc_registry_)),
+      rpc_duration_(&prometheus::BuildHistogram()
+                         .Name("klag_scaler_rpc_duration_seconds")
+                         .Help("Latency of unary ExternalScaler RPCs (StreamIsActive excluded: its "
+                               "duration is the stream's lifetime)")
+                         .Register(*rpc_registry_)) {}
+
+void ScalerMetrics::SetSources(MetricsSources sources) { sources_ = std::move(sources); }
+
+void ScalerMetrics::RpcFinished(absl::string_view method, grpc::StatusCode code,
+                                absl::Duration latency) {
+  const std::string m(method);
+  rpcs_->Add({{"method", m}, {"code", CodeName(code)}}).Increment();
+  if (method == "StreamIsActive") return;
+  // 1 ms to 10 s: a window-reused answer takes well under a millisecond, a Kafka round trip
+  // milliseconds to seconds, and --kafka-timeout defaults to 5 s.
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  rpc_duration_->Add({{"method", m}}, kBuckets).Observe(absl::ToDoubleSeconds(latency));
+}
+
+void ScalerMetrics::StreamOpened() { open_streams_.fetch_add(1, std::memory_order_relaxed); }
+void ScalerMetrics::StreamClosed() { open_streams_.fetch_sub(1, std::memory_order_relaxed); }
+
+void ScalerMetrics::Evaluated(const TriggerRef& ref, const TriggerSpec& spec,
+                              const absl::StatusOr<std::shared_ptr<const Evaluation>>& result,
+                              absl::Time at) {
+  const absl::Time now = options_.now();
+  TriggerLabels key{ref.namespace_, ref.name, spec.consumer_group, absl::StrJoin(spec.topics, ",")};
+  absl::MutexLock lock(&mu_);
+  SweepLocked(now);
+  auto it = triggers_.find(key);
+  if (it == triggers_.end()) {
+    if (SeriesLocked() + kSeriesPerTrigger > options_.max_series) {
+      dropped_triggers_.fetch_add(1, std::memory_order_relaxed);
+      return;  // nor its partitions: a trigger without series would show only half a picture
+    }
+    it = triggers_.emplace(std::move(key), TriggerValues{}).first;
+  }
+  TriggerValues& t = it->second;
+  t.updated = now;
+  t.evaluated_at = at;
+  t.target = spec.lag_threshold;
+  t.result_code = static_cast<int>(result.status().code());
+  if (!result.ok()) return;  // the values of the last successful evaluation stay
+  const LagReport& report = (*result)->report;
+  t.has_report = true;
+  t.metric_value = report.metric_value;
+  t.active = report.active;
+  t.lag = report.total_lag_with_persistent;
+  t.partitions_with_lag = report.partitions_with_lag;
+  for (const PartitionLag& p : report.partitions) {
+    PartitionLabels pkey{spec.consumer_group, p.topic, p.partition};
+    auto pit = partitions_.find(pkey);
+    if (pit == partitions_.end()) {
+      if (SeriesLocked() + kSeriesPerPartition > options_.max_series) {
+        dropped_partitions_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      pit = partitions_.emplace(std::move(pkey), PartitionValues{}).first;
+    }
+    pit->second = PartitionValues{.committed = p.committed,
+                                  .log_start = p.log_start,
+                                  .end = p.end,
+                                  .lag = p.lag,
+                                  .updated = now};
+  }
+}
+
+int64_t ScalerMetrics::SeriesLocked() const {
+  return static_cast<int64_t>(triggers_.size()) * kSeriesPerTrigger +
+         static_cast<int64_t>(partitions_.size()) * kSeriesPerPartition;
+}
+
+int64_t ScalerMetrics::series() const {
+  absl::MutexLock lock(&mu_);
+  SweepLocked(options_.now());
+  return SeriesLocked();
+}
+
+void ScalerMetrics::SweepLocked(absl::Time now) const {
+  std::erase_if(triggers_,
+                [&](const auto& e) { return now - e.second.updated > options_.series_ttl; });
+  std::erase_if(partitions_,
+                [&](const auto& e) { return now - e.second.updated > options_.series_ttl; });
+}
+
+std::vector<MetricFamily> ScalerMetrics::Collect() const {
+  std::vector<MetricFamily> out;
+
+  MetricFamily build = Family("klag_build_info",
+                              "Always 1; the labels name the build (version, git commit) and the "
+                              "librdkafka loaded at run time",
+                              MetricType::Gauge);
+  AddSample(
+      build,
+      {{"version", build_.version}, {"commit", build_.commit}, {"librdkafka", build_.librdkafka}},
+      1);
+  out.push_back(std::move(build));
+
+  for (MetricFamily& f : rpc_registry_->Collect()) out.push_back(std::move(f));
+
+  MetricFamily streams =
+      Family("klag_scaler_open_streams", "StreamIsActive streams open now", MetricType::Gauge);
+  AddSample(streams, {}, static_cast<double>(open_streams_.load(std::memory_order_relaxed)));
+  out.push_back(std::move(streams));
+
+  if (sources_.evaluator) {
+    const EvaluatorStats s = sources_.evaluator();
+    MetricFamily evaluations =
+        Family("klag_scaler_evaluations_total",
+               "Trigger evaluations by outcome: fresh (a Kafka round trip), reused (answered from "
+               "--evaluation-window), joined (waited for a concurrent identical evaluation)",
+               MetricType::Counter);
+    AddSample(evaluations, {{"outcome", "fresh"}}, static_cast<double>(s.evaluations));
+    AddSample(evaluations, {{"outcome", "reused"}}, static_cast<double>(s.reused));
+    AddSample(evaluations, {{"outcome", "joined"}}, static_cast<double>(s.joined));
+    out.push_back(std::move(evaluations));
+    MetricFamily failures = Family("klag_scaler_evaluation_failures_total",
+                                   "Fresh evaluations that failed (Kafka errors, a "
+                                   "partitionLimitation that selects no partition)",
+                                   MetricType::Counter);
+    AddSample(failures, {}, static_cast<double>(s.failures));
+    out.push_back(std::move(failures));
+    MetricFamily triggers = Family("klag_scaler_triggers",
+                                   "Triggers the evaluator holds state for (asked about within "
+                                   "--client-idle-timeout)",
+                                   MetricType::Gauge);
+    AddSample(triggers, {}, static_cast<double>(s.triggers));
+    out.push_back(std::move(triggers));
+  }
+  if (sources_.kafka_clients) {
+    MetricFamily clients =
+        Family("klag_scaler_kafka_clients",
+               "Kafka offset readers held (one per distinct connection)", MetricType::Gauge);
+    AddSample(clients, {}, static_cast<double>(sources_.kafka_clients()));
+    out.push_back(std::move(clients));
+  }
+  if (sources_.kafka_requests) {
+    MetricFamily requests =
+        Family("klag_scaler_kafka_requests_total",
+               "Kafka requests the scaler's offset readers made, by API, summed over clusters",
+               MetricType::Counter);
+    for (const auto& [api, count] : sources_.kafka_requests()) {
+      AddSample(requests, {{"api", api}}, static_cast<double>(count));
+    }
+    out.push_back(std::move(requests));
+  }
+
+  MetricFamily dropped = Family("klag_metrics_series_dropped_total",
+                                "Per-trigger or per-partition label sets not exported because "
+                                "--metrics-max-series was reached, by kind",
+                                MetricType::Counter);
+  AddSample(dropped, {{"kind", "trigger"}},
+            static_cast<double>(dropped_triggers_.load(std::memory_order_relaxed)));
+  AddSample(dropped, {{"kind", "partition"}},
+            static_cast<double>(dropped_partitions_.load(std::memory_order_relaxed)));
+  out.push_back(std::move(dropped));
+
+  MetricFamily t_value =
+      Family("klag_trigger_metric_value", "The metric value last sent to KEDA for the trigger",
+             MetricType::Gauge);
+  MetricFamily t_target =
+      Family("klag_trigger_target", "The trigger's lagThreshold (KEDA's target per replica)",
+             MetricType::Gauge);
+  MetricFamily t_active = Family("klag_trigger_active",
+                                 "1 when the trigger was last active (lag above "
+                                 "activationLagThreshold), 0 otherwise",
+                                 MetricType::Gauge);
+  MetricFamily t_lag = Family("klag_trigger_lag_records",
+                              "Sum of the lag of the trigger's partitions (including persistent "
+                              "lag), at the last successful evaluation",
+                              MetricType::Gauge);
+  MetricFamily t_with_lag = Family("klag_trigger_partitions_with_lag",
+                                   "Partitions of the trigger with lag > 0", MetricType::Gauge);
+  MetricFamily t_time =
+      Family("klag_trigger_last_evaluation_timestamp_seconds",
+             "Unix time of the trigger's last evaluation against Kafka (success or failure)",
+             MetricType::Gauge);
+  MetricFamily t_code = Family("klag_trigger_last_result_code",
+                               "gRPC status code of the last evaluation (0 OK, 5 NOT_FOUND, "
+                               "14 UNAVAILABLE, 4 DEADLINE_EXCEEDED, 7 PERMISSION_DENIED, ...)",
+                               MetricType::Gauge);
+  MetricFamily p_committed =
+      Family("klag_partition_committed_offset",
+             "The group's committed offset (absent when it has none)", MetricType::Gauge);
+  MetricFamily p_end = Family("klag_partition_end_offset",
+                              "The partition's end offset (high watermark, or last stable offset "
+                              "for isolationLevel read_committed)",
+                              MetricType::Gauge);
+  MetricFamily p_start = Family("klag_partition_log_start_offset",
+                                "The partition's log start offset", MetricType::Gauge);
+  MetricFamily p_lag = Family("klag_partition_lag_records",
+                              "end - max(committed, log start), never negative; without a "
+                              "committed offset, as offsetResetPolicy says",
+                              MetricType::Gauge);
+  {
+    absl::MutexLock lock(&mu_);
+    SweepLocked(options_.now());
+    for (const auto& [key, t] : triggers_) {
+      const auto& [ns, scaledjob, group, topic] = key;
+      std::vector<ClientMetric::Label> labels = {
+          {"namespace", ns}, {"scaledjob", scaledjob}, {"group", group}, {"topic", topic}};
+      AddSample(t_target, labels, static_cast<double>(t.target));
+      AddSample(t_time, labels, Seconds(t.evaluated_at));
+      AddSample(t_code, labels, t.result_code);
+      if (!t.has_report) continue;
+      AddSample(t_value, labels, static_cast<double>(t.metric_value));
+      AddSample(t_active, labels, t.active ? 1 : 0);
+      AddSample(t_lag, labels, static_cast<double>(t.lag));
+      AddSample(t_with_lag, labels, static_cast<double>(t.partitions_with_lag));
+    }
+    for (const auto& [key, p] : partitions_) {
+      const auto& [group, topic, partition] = key;
+      std::vector<ClientMetric::Label> labels = {
+          {"group", group}, {"topic", topic}, {"partition", absl::StrCat(partition)}};
+      if (p.committed.has_value()) {
+        AddSample(p_committed, labels, static_cast<double>(*p.committed));
+      }
+      AddSample(p_end, labels, static_cast<double>(p.end));
+      AddSample(p_start, labels, static_cast<double>(p.log_start));
+      AddSample(p_lag, labels, static_cast<double>(p.lag));
+    }
+    MetricFamily series = Family("klag_metrics_series",
+                                 "Per-trigger plus per-partition series held now (bounded by "
+                                 "--metrics-max-series)",
+                                 MetricType::Gauge);
+    AddSample(series, {}, static_cast<double>(SeriesLocked()));
+    out.push_back(std::move(series));
+  }
+  for (MetricFamily* f : {&t_value, &t_target, &t_active, &t_lag, &t_with_lag, &t_time, &t_code,
+                          &p_committed, &p_end, &p_start, &p_lag}) {
+    out.push_back(std::move(*f));
+  }
+  return out;
+}
+
+}  // namespace klag::scaler
