@@ -10,8 +10,10 @@ namespace klag::job {
 
 bool IsRecordRejection(const absl::Status& status) {
   switch (status.code()) {
+    // A sink that ran out of time (kDeadlineExceeded) or a handler killed by a signal
+    // (kUnavailable) says nothing about the records: a slow or crashed downstream must not
+    // dead-letter healthy records.
     case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kDeadlineExceeded:
     case absl::StatusCode::kOutOfRange:
       return true;
     default:

@@ -35,7 +35,10 @@ struct DrainOptions {
   absl::Duration batch_linger = absl::Milliseconds(200);
   int64_t max_records = 0;  // 0: no limit
   absl::Duration max_duration = absl::InfiniteDuration();
-  absl::Duration commit_interval = absl::Seconds(5);
+  // Acknowledged progress is committed this often (and at the end): a Job killed with SIGKILL
+  // redelivers at most about this much acknowledged work. One OffsetCommit per interval, only
+  // when something was acknowledged since the last one.
+  absl::Duration commit_interval = absl::Seconds(1);
   // Exit 0 when no partition has been assigned for this long (other Jobs hold them all).
   absl::Duration assignment_timeout = absl::Seconds(15);
   absl::Duration shutdown_timeout = absl::Seconds(20);

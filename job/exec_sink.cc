@@ -9,13 +9,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "job/record_json.h"
 
 extern char** environ;
@@ -42,11 +45,20 @@ class Fd {
   int fd_;
 };
 
-// The child's environment: ours plus KLAG_BATCH_RECORDS.
-std::vector<std::string> ChildEnvironment(size_t records) {
+// The child's environment: ours without klag's own KLAG_* settings (they hold klag's secrets:
+// KLAG_PASSWORD, KLAG_KEY, KLAG_POSTGRES_URI, ...) except the names in `pass`, plus
+// KLAG_BATCH_RECORDS.
+std::vector<std::string> ChildEnvironment(size_t records, const std::vector<std::string>& pass) {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
-    if (std::strncmp(*e, "KLAG_BATCH_RECORDS=", 19) != 0) env.emplace_back(*e);
+    const absl::string_view entry(*e);
+    const absl::string_view name = entry.substr(0, entry.find('='));
+    if (absl::StartsWith(name, "KLAG_") &&
+        std::find(pass.begin(), pass.end(), name) == pass.end()) {
+      continue;
+    }
+    if (name == "KLAG_BATCH_RECORDS") continue;
+    env.emplace_back(entry);
   }
   env.push_back(absl::StrCat("KLAG_BATCH_RECORDS=", records));
   return env;
@@ -157,7 +169,7 @@ absl::Status ExecSink::Write(absl::Span<const Record> records, const WriteContex
   posix_spawnattr_setflags(&attr,
                            POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP);
 
-  std::vector<std::string> env = ChildEnvironment(records.size());
+  std::vector<std::string> env = ChildEnvironment(records.size(), options_.pass_env);
   std::vector<char*> envp;
   for (std::string& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -228,8 +240,9 @@ absl::Status ExecSink::Write(absl::Span<const Record> records, const WriteContex
     }
     return absl::InvalidArgumentError(absl::StrCat("exec sink: command exited with status ", code));
   }
-  return absl::InvalidArgumentError(absl::StrCat("exec sink: command died of signal ",
-                                                 WIFSIGNALED(status) ? WTERMSIG(status) : 0));
+  // Killed (the OOM killer, an operator, a crash): the handler did not judge the records.
+  return absl::UnavailableError(absl::StrCat("exec sink: command died of signal ",
+                                             WIFSIGNALED(status) ? WTERMSIG(status) : 0));
 }
 
 }  // namespace klag::job

@@ -7,10 +7,13 @@
 //
 // The command runs under /bin/sh -c in its own process group, with stdout sent to klag-job's
 // stderr (klag-job's stdout carries the summary), stderr inherited, the default signal
-// dispositions, and KLAG_BATCH_RECORDS=<records in the batch> added to the environment.
+// dispositions, and klag-job's environment without its own KLAG_* settings (they hold klag's
+// secrets: KLAG_PASSWORD, KLAG_KEY, KLAG_POSTGRES_URI, ...) except those named in `pass_env`,
+// plus KLAG_BATCH_RECORDS=<records in the batch>.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "job/sink.h"
@@ -20,16 +23,18 @@ namespace klag::job {
 struct ExecSinkOptions {
   std::string command;                        // run with /bin/sh -c
   absl::Duration timeout = absl::Minutes(5);  // per batch; then the process group is killed
+  std::vector<std::string> pass_env;          // KLAG_* variables the command still receives
 };
 
 class ExecSink final : public Sink {
  public:
   explicit ExecSink(ExecSinkOptions options);
 
-  // Errors: kInvalidArgument when the command exits non-zero or dies of a signal (it rejected
-  // the batch); kDeadlineExceeded when it runs past the timeout (killed); kFailedPrecondition
-  // when the shell cannot find or run it (exit 126/127); kCancelled when `context` asks to
-  // abandon (killed); kUnavailable when no process can be started.
+  // Errors: kInvalidArgument when the command exits non-zero (it rejected the batch: the only
+  // error that can make a record poison); kDeadlineExceeded when it runs past the timeout
+  // (killed); kUnavailable when it dies of a signal or no process can be started;
+  // kFailedPrecondition when the shell cannot find or run it (exit 126/127); kCancelled when
+  // `context` asks to abandon (killed).
   absl::Status Write(absl::Span<const Record> records, const WriteContext& context) override;
 
  private:

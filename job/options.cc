@@ -1,5 +1,6 @@
 #include "job/options.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <utility>
@@ -200,6 +201,11 @@ absl::StatusOr<JobOptions> ParseJobOptions(const std::vector<std::string>& args,
                &o.exec_command);
   flags.Duration("exec-timeout", "KLAG_EXEC_TIMEOUT", "exec sink: time limit per batch",
                  &o.exec_timeout);
+  std::string exec_pass_env;
+  flags.String("exec-pass-env", "KLAG_EXEC_PASS_ENV",
+               "exec sink: comma-separated KLAG_* variables the command still receives (it gets "
+               "none of klag-job's own KLAG_* settings otherwise: they hold its secrets)",
+               &exec_pass_env);
   flags.String("postgres-uri", "KLAG_POSTGRES_URI",
                "postgres sink: libpq connection URI or key=value string (PGPASSWORD etc. apply)",
                &o.postgres_uri);
@@ -280,6 +286,14 @@ absl::StatusOr<JobOptions> ParseJobOptions(const std::vector<std::string>& args,
       return absl::InvalidArgumentError("--sink postgres needs --postgres-uri (KLAG_POSTGRES_URI)");
     }
   }
+  for (absl::string_view name : absl::StrSplit(exec_pass_env, ',', absl::SkipWhitespace())) {
+    name = absl::StripAsciiWhitespace(name);
+    if (!absl::StartsWith(name, "KLAG_") || name == "KLAG_BATCH_RECORDS") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--exec-pass-env: expected KLAG_* variable names, got \"", name.substr(0, 64), "\""));
+    }
+    o.exec_pass_env.emplace_back(name);
+  }
   std::vector<std::string> table_parts = absl::StrSplit(o.postgres_table, '.');
   if (table_parts.size() > 2 || !IsIdentifier(table_parts[0]) ||
       (table_parts.size() == 2 && !IsIdentifier(table_parts[1]))) {
@@ -331,6 +345,14 @@ absl::StatusOr<JobOptions> ParseJobOptions(const std::vector<std::string>& args,
     }
   }
   return o;
+}
+
+absl::Duration MaxPollInterval(const JobOptions& o) {
+  const absl::Duration attempt = o.sink == SinkKind::kExec ? o.exec_timeout : absl::Minutes(5);
+  const absl::Duration longest =
+      attempt * o.delivery.max_attempts + o.delivery.max_backoff * (o.delivery.max_attempts - 1);
+  // Margin for the poll and the commit around the delivery.
+  return std::max(absl::Minutes(5), longest + absl::Minutes(1));
 }
 
 }  // namespace klag::job

@@ -49,6 +49,7 @@ struct JobOptions {
   std::string jsonl_path = "-";  // "-": stdout
   std::string exec_command;
   absl::Duration exec_timeout = absl::Minutes(5);
+  std::vector<std::string> exec_pass_env;  // KLAG_* variables the exec command still receives
   std::string postgres_uri;
   std::string postgres_table = "klag_records";
   std::string postgres_conflict_key = "offset";  // offset | key
@@ -63,6 +64,14 @@ struct JobOptions {
   // True when the summary must go to stderr because the jsonl sink writes to stdout.
   bool SummaryOnStderr() const;
 };
+
+// max.poll.interval.ms: the drain loop does not poll while it delivers a batch, so the interval
+// must outlast the longest delivery of one batch (every attempt with its back-off), or librdkafka
+// leaves the group in the middle of a slow but healthy delivery and the partitions move. A sink
+// without its own limit (jsonl, postgres) gets librdkafka's default, 5 minutes per attempt.
+// Bisecting a batch for a poison record can take longer (delivery.h); it ends with the Job
+// failing, not with a lost record.
+absl::Duration MaxPollInterval(const JobOptions& o);
 
 // Parses `args` (without the program name) and `env`. `usage` receives the help text. Errors:
 // kInvalidArgument naming the flag (or variable) and what is wrong: unknown flags, bad values,

@@ -31,7 +31,8 @@ using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
 
 absl::StatusCode CodeForSqlState(absl::string_view state) {
   if (state.empty()) return absl::StatusCode::kUnavailable;  // no server answer: connection
-  if (state == "57014") return absl::StatusCode::kCancelled;
+  // 57014 query_canceled: statement_timeout, an administrator's pg_cancel_backend, or klag's own
+  // cancel when the Job stops (Run tells them apart). Class 57 is retried below.
   if (state == "28P01") return absl::StatusCode::kUnauthenticated;
   if (state == "42501") return absl::StatusCode::kPermissionDenied;
   const absl::string_view cls = state.substr(0, 2);
@@ -149,8 +150,8 @@ absl::Status PostgresSink::Run(const std::string& sql, int n_params, const char*
         std::string message =
             absl::StrCat("postgres sink: ", Trimmed(PQresultErrorMessage(first_error.get())));
         if (state != nullptr) absl::StrAppend(&message, " (SQLSTATE ", state, ")");
-        if (cancel_sent && code == absl::StatusCode::kCancelled) {
-          message = "postgres sink: batch abandoned, the Job is stopping";
+        if (cancel_sent && state != nullptr && absl::string_view(state) == "57014") {
+          return absl::CancelledError("postgres sink: batch abandoned, the Job is stopping");
         }
         return absl::Status(code, message);
       }

@@ -110,6 +110,7 @@ absl::StatusOr<kafka::RdkafkaProperties> RdkafkaConsumer::Properties(
                               : "read_uncommitted"},
       {"auto.offset.reset", options.reset == OffsetReset::kEarliest ? "earliest" : "latest"},
       {"enable.partition.eof", "true"},
+      {"max.poll.interval.ms", absl::StrCat(absl::ToInt64Milliseconds(options.max_poll_interval))},
       // librdkafka 2.0.2 stops fetching for a whole second once the local queue holds
       // queued.min.messages (librdkafka#2879; fetch.queue.backoff.ms only came in 2.1.0). At the
       // default 100000 a Job drains that in a fraction of a second and then idles; with 1000000

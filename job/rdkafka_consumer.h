@@ -60,6 +60,9 @@ struct RdkafkaConsumerOptions {
   // Classic protocol only; under kConsumer the broker's session timeout applies.
   absl::Duration session_timeout = absl::Seconds(10);
   GroupProtocol group_protocol = GroupProtocol::kClassic;
+  // max.poll.interval.ms: the longest the Job may spend between polls (delivering one batch)
+  // before librdkafka leaves the group; run.cc sets it above the longest delivery.
+  absl::Duration max_poll_interval = absl::Minutes(5);
   // Extra librdkafka properties (tuning); the ones above and the commit settings cannot be
   // overridden (Create refuses them). Under kConsumer, `group.remote.assignor` picks the
   // server-side assignor (default "uniform", the broker's default); session.timeout.ms and

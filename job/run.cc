@@ -1,5 +1,6 @@
 #include "job/run.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -31,8 +32,8 @@ absl::StatusOr<std::unique_ptr<Sink>> MakeSink(const JobOptions& o) {
       return std::unique_ptr<Sink>(std::move(*sink));
     }
     case SinkKind::kExec:
-      return std::unique_ptr<Sink>(
-          std::make_unique<ExecSink>(ExecSinkOptions{o.exec_command, o.exec_timeout}));
+      return std::unique_ptr<Sink>(std::make_unique<ExecSink>(
+          ExecSinkOptions{o.exec_command, o.exec_timeout, o.exec_pass_env}));
     case SinkKind::kPostgres: {
       absl::StatusOr<std::unique_ptr<PostgresSink>> sink =
           PostgresSink::Create({.uri = o.postgres_uri,
@@ -122,6 +123,7 @@ int RunJob(const JobOptions& o, const std::atomic<bool>& stop) {
                                .kafka_timeout = o.kafka_timeout,
                                .session_timeout = o.session_timeout,
                                .group_protocol = o.group_protocol,
+                               .max_poll_interval = MaxPollInterval(o),
                                .extra = o.kafka_properties});
   if (!consumer.ok()) return Finish(o, Failed(consumer.status()), start);
 

@@ -189,6 +189,24 @@ TEST(DeliveryTest, SinkOutageIsNeverDeadLettered) {
   EXPECT_EQ(r.attempts, 2);
 }
 
+TEST(DeliveryTest, SinkTimeoutsAndKilledHandlersAreNeverDeadLettered) {
+  for (absl::Status error : {absl::DeadlineExceededError("exec sink: command ran longer than 5m"),
+                             absl::UnavailableError("exec sink: command died of signal 9")}) {
+    FakeSink sink([&](absl::Span<const Record>) { return error; });
+    SleepLog log;
+    FakeDeadLetters dlq;
+    Delivery delivery(sink, &dlq, {.max_attempts = 3, .on_poison = PoisonPolicy::kDeadLetter},
+                      log.sleeper());
+    std::vector<Record> batch = Batch(4);
+    Delivery::Result r = delivery.Deliver(batch, NeverAbandon());
+    EXPECT_EQ(r.status.code(), error.code());
+    EXPECT_THAT(r.acked, IsEmpty()) << error;
+    EXPECT_THAT(dlq.offsets, IsEmpty()) << error;
+    EXPECT_EQ(r.attempts, 3) << error;  // retried, not bisected
+    EXPECT_FALSE(IsRecordRejection(error));
+  }
+}
+
 TEST(DeliveryTest, OutageDuringBisectionStopsWithWhatWasAcked) {
   int calls = 0;
   FakeSink sink([&](absl::Span<const Record> records) -> absl::Status {

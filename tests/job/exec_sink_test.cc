@@ -64,12 +64,36 @@ TEST(ExecSinkTest, NonZeroExitIsARejection) {
   EXPECT_TRUE(IsRecordRejection(s));
 }
 
-TEST(ExecSinkTest, DeathBySignalIsARejection) {
-  ExecSink sink({.command = "kill -SEGV $$"});
+TEST(ExecSinkTest, DeathBySignalIsRetryableNotARejection) {
+  ExecSink sink({.command = "kill -KILL $$"});
   std::vector<Record> batch = Batch(1);
   absl::Status s = sink.Write(batch, NeverAbandon());
-  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
-  EXPECT_NE(s.message().find("signal 11"), absl::string_view::npos) << s;
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_NE(s.message().find("signal 9"), absl::string_view::npos) << s;
+  EXPECT_FALSE(IsRecordRejection(s));
+}
+
+TEST(ExecSinkTest, TheCommandDoesNotInheritKlagsOwnSettingsUnlessNamed) {
+  const std::string out = TempPath("env");
+  ::setenv("KLAG_PASSWORD", "s3cret", 1);
+  ::setenv("KLAG_POSTGRES_URI", "postgresql://u:s3cret@db/x", 1);
+  ::setenv("KLAG_GROUP", "g", 1);
+  ::setenv("KLAG_EXEC_TEST_OTHER", "kept", 1);
+  ExecSink sink({.command = "cat >/dev/null; env > " + out, .pass_env = {"KLAG_GROUP"}});
+  std::vector<Record> batch = Batch(2);
+  absl::Status s = sink.Write(batch, NeverAbandon());
+  ::unsetenv("KLAG_PASSWORD");
+  ::unsetenv("KLAG_POSTGRES_URI");
+  ::unsetenv("KLAG_GROUP");
+  ::unsetenv("KLAG_EXEC_TEST_OTHER");
+  ASSERT_TRUE(s.ok()) << s;
+  const std::string env = ReadAll(out);
+  ::unlink(out.c_str());
+  EXPECT_EQ(env.find("s3cret"), std::string::npos) << env;
+  EXPECT_EQ(env.find("KLAG_EXEC_TEST_OTHER"), std::string::npos) << env;
+  EXPECT_NE(env.find("\nKLAG_GROUP=g\n"), std::string::npos) << env;
+  EXPECT_NE(env.find("KLAG_BATCH_RECORDS=2\n"), std::string::npos) << env;
+  EXPECT_NE(env.find("PATH="), std::string::npos) << env;  // the rest is inherited
 }
 
 TEST(ExecSinkTest, CommandNotFoundIsTheSinksFaultNotTheRecords) {
@@ -101,6 +125,7 @@ TEST(ExecSinkTest, TimeoutKillsTheCommandGroup) {
   absl::Status s = sink.Write(batch, NeverAbandon());
   const absl::Duration took = absl::Now() - start;
   EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded) << s;
+  EXPECT_FALSE(IsRecordRejection(s));  // a slow handler says nothing about the records
   EXPECT_GE(took, absl::Milliseconds(300));
   EXPECT_LT(took, absl::Seconds(2));
   absl::SleepFor(absl::Milliseconds(2500));

@@ -51,7 +51,7 @@ TEST(JobOptionsTest, DefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(o->jsonl_path, "-");
   EXPECT_TRUE(o->SummaryOnStderr());
   EXPECT_EQ(o->drain.batch_size, 500);
-  EXPECT_EQ(o->drain.commit_interval, absl::Seconds(5));
+  EXPECT_EQ(o->drain.commit_interval, absl::Seconds(1));
   EXPECT_EQ(o->drain.assignment_timeout, absl::Seconds(15));
   EXPECT_EQ(o->drain.shutdown_timeout, absl::Seconds(20));
   EXPECT_EQ(o->drain.max_duration, absl::InfiniteDuration());
@@ -62,6 +62,37 @@ TEST(JobOptionsTest, DefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(o->delivery.on_poison, PoisonPolicy::kFail);
   EXPECT_TRUE(o->no_work_check);
   EXPECT_EQ(o->group_protocol, GroupProtocol::kClassic);
+  EXPECT_TRUE(o->exec_pass_env.empty());
+}
+
+TEST(JobOptionsTest, ExecPassEnvTakesOnlyKlagVariableNames) {
+  absl::StatusOr<JobOptions> o = Parse(With(
+      {"--sink", "exec", "--exec-command", "cat", "--exec-pass-env", "KLAG_GROUP, KLAG_TOPIC"}));
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->exec_pass_env, (std::vector<std::string>{"KLAG_GROUP", "KLAG_TOPIC"}));
+  for (const char* bad : {"PATH", "KLAG_BATCH_RECORDS"}) {
+    absl::StatusOr<JobOptions> b = Parse(With({"--exec-pass-env", bad}));
+    EXPECT_EQ(b.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(b.status().message().find("--exec-pass-env"), absl::string_view::npos) << b.status();
+  }
+}
+
+TEST(JobOptionsTest, MaxPollIntervalOutlastsTheLongestDeliveryOfABatch) {
+  // Defaults: 3 attempts of up to 5 minutes (librdkafka's default covers one), 30 s back-off
+  // cap: 15 min + 2 x 30 s + 1 min margin.
+  absl::StatusOr<JobOptions> jsonl = Parse(kRequired);
+  ASSERT_TRUE(jsonl.ok()) << jsonl.status();
+  EXPECT_EQ(MaxPollInterval(*jsonl), absl::Minutes(17));
+  absl::StatusOr<JobOptions> exec =
+      Parse(With({"--sink", "exec", "--exec-command", "cat", "--exec-timeout", "20m",
+                  "--max-attempts", "2", "--max-backoff", "10s"}));
+  ASSERT_TRUE(exec.ok()) << exec.status();
+  EXPECT_EQ(MaxPollInterval(*exec), absl::Minutes(40) + absl::Seconds(10) + absl::Minutes(1));
+  // Never below librdkafka's default.
+  absl::StatusOr<JobOptions> quick = Parse(With(
+      {"--sink", "exec", "--exec-command", "cat", "--exec-timeout", "1s", "--max-attempts", "1"}));
+  ASSERT_TRUE(quick.ok()) << quick.status();
+  EXPECT_EQ(MaxPollInterval(*quick), absl::Minutes(5));
 }
 
 TEST(JobOptionsTest, GroupProtocolFromFlagOrEnvironment) {

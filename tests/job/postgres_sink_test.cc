@@ -5,6 +5,7 @@
 #include <libpq-fe.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -126,6 +127,45 @@ TEST(PostgresSinkTest, BatchBlockedByALockIsAbandonedAndRolledBack) {
   PQfinish(locker);
   EXPECT_EQ(Select(uri, table, "count(*)"), 0);
   // The sink is usable again.
+  EXPECT_TRUE((*sink)->Write(batch, NeverAbandon()).ok());
+  EXPECT_EQ(Select(uri, table, "count(*)"), 3);
+}
+
+TEST(PostgresSinkTest, StatementCanceledByTheServerIsRetryableAndTheRetryLoads) {
+  KLAG_REQUIRE_POSTGRES(uri);
+  const std::string table = UniqueTable();
+  auto sink = PostgresSink::Create({.uri = uri, .table = table});
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  PGconn* locker = PQconnectdb(uri.c_str());
+  ASSERT_EQ(PQstatus(locker), CONNECTION_OK);
+  PQclear(PQexec(locker, "BEGIN"));
+  PGresult* lock =
+      PQexec(locker, absl::StrCat("LOCK TABLE \"", table, "\" IN ACCESS EXCLUSIVE MODE").c_str());
+  ASSERT_EQ(PQresultStatus(lock), PGRES_COMMAND_OK) << PQresultErrorMessage(lock);
+  PQclear(lock);
+
+  // The sink's statement waits for the lock; an administrator (or statement_timeout) cancels it.
+  std::vector<Record> batch = Batch();
+  absl::Status s;
+  std::thread writer([&] { s = (*sink)->Write(batch, NeverAbandon()); });
+  int64_t canceled = 0;
+  for (int i = 0; i < 100 && canceled == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+    absl::StatusOr<int64_t> n = PostgresScalar(
+        uri,
+        "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE application_name = "
+        "'klag-job' AND wait_event_type = 'Lock'");
+    ASSERT_TRUE(n.ok()) << n.status();
+    canceled = *n;
+  }
+  writer.join();
+  PQclear(PQexec(locker, "ROLLBACK"));
+  PQfinish(locker);
+  ASSERT_EQ(canceled, 1);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_NE(s.message().find("57014"), absl::string_view::npos) << s;
+  EXPECT_FALSE(IsRecordRejection(s));
+  // What Delivery does next: the same batch again, which loads.
   EXPECT_TRUE((*sink)->Write(batch, NeverAbandon()).ok());
   EXPECT_EQ(Select(uri, table, "count(*)"), 3);
 }

@@ -38,6 +38,15 @@ TEST(RdkafkaConsumerTest, ClassicUsesCooperativeStickyAndTheSessionTimeout) {
   EXPECT_EQ(Value(*props, "session.timeout.ms"), "7000");
   EXPECT_EQ(Value(*props, "group.remote.assignor"), std::nullopt);
   EXPECT_EQ(Value(*props, "enable.auto.commit"), "false");
+  EXPECT_EQ(Value(*props, "max.poll.interval.ms"), "300000");
+}
+
+TEST(RdkafkaConsumerTest, MaxPollIntervalIsTheOneRunComputes) {
+  RdkafkaConsumerOptions options = Options(GroupProtocol::kConsumer);
+  options.max_poll_interval = absl::Minutes(17);
+  absl::StatusOr<kafka::RdkafkaProperties> props = RdkafkaConsumer::Properties(options);
+  ASSERT_TRUE(props.ok()) << props.status();
+  EXPECT_EQ(Value(*props, "max.poll.interval.ms"), "1020000");
 }
 
 TEST(RdkafkaConsumerTest, ConsumerProtocolLeavesClassicOnlySettingsUnset) {
