@@ -1,7 +1,9 @@
-"""deploy/: every manifest parses and renders, the KEDA objects validate against KEDA's CRD
-schemas, and the pieces are wired to each other and to the images (Dockerfile.*).
+"""deploy/ (Kustomize): every entry point renders with the real `kustomize build`, every object
+validates (Kubernetes' schema through kubecheck, KEDA's CRD schemas), and the pieces are wired to
+each other and to the images (Dockerfile.*). The Helm chart: test_helm.py.
 
-Run: python3 -m pytest tests/deploy (ctest: deploy_manifests_test, labels unit;python). The
+Run: scripts/tools.sh && python3 -m pytest tests/deploy (ctest: deploy_manifests_test, labels
+unit;python). The
 metadata keys and the scaler's default port are checked against the real C++ parser and server
 options by deploy_metadata_test (tests/deploy/deploy_metadata_test.cc).
 """
@@ -12,15 +14,12 @@ import os
 import re
 import shlex
 
-import jsonschema
 import pytest
 import yaml
 
-import kustomize_lite
+from deploy_tools import (DEPLOY, HERE, ROOT, SCALEDJOB_SCHEMA, TRIGGERAUTH_SCHEMA, crd_errors,
+                          find, kubecheck, kustomize_build, one, validation_errors)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
-DEPLOY = os.path.join(ROOT, "deploy")
 # Every kustomization a user applies (docs/deploy.md).
 ENTRY_POINTS = ["", "scaler", "jobs", "overlays/tls", "examples/scaledobject"]
 
@@ -31,18 +30,11 @@ SCALER_NAME = "klag-scaler"
 # ---------------------------------------------------------------- helpers
 
 def render(entry):
-    return kustomize_lite.render(os.path.join(DEPLOY, entry))
+    return kustomize_build(entry)
 
 
-def find(docs, kind, name=None):
-    hits = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
-    return hits
-
-
-def one(docs, kind, name=None):
-    hits = find(docs, kind, name)
-    assert len(hits) == 1, f"expected one {kind} {name or ''}, found {len(hits)}"
-    return hits[0]
+# Kinds without a namespace among those deploy/ uses.
+CLUSTER_SCOPED = {"Namespace"}
 
 
 def pod_spec(doc):
@@ -137,54 +129,34 @@ SCALER_DOCKERFILE = Dockerfile("Dockerfile.scaler")
 JOB_DOCKERFILE = Dockerfile("Dockerfile.job")
 
 
-# ---------------------------------------------------------------- CRD validation
-
-def load_schema(name):
-    with open(os.path.join(HERE, "schema", name), encoding="utf-8") as f:
-        return to_json_schema(json.load(f)["schema"])
-
-
-def to_json_schema(node):
-    """Kubernetes structural schema -> JSON Schema with the API server's strict field
-    validation: objects with `properties` reject other fields unless they preserve unknown
-    fields; int-or-string takes either."""
-    if isinstance(node, list):
-        return [to_json_schema(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: to_json_schema(v) for k, v in node.items() if not k.startswith("x-kubernetes-")}
-    if node.get("x-kubernetes-int-or-string"):
-        out.pop("type", None)
-        out.pop("anyOf", None)
-        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
-    if (node.get("type") == "object" and "properties" in node
-            and not node.get("x-kubernetes-preserve-unknown-fields")
-            and "additionalProperties" not in node):
-        out["additionalProperties"] = False
-    return out
-
-
-SCALEDJOB_SCHEMA = load_schema("scaledjob-v1alpha1.json")
-TRIGGERAUTH_SCHEMA = load_schema("triggerauthentication-v1alpha1.json")
-
-
-def crd_errors(schema, doc):
-    validator = jsonschema.Draft7Validator(schema)
-    return sorted(f"{'/'.join(str(p) for p in e.absolute_path)}: {e.message}"
-                  for e in validator.iter_errors(doc))
-
-
 # ---------------------------------------------------------------- parsing and rendering
 
 def all_yaml_files():
-    return sorted(glob.glob(os.path.join(DEPLOY, "**", "*.yaml"), recursive=True))
+    """Every manifest file of the Kustomize tree (the chart's templates are not YAML)."""
+    return sorted(p for p in glob.glob(os.path.join(DEPLOY, "**", "*.yaml"), recursive=True)
+                  if not p.startswith(os.path.join(DEPLOY, "helm") + os.sep))
+
+
+def load_documents(path):
+    with open(path, encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+def files_of(directory):
+    """Every file a kustomization (and its components) lists, recursively, as real paths."""
+    (k,) = load_documents(os.path.join(directory, "kustomization.yaml"))
+    out = {os.path.realpath(os.path.join(directory, "kustomization.yaml"))}
+    for entry in k.get("resources", []) + k.get("components", []):
+        path = os.path.join(directory, entry)
+        out |= files_of(path) if os.path.isdir(path) else {os.path.realpath(path)}
+    return out
 
 
 def test_every_manifest_parses_and_names_its_object():
     files = all_yaml_files()
     assert len(files) >= 15
     for path in files:
-        docs = kustomize_lite.load_documents(path)
+        docs = load_documents(path)
         assert docs, f"{path} is empty"
         for d in docs:
             assert d.get("apiVersion") and d.get("kind"), path
@@ -193,26 +165,39 @@ def test_every_manifest_parses_and_names_its_object():
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
-def test_every_kustomization_renders(entry):
+def test_every_kustomization_renders_with_kustomize(entry):
     docs = render(entry)
     assert docs
     for d in docs:
-        if d["kind"] not in kustomize_lite.CLUSTER_SCOPED:
+        if d["kind"] not in CLUSTER_SCOPED:
             assert d["metadata"].get("namespace"), f"{d['kind']} {d['metadata']['name']}"
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_every_object_validates_against_the_kubernetes_and_keda_schemas(entry):
+    docs = render(entry)
+    assert validation_errors(docs) == []
+    checked = {r["kind"] for r in kubecheck(docs) if r["result"] == "valid"}
+    assert checked, "kubecheck validated nothing"
+
+
+def test_kubernetes_validation_catches_unknown_fields_and_wrong_types():
+    deployment = one(render("scaler"), "Deployment", SCALER_NAME)
+    container = pod_spec(deployment)["containers"][0]
+    container["readinessProbe"]["periodSecond"] = 5
+    container["securityContext"]["readOnlyRootFilesystm"] = True
+    deployment["spec"]["replicas"] = "2"
+    errors = " ".join(validation_errors([deployment]))
+    for needle in ("periodSecond", "readOnlyRootFilesystm", "replicas"):
+        assert needle in errors
 
 
 def test_every_file_in_deploy_is_used_by_a_kustomization():
     used = set()
     for entry in ENTRY_POINTS:
-        used |= kustomize_lite.files_of(os.path.join(DEPLOY, entry))
+        used |= files_of(os.path.join(DEPLOY, entry))
     orphans = [p for p in all_yaml_files() if os.path.realpath(p) not in used]
     assert not orphans
-
-
-def test_renderer_refuses_what_it_does_not_implement(tmp_path):
-    (tmp_path / "kustomization.yaml").write_text("resources: []\nreplicas: []\n")
-    with pytest.raises(kustomize_lite.KustomizeError, match="replicas"):
-        kustomize_lite.render(str(tmp_path))
 
 
 # ---------------------------------------------------------------- KEDA CRDs
@@ -328,9 +313,9 @@ def test_commands_exist_in_the_images():
         assert installed(SCALER_DOCKERFILE, container[probe]["exec"]["command"][0])
 
 
-def scaler_port(deployment):
+def scaler_port(deployment, name="grpc"):
     container = pod_spec(deployment)["containers"][0]
-    (port,) = container["ports"]
+    (port,) = [p for p in container["ports"] if p["name"] == name]
     return port
 
 
@@ -339,17 +324,29 @@ def test_ports_agree_between_listen_address_container_probes_image_and_services(
     deployment = one(docs, "Deployment", SCALER_NAME)
     container = pod_spec(deployment)["containers"][0]
     port = scaler_port(deployment)
-    listen = env_of(container)["KLAG_LISTEN"]["value"]
-    assert listen.startswith("0.0.0.0:"), "must listen on every interface of the pod"
-    assert int(listen.rsplit(":", 1)[1]) == port["containerPort"]
-    assert SCALER_DOCKERFILE.expose == [port["containerPort"]]
+    assert container["ports"][0] == port, "grpc first (deploy_metadata_test reads ports[0])"
+    metrics = scaler_port(deployment, "metrics")
+    env = env_of(container)
+    for var, p in (("KLAG_LISTEN", port), ("KLAG_METRICS_LISTEN", metrics)):
+        listen = env[var]["value"]
+        assert listen.startswith("0.0.0.0:"), f"{var}: must listen on every interface of the pod"
+        assert int(listen.rsplit(":", 1)[1]) == p["containerPort"], var
+    assert port["containerPort"] in SCALER_DOCKERFILE.expose
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"] == {"port": port["containerPort"]}
+    by_name = {p["name"]: p for p in container["ports"]}
     for svc in find(docs, "Service"):
-        (sp,) = svc["spec"]["ports"]
-        assert sp["targetPort"] in (port["name"], port["containerPort"])
-        assert sp["port"] == port["containerPort"]
+        assert svc["spec"]["ports"][0]["name"] == "grpc"
+        for sp in svc["spec"]["ports"]:
+            cp = by_name[sp["name"]]
+            assert sp["targetPort"] in (cp["name"], cp["containerPort"])
+            assert sp["port"] == cp["containerPort"]
         assert svc["spec"]["selector"].items() <= pod_labels(deployment).items()
+    # Prometheus scrapes the ClusterIP Service's endpoints; the headless one has only grpc.
+    assert [p["name"] for p in one(docs, "Service", SCALER_NAME)["spec"]["ports"]] == [
+        "grpc", "metrics"]
+    assert [p["name"] for p in one(docs, "Service", SCALER_NAME + "-headless")["spec"][
+        "ports"]] == ["grpc"]
 
 
 def test_scaler_address_resolves_to_the_headless_scaler_service():
