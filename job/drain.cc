@@ -141,6 +141,7 @@ absl::Status Drainer::CommitPending(absl::Time deadline,
   if (commits.empty()) return absl::OkStatus();
   absl::Status s = consumer_.Commit(commits, deadline);
   if (s.ok()) {
+    ++report_.commits;
     tracker_.Committed(commits);
     for (const CommitOffset& c : commits) {
       spdlog::debug("committed {}[{}] at {}", c.partition.topic, c.partition.partition, c.offset);

@@ -77,6 +77,7 @@ struct DrainReport {
   int64_t bytes = 0;    // payload bytes of those records
   int64_t dead_lettered = 0;
   int64_t batches = 0;
+  int64_t commits = 0;  // successful OffsetCommits (periodic, on revocation, final)
   absl::Duration duration;
   std::vector<PartitionProgress> partitions;
 };

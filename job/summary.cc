@@ -30,6 +30,7 @@ std::string SummaryJson(const DrainReport& report, absl::string_view group) {
       {"bytes", report.bytes},
       {"dead_lettered", report.dead_lettered},
       {"batches", report.batches},
+      {"commits", report.commits},
       {"duration_s", absl::ToDoubleSeconds(report.duration)},
       {"partitions", std::move(partitions)},
   };

@@ -14,6 +14,7 @@ TEST(SummaryJsonTest, OneLineWithTotalsAndPerPartitionOffsets) {
   r.bytes = 340;
   r.dead_lettered = 1;
   r.batches = 3;
+  r.commits = 2;
   r.duration = absl::Milliseconds(1500);
   r.partitions = {{.partition = {"t", 0},
                    .start = 5,
@@ -33,6 +34,7 @@ TEST(SummaryJsonTest, OneLineWithTotalsAndPerPartitionOffsets) {
   EXPECT_EQ(j["bytes"], 340);
   EXPECT_EQ(j["dead_lettered"], 1);
   EXPECT_EQ(j["batches"], 3);
+  EXPECT_EQ(j["commits"], 2);
   EXPECT_DOUBLE_EQ(j["duration_s"].get<double>(), 1.5);
   EXPECT_FALSE(j.contains("error"));
   ASSERT_EQ(j["partitions"].size(), 2u);
