@@ -240,13 +240,19 @@ int Serve(const Options& options) {
   if (!options.metrics_listen.empty()) {
     absl::StatusOr<std::unique_ptr<MetricsExposer>> exposer =
         MetricsExposer::Start(options.metrics_listen, wiring.metrics);
-    if (!exposer.ok()) {
+    if (!exposer.ok() && exposer.status().code() == absl::StatusCode::kInvalidArgument) {
       spdlog::critical("{}", exposer.status().ToString());
-      return 1;
+      return 2;
     }
-    metrics_exposer = *std::move(exposer);
-    spdlog::info("klag-scaler serving Prometheus metrics on http://{}/metrics (port {})",
-                 options.metrics_listen, metrics_exposer->port());
+    if (!exposer.ok()) {
+      // Metrics are for watching; scaling goes on without them (a taken port, e.g. a second
+      // scaler on one host). Prometheus sees the target down.
+      spdlog::error("{}; serving without metrics", exposer.status().ToString());
+    } else {
+      metrics_exposer = *std::move(exposer);
+      spdlog::info("klag-scaler serving Prometheus metrics on http://{}/metrics (port {})",
+                   options.metrics_listen, metrics_exposer->port());
+    }
   }
   ServerOptions server_options = options.server;
   server_options.max_threads = static_cast<int>(options.max_threads);
