@@ -16,7 +16,8 @@
 #
 # Where: ${KLAG_TOOLS_CACHE:-<repo>/.cache/tools}/<name>-<version>/<name>. A directory is only
 # created complete (built into a temporary directory, then renamed), so a binary that is there is
-# whole. kubecheck's version is a digest of its sources, so editing them rebuilds it.
+# whole; building a version removes the tool's other versions. kubecheck's version is a digest of
+# its sources, so editing them rebuilds it.
 # Builds use Go's own caches (GOMODCACHE ~/go/pkg/mod, GOCACHE ~/.cache/go-build): a second build
 # on the same machine compiles nothing that did not change. Cold, on 2 cores: see deploy/README.md.
 #
@@ -99,6 +100,11 @@ build() {
   [[ -x "${tmp}/${name}" ]] || die "${name}: the build left no binary in ${tmp}"
   rm -rf "$dir"
   mv "$tmp" "$dir"
+  # Older versions of the same tool (a kubecheck whose sources changed, a bumped pin) go.
+  local old
+  for old in "${CACHE}/${name}"-*; do
+    [[ "$old" == "$dir" || ! -d "$old" ]] || rm -rf "$old"
+  done
   info "built ${name} ${version} in $((SECONDS - start)) s"
 }
 
