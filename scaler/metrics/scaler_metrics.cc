@@ -70,7 +70,13 @@ ScalerMetrics::ScalerMetrics(ScalerMetricsOptions options, BuildInfo build)
                          .Name("klag_scaler_rpc_duration_seconds")
                          .Help("Latency of unary ExternalScaler RPCs (StreamIsActive excluded: its "
                                "duration is the stream's lifetime)")
-                         .Register(*rpc_registry_)) {}
+                         .Register(*rpc_registry_)),
+      evaluation_failures_(
+          &prometheus::BuildCounter()
+               .Name("klag_scaler_evaluation_failures_total")
+               .Help("Fresh evaluations that failed, by gRPC status code name (Kafka errors: "
+                     "UNAVAILABLE, DEADLINE_EXCEEDED, NOT_FOUND, PERMISSION_DENIED, ...)")
+               .Register(*rpc_registry_)) {}
 
 void ScalerMetrics::SetSources(MetricsSources sources) { sources_ = std::move(sources); }
 
@@ -92,6 +98,11 @@ void ScalerMetrics::StreamClosed() { open_streams_.fetch_sub(1, std::memory_orde
 void ScalerMetrics::Evaluated(const TriggerRef& ref, const TriggerSpec& spec,
                               const absl::StatusOr<std::shared_ptr<const Evaluation>>& result,
                               absl::Time at) {
+  if (!result.ok()) {
+    evaluation_failures_
+        ->Add({{"code", CodeName(static_cast<grpc::StatusCode>(result.status().code()))}})
+        .Increment();
+  }
   const absl::Time now = options_.now();
   TriggerLabels key{ref.namespace_, ref.name, spec.consumer_group, absl::StrJoin(spec.topics, ",")};
   absl::MutexLock lock(&mu_);
@@ -183,12 +194,6 @@ std::vector<MetricFamily> ScalerMetrics::Collect() const {
     AddSample(evaluations, {{"outcome", "reused"}}, static_cast<double>(s.reused));
     AddSample(evaluations, {{"outcome", "joined"}}, static_cast<double>(s.joined));
     out.push_back(std::move(evaluations));
-    MetricFamily failures = Family("klag_scaler_evaluation_failures_total",
-                                   "Fresh evaluations that failed (Kafka errors, a "
-                                   "partitionLimitation that selects no partition)",
-                                   MetricType::Counter);
-    AddSample(failures, {}, static_cast<double>(s.failures));
-    out.push_back(std::move(failures));
     MetricFamily triggers = Family("klag_scaler_triggers",
                                    "Triggers the evaluator holds state for (asked about within "
                                    "--client-idle-timeout)",

@@ -129,6 +129,7 @@ class ScalerMetrics final : public prometheus::Collectable,
   std::shared_ptr<prometheus::Registry> rpc_registry_;
   prometheus::Family<prometheus::Counter>* rpcs_;
   prometheus::Family<prometheus::Histogram>* rpc_duration_;
+  prometheus::Family<prometheus::Counter>* evaluation_failures_;
   std::atomic<int64_t> open_streams_{0};
   std::atomic<int64_t> dropped_triggers_{0};
   std::atomic<int64_t> dropped_partitions_{0};

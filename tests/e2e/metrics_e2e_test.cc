@@ -250,9 +250,11 @@ TEST(MetricsE2eTest, ScrapeShowsTheOffsetsLagAndRpcsOfARealTrigger) {
   expect(R"(klag_scaler_evaluations_total{outcome="fresh"})", "1");
   expect(R"(klag_scaler_evaluations_total{outcome="reused"})", "1");
   expect(R"(klag_scaler_evaluations_total{outcome="joined"})", "0");
-  expect("klag_scaler_evaluation_failures_total", "0");
+  EXPECT_EQ(text.find("klag_scaler_evaluation_failures_total{"), std::string::npos) << text;
   expect("klag_scaler_triggers", "1");
   expect("klag_scaler_kafka_clients", "1");
+  // One fresh evaluation: one ListConsumerGroupOffsets (OffsetFetch) call.
+  expect(R"(klag_scaler_kafka_requests_total{api="OffsetFetch"})", "1");
   expect("klag_scaler_open_streams", "0");
   expect(R"(klag_metrics_series_dropped_total{kind="trigger"})", "0");
   expect("klag_metrics_series", "19");  // 1 trigger x 7 + 3 partitions x 4
