@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # klag's whole test run, as CI does it (.ci/run) and as a developer can on a fresh machine:
 #
-#   1. install the Debian packages (scripts/install-deps.sh; skipped when all are there)
+#   1. install the Debian packages (scripts/install-deps.sh; skipped when all are there) and build
+#      the deploy tests' tools (scripts/tools.sh: helm, kustomize, kubecheck)
 #   2. clang-format check of every C++ source (no diff allowed)
 #   3. configure + build `build` (RelWithDebInfo, Ninja)
 #   4. start a real Kafka broker of the first version of the Kafka matrix (default 3.9.1;
@@ -13,8 +14,8 @@
 #   6. every further version of the matrix (default 4.4.0), one at a time: stop the previous
 #      broker, start one of this version, run the real-broker core (ctest labels e2e and, on
 #      4.x, kafka4, which must then have tests) and the wire test against it
-#   7. configure + build `build-asan` (-DKLAG_SANITIZE=address,undefined) and run its unit and
-#      service labels
+#   7. configure + build `build-asan` (-DKLAG_SANITIZE=address,undefined, -O1, only the target
+#      klag_unit_service_tests) and run its unit and service labels
 #   8. stop the broker and PostgreSQL (always, on exit)
 #
 # Exits non-zero on any failure; with CI=true also when any test was skipped. The last line is
@@ -168,14 +169,25 @@ trap cleanup EXIT
 trap 'on_signal 130' INT
 trap 'on_signal 143' TERM
 
+# configure_and_build DIR [CMAKE_ARG...] [--target T]: configures tree DIR (RelWithDebInfo unless an
+# argument says otherwise) and builds it, or only target T.
 configure_and_build() {
   local dir="$1"
   shift
-  local gen=()
+  local gen=() conf=() build=()
+  while (($#)); do
+    if [[ "$1" == --target ]]; then
+      build+=(--target "$2")
+      shift 2
+    else
+      conf+=("$1")
+      shift
+    fi
+  done
   # -G only for a new tree: an existing one keeps its generator.
   [[ -f "${dir}/CMakeCache.txt" ]] || gen=(-G Ninja)
-  in_step cmake -S . -B "$dir" "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" &&
-    in_step cmake --build "$dir" -j "$JOBS"
+  in_step cmake -S . -B "$dir" "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${conf[@]}" &&
+    in_step cmake --build "$dir" -j "$JOBS" "${build[@]}"
 }
 
 # Number of tests ctest knows in tree $1 for the selection arguments that follow (-L RE, -LE RE;
@@ -232,6 +244,11 @@ if ((opt_deps)); then
   step "install dependencies"
   scripts/install-deps.sh
 fi
+
+# helm, kustomize and kubecheck for tests/deploy, built from their Go modules into .cache/tools
+# (nothing to do when they are there; about 10 s with Go's caches warm, minutes cold).
+step "build the deploy tools (scripts/tools.sh)"
+scripts/tools.sh build || fail "scripts/tools.sh: the deploy tests need helm, kustomize, kubecheck"
 
 # ---------------------------------------------------------------- 2. format
 if ((opt_format)); then
@@ -376,8 +393,13 @@ fi
 
 # ---------------------------------------------------------------- 7. sanitizers
 if ((opt_asan)); then
-  step "configure and build ${ASAN_BUILD} (address,undefined)"
-  if configure_and_build "$ASAN_BUILD" -DKLAG_SANITIZE=address,undefined; then
+  # Only what the unit and service labels run (target klag_unit_service_tests), at -O1 with line
+  # tables and assertions on (Debug): the sanitizers need no more, and it builds in less than
+  # half the time of RelWithDebInfo (-O2 -g) with every target.
+  step "configure and build ${ASAN_BUILD} (address,undefined; target klag_unit_service_tests)"
+  if configure_and_build "$ASAN_BUILD" -DKLAG_SANITIZE=address,undefined \
+    -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g1" "-DCMAKE_C_FLAGS_DEBUG=-O1 -g1" \
+    --target klag_unit_service_tests; then
     for label in unit service; do
       n="$(count_tests "$ASAN_BUILD" -L "^${label}\$")"
       [[ "${n:-0}" -gt 0 ]] || fail "ctest found no tests labelled '${label}' in ${ASAN_BUILD}"
