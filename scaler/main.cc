@@ -11,6 +11,7 @@
 #include <iostream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
@@ -36,7 +37,9 @@ Usage:
   klag-scaler [serve] [options]           serve KEDA's externalscaler.ExternalScaler over gRPC
   klag-scaler check [options] KEY=VALUE   evaluate one trigger's metadata once and print, per
                                           partition, committed / log start / end / lag, and
-                                          what KEDA would receive
+                                          what KEDA would receive (-o json: as JSON); a
+                                          <key>FromEnv=VAR takes VAR from this environment,
+                                          as KEDA takes it from the Job's
 
 Example:
   klag-scaler check bootstrapServers=kafka:9092 consumerGroup=python_data_load \
@@ -58,6 +61,7 @@ struct Options {
   std::string log_format = "text";
   std::string log_level = "info";
   bool version = false;
+  std::string output = "text";  // check: text or json
   std::string metrics_listen = "0.0.0.0:9022";
   int64_t metrics_max_series = 10000;
   absl::Duration metrics_series_ttl = absl::Minutes(10);
@@ -118,6 +122,8 @@ void RegisterFlags(FlagSet& flags, Options& o) {
                &o.log_format);
   flags.Choice("log-level", "KLAG_LOG_LEVEL", "log level",
                {"trace", "debug", "info", "warn", "error", "off"}, &o.log_level);
+  flags.Choice("output", "", "check: what to print (-o is short for --output)", {"text", "json"},
+               &o.output);
 }
 
 LibraryVersions Libraries() {
@@ -212,6 +218,10 @@ int Check(const Options& options, const std::vector<std::string>& args) {
     std::cerr << "klag-scaler check: give the trigger's metadata as KEY=VALUE arguments\n";
     return 2;
   }
+  if (absl::Status s = ResolveFromEnv(ProcessEnv(), &metadata); !s.ok()) {
+    std::cerr << "klag-scaler check: " << s.message() << "\n";
+    return 2;
+  }
   Wiring wiring(options);
   absl::StatusOr<std::shared_ptr<const Evaluation>> evaluation = wiring.evaluator.Evaluate(
       TriggerRef{.name = "check", .namespace_ = "cli", .metadata = std::move(metadata)});
@@ -219,7 +229,8 @@ int Check(const Options& options, const std::vector<std::string>& args) {
     std::cerr << "klag-scaler check: " << evaluation.status().ToString() << "\n";
     return 1;
   }
-  std::cout << FormatCheckReport(**evaluation);
+  std::cout << (options.output == "json" ? FormatCheckReportJson(**evaluation)
+                                         : FormatCheckReport(**evaluation));
   return 0;
 }
 
@@ -292,7 +303,13 @@ int Main(int argc, char** argv) {
   Options options;
   FlagSet flags("klag-scaler", kSummary);
   RegisterFlags(flags, options);
-  absl::StatusOr<std::vector<std::string>> args = flags.Parse(argc, argv, ProcessEnv());
+  // -o is --output's short form (kubectl's and kcat's habit).
+  std::vector<std::string> argv_list(argv + 1, argv + argc);
+  for (std::string& a : argv_list) {
+    if (a == "-o") a = "--output";
+    if (absl::StartsWith(a, "-o") && a.size() > 2 && a[2] != '-') a = "--output=" + a.substr(2);
+  }
+  absl::StatusOr<std::vector<std::string>> args = flags.Parse(argv_list, ProcessEnv());
   if (!args.ok()) {
     std::cerr << "klag-scaler: " << args.status().message() << "\n";
     return 2;

@@ -1,11 +1,17 @@
 #include "scaler/service/check_report.h"
 
 #include <algorithm>
+#include <optional>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "kafka/connection_config.h"
+#include "nlohmann/json.hpp"
+#include "scaler/lag/trigger_spec.h"
 
 namespace klag::scaler {
 
@@ -62,6 +68,50 @@ std::string FormatCheckReport(const Evaluation& evaluation) {
                   report.active ? " > " : " <= ", spec.activation_lag_threshold,
                   " activationLagThreshold)\n");
   return out;
+}
+
+std::string FormatCheckReportJson(const Evaluation& evaluation) {
+  const TriggerSpec& spec = *evaluation.trigger.spec;
+  const LagReport& report = evaluation.report;
+  nlohmann::json partitions = nlohmann::json::array();
+  for (const PartitionLag& p : report.partitions) {
+    partitions.push_back({{"topic", p.topic},
+                          {"partition", p.partition},
+                          {"committed", p.committed.has_value() ? nlohmann::json(*p.committed)
+                                                                : nlohmann::json(nullptr)},
+                          {"log_start", p.log_start},
+                          {"end", p.end},
+                          {"lag", p.lag},
+                          {"persistent", p.persistent}});
+  }
+  const nlohmann::json out = {{"consumer_group", spec.consumer_group},
+                              {"topics", spec.topics},
+                              {"partitions", std::move(partitions)},
+                              {"total_lag", report.total_lag_with_persistent},
+                              {"metric_lag", report.total_lag},
+                              {"partitions_with_lag", report.partitions_with_lag},
+                              {"keda",
+                               {{"metric_name", evaluation.trigger.metric_name},
+                                {"metric_value", report.metric_value},
+                                {"target", spec.lag_threshold},
+                                {"active", report.active},
+                                {"activation_lag_threshold", spec.activation_lag_threshold}}}};
+  // Replace, not throw, on bytes that are not UTF-8 (topic names come from the broker).
+  return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+absl::Status ResolveFromEnv(const EnvLookup& env, Metadata* metadata) {
+  for (auto& [key, value] : *metadata) {
+    if (!absl::EndsWith(key, "FromEnv") || key.size() == 7) continue;
+    std::optional<std::string> resolved = env(value);
+    if (!resolved.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(key, " names the environment variable ",
+                                                     kafka::QuoteValue(value),
+                                                     ", which is not set in this environment"));
+    }
+    value = *std::move(resolved);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace klag::scaler

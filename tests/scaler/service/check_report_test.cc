@@ -2,15 +2,22 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <optional>
+#include <string>
+
+#include "nlohmann/json.hpp"
+
 namespace klag::scaler {
 namespace {
 
-TEST(CheckReportTest, ShowsEveryPartitionAndWhatKedaWouldReceive) {
+// committed 40, end 42 -> lag 2; no commit under latest -> 1; commit 3 below log start 5 -> 4.
+Evaluation ThreePartitions() {
   absl::StatusOr<TriggerSpec> spec = ParseTriggerSpec({{"bootstrapServers", "k:9092"},
                                                        {"consumerGroup", "python_data_load"},
                                                        {"topic", "ListedStockPrice"},
                                                        {"lagThreshold", "1"}});
-  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_TRUE(spec.ok()) << spec.status();
   kafka::GroupOffsets offsets{{
       {.topic = "ListedStockPrice", .partition = 0, .committed = 40, .log_start = 0, .end = 42},
       {.topic = "ListedStockPrice", .partition = 1, .committed = std::nullopt, .end = 7},
@@ -20,6 +27,11 @@ TEST(CheckReportTest, ShowsEveryPartitionAndWhatKedaWouldReceive) {
   e.trigger.spec = std::make_shared<const TriggerSpec>(*spec);
   e.trigger.metric_name = MetricName(*spec);
   e.report = ComputeLag(*spec, offsets, nullptr);
+  return e;
+}
+
+TEST(CheckReportTest, ShowsEveryPartitionAndWhatKedaWouldReceive) {
+  const Evaluation e = ThreePartitions();
 
   const std::string text = FormatCheckReport(e);
   EXPECT_NE(text.find("consumer group python_data_load, topics ListedStockPrice"),
@@ -35,6 +47,53 @@ TEST(CheckReportTest, ShowsEveryPartitionAndWhatKedaWouldReceive) {
   EXPECT_NE(text.find("metric value 3"), std::string::npos) << text;  // 2+1+4=7, capped 3 x 1
   EXPECT_NE(text.find("target       1"), std::string::npos) << text;
   EXPECT_NE(text.find("active       true   (lag 7 > 0"), std::string::npos) << text;
+}
+
+TEST(CheckReportTest, JsonHoldsTheSameFacts) {
+  const std::string text = FormatCheckReportJson(ThreePartitions());
+  ASSERT_FALSE(text.empty());
+  EXPECT_EQ(text.back(), '\n');
+  const nlohmann::json j = nlohmann::json::parse(text);
+  EXPECT_EQ(j["consumer_group"], "python_data_load");
+  EXPECT_EQ(j["topics"], nlohmann::json::array({"ListedStockPrice"}));
+  ASSERT_EQ(j["partitions"].size(), 3u);
+  EXPECT_EQ(j["partitions"][0]["committed"], 40);
+  EXPECT_EQ(j["partitions"][0]["end"], 42);
+  EXPECT_EQ(j["partitions"][0]["lag"], 2);
+  EXPECT_TRUE(j["partitions"][1]["committed"].is_null());
+  EXPECT_EQ(j["partitions"][1]["lag"], 1);
+  EXPECT_EQ(j["partitions"][2]["log_start"], 5);
+  EXPECT_EQ(j["partitions"][2]["lag"], 4);
+  EXPECT_EQ(j["total_lag"], 7);
+  EXPECT_EQ(j["partitions_with_lag"], 3);
+  EXPECT_EQ(j["keda"]["metric_name"], "kafka-ListedStockPrice");
+  EXPECT_EQ(j["keda"]["metric_value"], 3);
+  EXPECT_EQ(j["keda"]["target"], 1);
+  EXPECT_EQ(j["keda"]["active"], true);
+  EXPECT_EQ(j["keda"]["activation_lag_threshold"], 0);
+}
+
+TEST(CheckReportTest, FromEnvKeysTakeTheValueOfTheVariableTheyName) {
+  const std::map<std::string, std::string> vars = {{"KAFKA_PASSWORD", "s3cret"},
+                                                   {"GROUP", "python_data_load"}};
+  EnvLookup env = [&](absl::string_view name) -> std::optional<std::string> {
+    auto it = vars.find(std::string(name));
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+  Metadata metadata = {{"passwordFromEnv", "KAFKA_PASSWORD"},
+                       {"consumerGroupFromEnv", "GROUP"},
+                       {"topic", "KAFKA_PASSWORD"}};
+  ASSERT_TRUE(ResolveFromEnv(env, &metadata).ok());
+  EXPECT_EQ(metadata["passwordFromEnv"], "s3cret");
+  EXPECT_EQ(metadata["consumerGroupFromEnv"], "python_data_load");
+  EXPECT_EQ(metadata["topic"], "KAFKA_PASSWORD");  // not a FromEnv key: taken as written
+
+  Metadata unset = {{"usernameFromEnv", "NOT_SET_ANYWHERE"}};
+  absl::Status s = ResolveFromEnv(env, &unset);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("usernameFromEnv"), absl::string_view::npos) << s;
+  EXPECT_NE(s.message().find("NOT_SET_ANYWHERE"), absl::string_view::npos) << s;
 }
 
 }  // namespace
