@@ -37,6 +37,18 @@ int64_t Select(const std::string& uri, const std::string& table, const std::stri
   return v.ok() ? *v : -1;
 }
 
+// Opens a connection that holds an ACCESS EXCLUSIVE lock on `table` in an open transaction, so
+// the sink's statements wait; ROLLBACK and PQfinish release it.
+void LockTable(const std::string& uri, const std::string& table, PGconn** locker) {
+  *locker = PQconnectdb(uri.c_str());
+  ASSERT_EQ(PQstatus(*locker), CONNECTION_OK);
+  PQclear(PQexec(*locker, "BEGIN"));
+  PGresult* lock =
+      PQexec(*locker, absl::StrCat("LOCK TABLE \"", table, "\" IN ACCESS EXCLUSIVE MODE").c_str());
+  ASSERT_EQ(PQresultStatus(lock), PGRES_COMMAND_OK) << PQresultErrorMessage(lock);
+  PQclear(lock);
+}
+
 std::vector<Record> Batch() {
   return {
       {.topic = "prices",
@@ -110,13 +122,8 @@ TEST(PostgresSinkTest, BatchBlockedByALockIsAbandonedAndRolledBack) {
   const std::string table = UniqueTable();
   auto sink = PostgresSink::Create({.uri = uri, .table = table});
   ASSERT_TRUE(sink.ok()) << sink.status();
-  PGconn* locker = PQconnectdb(uri.c_str());
-  ASSERT_EQ(PQstatus(locker), CONNECTION_OK);
-  PQclear(PQexec(locker, "BEGIN"));
-  PGresult* lock =
-      PQexec(locker, absl::StrCat("LOCK TABLE \"", table, "\" IN ACCESS EXCLUSIVE MODE").c_str());
-  ASSERT_EQ(PQresultStatus(lock), PGRES_COMMAND_OK) << PQresultErrorMessage(lock);
-  PQclear(lock);
+  PGconn* locker = nullptr;
+  ASSERT_NO_FATAL_FAILURE(LockTable(uri, table, &locker));
 
   std::vector<Record> batch = Batch();
   const absl::Time start = absl::Now();
@@ -136,13 +143,8 @@ TEST(PostgresSinkTest, StatementCanceledByTheServerIsRetryableAndTheRetryLoads) 
   const std::string table = UniqueTable();
   auto sink = PostgresSink::Create({.uri = uri, .table = table});
   ASSERT_TRUE(sink.ok()) << sink.status();
-  PGconn* locker = PQconnectdb(uri.c_str());
-  ASSERT_EQ(PQstatus(locker), CONNECTION_OK);
-  PQclear(PQexec(locker, "BEGIN"));
-  PGresult* lock =
-      PQexec(locker, absl::StrCat("LOCK TABLE \"", table, "\" IN ACCESS EXCLUSIVE MODE").c_str());
-  ASSERT_EQ(PQresultStatus(lock), PGRES_COMMAND_OK) << PQresultErrorMessage(lock);
-  PQclear(lock);
+  PGconn* locker = nullptr;
+  ASSERT_NO_FATAL_FAILURE(LockTable(uri, table, &locker));
 
   // The sink's statement waits for the lock; an administrator (or statement_timeout) cancels it.
   std::vector<Record> batch = Batch();
