@@ -1,6 +1,6 @@
 """The real tools the deploy tests render and validate with, and KEDA's CRD schemas.
 
-    docs = kustomize_build("overlays/tls")          # `kustomize build deploy/overlays/tls`
+    docs = kustomize_build("overlays/no-tls")       # `kustomize build deploy/overlays/no-tls`
     docs = helm_template({"tls": {"enabled": True}}) # `helm template klag deploy/helm/klag -n klag`
     results = kubecheck(docs)                        # one dict per object: result, errors
 

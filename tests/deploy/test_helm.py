@@ -2,8 +2,8 @@
 with every option on (mTLS, ServiceMonitor, NetworkPolicy, PodDisruptionBudget, dashboard), every
 object validates (kubecheck: Kubernetes' schema and prometheus-operator's ServiceMonitor; KEDA's
 CRD schemas), and the chart renders what the Kustomize tree renders (image, args, env, ports,
-probes, securityContext, resources, Services, profiles, PDB; with tls.enabled what
-deploy/overlays/tls adds).
+probes, securityContext, resources, Services, profiles, PDB, NetworkPolicy; with the default
+tls.enabled what the default deploy/ adds, without it what deploy/scaler renders).
 
 Run: scripts/tools.sh && python3 -m pytest tests/deploy (ctest: deploy_manifests_test).
 """
@@ -101,8 +101,8 @@ def test_full_values_render_every_optional_object():
                             "Secret", "Service", "Service", "ServiceAccount", "ServiceMonitor",
                             "TriggerAuthentication"])
     default = sorted(d["kind"] for d in helm_template())
-    assert default == sorted(["Deployment", "PodDisruptionBudget", "Secret", "Service",
-                              "Service", "ServiceAccount"])
+    assert default == sorted(["Deployment", "NetworkPolicy", "PodDisruptionBudget", "Secret",
+                              "Service", "Service", "ServiceAccount"])
 
 
 def test_servicemonitor_validation_catches_a_typo():
@@ -139,9 +139,9 @@ def essentials(deployment):
     }
 
 
-@pytest.mark.parametrize("entry,values", [("scaler", None), ("overlays/tls", {"tls": {
-    "enabled": True, "triggerAuthentication": {"namespaces": ["data-load"]}}})],
-                         ids=["base", "tls"])
+@pytest.mark.parametrize("entry,values", [("scaler", {"tls": {"enabled": False}}), ("", {"tls": {
+    "triggerAuthentication": {"namespaces": ["data-load"]}}})],
+                         ids=["no-tls", "default-tls"])
 def test_chart_deployment_is_the_kustomize_deployment(entry, values):
     kustomized = one(kustomize_build(entry), "Deployment", SCALER)
     helmed = one(helm_template(values), "Deployment", SCALER)
@@ -173,8 +173,8 @@ def test_chart_pdb_serviceaccount_and_profiles_are_kustomizes():
         assert one(hs, "Secret", secret["metadata"]["name"])["stringData"] == secret["stringData"]
 
 
-def test_chart_triggerauthentication_is_the_tls_overlays():
-    k = one(kustomize_build("overlays/tls"), "TriggerAuthentication")
+def test_chart_triggerauthentication_is_the_default_deploys():
+    k = one(kustomize_build(""), "TriggerAuthentication")
     h = one(helm_template(FULL), "TriggerAuthentication")
     assert (h["metadata"]["name"], h["metadata"]["namespace"]) == (
         k["metadata"]["name"], k["metadata"]["namespace"])
@@ -243,6 +243,25 @@ def test_networkpolicy_admits_keda_to_grpc_and_prometheus_to_metrics():
         "kubernetes.io/metadata.name": "keda"}
 
 
+def test_protected_by_default_mutual_tls_and_networkpolicy():
+    docs = helm_template()
+    c = container(one(docs, "Deployment"))
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    for var in ("KLAG_TLS_CERT", "KLAG_TLS_KEY", "KLAG_TLS_CLIENT_CA"):
+        assert env[var].startswith("/etc/klag/tls/"), var
+    # The chart's policy is the Kustomize component's (the chart's selector may add labels).
+    h, k = one(docs, "NetworkPolicy"), one(kustomize_build(""), "NetworkPolicy")
+    assert (h["metadata"]["name"], h["metadata"]["namespace"]) == (
+        k["metadata"]["name"], k["metadata"]["namespace"])
+    assert h["spec"]["ingress"] == k["spec"]["ingress"]
+    assert h["spec"]["policyTypes"] == k["spec"]["policyTypes"]
+    assert (k["spec"]["podSelector"]["matchLabels"].items()
+            <= h["spec"]["podSelector"]["matchLabels"].items())
+    off = helm_template({"tls": {"enabled": False}, "networkPolicy": {"enabled": False}})
+    assert not find(off, "NetworkPolicy")
+    assert "KLAG_TLS_CERT" not in {e["name"] for e in container(one(off, "Deployment"))["env"]}
+
+
 def test_pdb_can_be_turned_off_and_tuned():
     assert not find(helm_template({"podDisruptionBudget": {"enabled": False}}),
                     "PodDisruptionBudget")
@@ -253,7 +272,7 @@ def test_pdb_can_be_turned_off_and_tuned():
 
 def test_profiles_from_values_and_existing_secrets():
     # Helm merges maps with the defaults: null removes the default profile `kafka`.
-    docs = helm_template({"profiles": {
+    docs = helm_template({"tls": {"enabled": False}, "profiles": {
         "kafka": None,
         "prod": {"data": {"allowedNamespaces": "a,b", "bootstrapServers": "k:9093",
                           "sasl": "scram_sha512", "username": "u", "password": "p"}},
@@ -273,7 +292,7 @@ def test_profiles_from_values_and_existing_secrets():
 
 
 def test_no_profiles_and_no_tls_renders_without_volumes():
-    d = one(helm_template({"profiles": None}), "Deployment")
+    d = one(helm_template({"profiles": None, "tls": {"enabled": False}}), "Deployment")
     assert "volumes" not in pod_spec(d) and "volumeMounts" not in container(d)
     assert validation_errors([d]) == []
 

@@ -21,7 +21,7 @@ from deploy_tools import (DEPLOY, HERE, ROOT, SCALEDJOB_SCHEMA, TRIGGERAUTH_SCHE
                           find, kubecheck, kustomize_build, one, validation_errors)
 
 # Every kustomization a user applies (docs/deploy.md).
-ENTRY_POINTS = ["", "scaler", "jobs", "overlays/tls", "examples/scaledobject"]
+ENTRY_POINTS = ["", "scaler", "jobs", "overlays/no-tls", "examples/scaledobject"]
 
 SCALER_NAMESPACE = "klag"
 SCALER_NAME = "klag-scaler"
@@ -202,7 +202,7 @@ def test_every_file_in_deploy_is_used_by_a_kustomization():
 
 # ---------------------------------------------------------------- KEDA CRDs
 
-@pytest.mark.parametrize("entry", ["", "jobs", "overlays/tls"])
+@pytest.mark.parametrize("entry", ["", "jobs", "overlays/no-tls"])
 def test_scaledjob_validates_against_keda_crd(entry):
     for sj in find(render(entry), "ScaledJob"):
         assert crd_errors(SCALEDJOB_SCHEMA, sj) == []
@@ -228,7 +228,7 @@ def test_crd_validation_catches_typos_bad_enums_and_missing_fields():
 
 
 def test_triggerauthentication_validates_against_keda_crd():
-    tas = find(render("overlays/tls"), "TriggerAuthentication")
+    tas = find(render(""), "TriggerAuthentication")
     assert len(tas) == 1
     assert crd_errors(TRIGGERAUTH_SCHEMA, tas[0]) == []
     bad = copy.deepcopy(tas[0])
@@ -240,7 +240,7 @@ def test_triggerauthentication_validates_against_keda_crd():
 
 
 def test_scaledjob_triggers_follow_kedas_external_rules():
-    for entry in ["jobs", "overlays/tls"]:
+    for entry in ["", "jobs", "overlays/no-tls"]:
         for sj in find(render(entry), "ScaledJob"):
             for trigger in sj["spec"]["triggers"]:
                 # KEDA's webhook rejects metricType on ScaledJob triggers.
@@ -307,7 +307,7 @@ def test_commands_exist_in_the_images():
     sj = one(render("jobs"), "ScaledJob")
     command = pod_spec(sj)["containers"][0]["command"]
     assert command == JOB_DOCKERFILE.entrypoint
-    scaler_tls = one(render("overlays/tls"), "Deployment", SCALER_NAME)
+    scaler_tls = one(render(""), "Deployment", SCALER_NAME)
     container = pod_spec(scaler_tls)["containers"][0]
     for probe in ("readinessProbe", "livenessProbe"):
         assert installed(SCALER_DOCKERFILE, container[probe]["exec"]["command"][0])
@@ -331,7 +331,7 @@ def test_ports_agree_between_listen_address_container_probes_image_and_services(
         listen = env[var]["value"]
         assert listen.startswith("0.0.0.0:"), f"{var}: must listen on every interface of the pod"
         assert int(listen.rsplit(":", 1)[1]) == p["containerPort"], var
-    assert port["containerPort"] in SCALER_DOCKERFILE.expose
+    assert sorted(SCALER_DOCKERFILE.expose) == sorted([port["containerPort"], metrics["containerPort"]])
     for probe in ("readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"] == {"port": port["containerPort"]}
     by_name = {p["name"]: p for p in container["ports"]}
@@ -477,8 +477,8 @@ def test_profiles_name_their_namespaces_and_pin_their_cluster():
         assert base not in CONNECTION_KEYS, key
 
 
-def test_tls_overlay_wires_keda_and_the_scaler_to_the_same_certificates():
-    docs = render("overlays/tls")
+def test_default_wires_keda_and_the_scaler_to_the_same_certificates():
+    docs = render("")
     sj = one(docs, "ScaledJob")
     ta = one(docs, "TriggerAuthentication")
     assert ta["metadata"]["namespace"] == sj["metadata"]["namespace"]
@@ -552,3 +552,35 @@ def test_dockerignore_keeps_build_trees_and_caches_out_of_the_context():
                 if l.strip() and not l.startswith("#")]
     for p in (".git", ".cache", "build*", "out"):
         assert p in patterns
+
+
+# ---------------------------------------------------------------- protected by default
+
+
+def test_default_deploy_serves_grpc_only_over_mutual_tls():
+    container = pod_spec(one(render(""), "Deployment", SCALER_NAME))["containers"][0]
+    env = env_of(container)
+    for var in ("KLAG_TLS_CERT", "KLAG_TLS_KEY", "KLAG_TLS_CLIENT_CA"):
+        assert env[var]["value"].startswith("/etc/klag/tls/"), var
+    # Plaintext only where asked for by name.
+    plain = pod_spec(one(render("overlays/no-tls"), "Deployment", SCALER_NAME))["containers"][0]
+    assert not {"KLAG_TLS_CERT", "KLAG_TLS_KEY", "KLAG_TLS_CLIENT_CA"} & set(env_of(plain))
+
+
+@pytest.mark.parametrize("entry", ["", "overlays/no-tls"])
+def test_networkpolicy_admits_only_kedas_namespace_to_grpc(entry):
+    docs = render(entry)
+    deployment = one(docs, "Deployment", SCALER_NAME)
+    (policy,) = find(docs, "NetworkPolicy")
+    assert policy["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= pod_labels.items(), "the policy must select the scaler's pods"
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    by_port = {rule["ports"][0]["port"]: rule["from"] for rule in policy["spec"]["ingress"]}
+    container_ports = {p["name"] for p in pod_spec(deployment)["containers"][0]["ports"]}
+    assert set(by_port) == {"grpc", "metrics"} and set(by_port) <= container_ports
+    assert by_port["grpc"] == [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "keda"}}}]
+    # No rule without a source: an empty `from` would admit every pod.
+    assert all(rule.get("from") for rule in policy["spec"]["ingress"])
