@@ -11,6 +11,8 @@ set -euo pipefail
 PACKAGES=(
   # toolchain and build
   build-essential cmake ninja-build pkg-config clang-format libclang-rt-14-dev
+  # the libFuzzer harnesses (tests/fuzz) build with clang
+  clang-14
   # libraries
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev libfmt-dev libssl-dev libsasl2-dev libpq-dev

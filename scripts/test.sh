@@ -16,7 +16,9 @@
 #      4.x, kafka4, which must then have tests) and the wire test against it
 #   7. configure + build `build-asan` (-DKLAG_SANITIZE=address,undefined, -O1, only the target
 #      klag_unit_service_tests) and run its unit and service labels
-#   8. stop the broker and PostgreSQL (always, on exit)
+#   8. configure + build `build-fuzz` (clang, -DKLAG_FUZZ=ON: libFuzzer + ASan/UBSan, only the
+#      target klag_fuzzers) and run each harness of tests/fuzz for KLAG_FUZZ_SECONDS (label fuzz)
+#   9. stop the broker and PostgreSQL (always, on exit)
 #
 # Exits non-zero on any failure; with CI=true also when any test was skipped. The last line is
 # "N passed, N failed" (", N skipped" outside CI): ctest tests over all ctest runs, every Kafka
@@ -31,6 +33,7 @@ Usage: scripts/test.sh [options]
   --no-format      skip the clang-format check
   --no-wire        skip the wire test (tests/wire/run.sh)
   --no-asan        skip the sanitizer build and its tests
+  --no-fuzz        skip the fuzz build and its harnesses
   --no-build       do not configure or build the main tree (KLAG_BUILD_DIR): test it as it
                    is, e.g. when a build queue built it
   -L, --label RE   run only ctest labels matching RE in the main tree (e.g. -L unit); the
@@ -49,6 +52,7 @@ Usage: scripts/test.sh [options]
   -h, --help       this text
 
 Environment: KLAG_BUILD_DIR (default build), KLAG_ASAN_BUILD_DIR (default build-asan),
+KLAG_FUZZ_BUILD_DIR (default build-fuzz), KLAG_FUZZ_SECONDS (per harness; default 30),
 KLAG_TEST_TIMEOUT (seconds per test without its own TIMEOUT; default 300), CI=true (skipped
 tests fail the run). The brokers' logs are kept in .cache/kafka/test-logs/ when the run fails.
 EOF
@@ -60,7 +64,7 @@ readonly DEFAULT_MATRIX="3.9.1 4.4.0"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 
-opt_deps=1 opt_format=1 opt_wire=1 opt_asan=1 opt_build=1 opt_label="" opt_matrix=1
+opt_deps=1 opt_format=1 opt_wire=1 opt_asan=1 opt_fuzz=1 opt_build=1 opt_label="" opt_matrix=1
 KAFKA_MATRIX="${KLAG_KAFKA_MATRIX:-$DEFAULT_MATRIX}"
 JOBS="${KLAG_JOBS:-2}"
 while [[ $# -gt 0 ]]; do
@@ -69,6 +73,7 @@ while [[ $# -gt 0 ]]; do
     --no-format) opt_format=0 ;;
     --no-wire) opt_wire=0 ;;
     --no-asan) opt_asan=0 ;;
+    --no-fuzz) opt_fuzz=0 ;;
     --no-build) opt_build=0 ;;
     -L | --label) [[ $# -ge 2 ]] || { echo "test.sh: error: $1 needs a value" >&2; exit 2; }
       opt_label="$2"; shift ;;
@@ -94,6 +99,7 @@ done
 
 BUILD="${KLAG_BUILD_DIR:-build}"
 ASAN_BUILD="${KLAG_ASAN_BUILD_DIR:-build-asan}"
+FUZZ_BUILD="${KLAG_FUZZ_BUILD_DIR:-build-fuzz}"
 IN_CI=0
 [[ "${CI:-}" == "true" ]] && IN_CI=1
 
@@ -410,6 +416,23 @@ if ((opt_asan)); then
       run_ctest "$ASAN_BUILD" asan -L '^(unit|service)$'
   else
     fail "build of ${ASAN_BUILD}"
+  fi
+fi
+
+# ---------------------------------------------------------------- 8. fuzzing
+if ((opt_fuzz)) && [[ -z "$opt_label" ]]; then
+  # The parsers of untrusted input under libFuzzer (clang only), each for KLAG_FUZZ_SECONDS from
+  # its seeds; a crash, a sanitizer report or a broken invariant fails the harness.
+  step "configure and build ${FUZZ_BUILD} (clang, libFuzzer + address,undefined; target klag_fuzzers)"
+  if configure_and_build "$FUZZ_BUILD" -DKLAG_FUZZ=ON -DKLAG_BUILD_TESTS=OFF \
+    -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
+    "-DKLAG_FUZZ_SECONDS=${KLAG_FUZZ_SECONDS:-30}" --target klag_fuzzers; then
+    n="$(count_tests "$FUZZ_BUILD" -L '^fuzz$')"
+    [[ "${n:-0}" -gt 0 ]] || fail "ctest found no tests labelled 'fuzz' in ${FUZZ_BUILD}"
+    step "ctest ${FUZZ_BUILD} -L fuzz (${KLAG_FUZZ_SECONDS:-30} s each)"
+    run_ctest "$FUZZ_BUILD" fuzz -L '^fuzz$'
+  else
+    fail "build of ${FUZZ_BUILD}"
   fi
 fi
 
