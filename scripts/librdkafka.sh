@@ -20,7 +20,7 @@ set -euo pipefail
 
 readonly SOURCE_VERSION="2.8.0-1"
 # Our own revision on top of Debian's: bump it when a patch under scripts/librdkafka changes.
-readonly LOCAL_SUFFIX="+klag2"
+readonly LOCAL_SUFFIX="+klag3"
 readonly VERSION="${SOURCE_VERSION}${LOCAL_SUFFIX}"
 readonly SUITE="trixie"
 readonly PACKAGES=(librdkafka1 librdkafka++1 librdkafka-dev)
