@@ -1,8 +1,14 @@
 #include "kafka/connection_config.h"
 
+#include <openssl/evp.h>
+
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <initializer_list>
+#include <memory>
 #include <random>
 #include <set>
 #include <string>
@@ -126,91 +132,25 @@ bool IsUnder(absl::string_view path, absl::string_view dir) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// SHA-256 (FIPS 180-4), for Key(): a collision-resistant digest of the secret fields.
+// SHA-256 for Key() (a collision-resistant digest of the secret fields): OpenSSL's, through EVP.
 
-constexpr std::array<uint32_t, 64> kSha256K = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-
-constexpr uint32_t RotateRight(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
-
-class Sha256 {
- public:
-  void Update(absl::string_view data) {
-    for (char c : data) {
-      block_[block_len_++] = static_cast<uint8_t>(c);
-      if (block_len_ == block_.size()) {
-        Compress();
-        block_len_ = 0;
-      }
-    }
-    total_bytes_ += data.size();
+std::string Sha256HexOf(std::initializer_list<absl::string_view> parts) {
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest;
+  unsigned int length = 0;
+  bool ok = ctx != nullptr && EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1;
+  for (absl::string_view part : parts) {
+    ok = ok && EVP_DigestUpdate(ctx.get(), part.data(), part.size()) == 1;
   }
-
-  std::string HexDigest() && {
-    const uint64_t total_bits = total_bytes_ * 8;
-    Update(absl::string_view("\x80", 1));
-    while (block_len_ != 56) Update(absl::string_view("\0", 1));
-    std::array<char, 8> length;
-    for (int i = 0; i < 8; ++i) length[i] = static_cast<char>(total_bits >> (56 - 8 * i));
-    Update(absl::string_view(length.data(), length.size()));
-    std::string hex;
-    for (uint32_t word : state_) absl::StrAppend(&hex, absl::Hex(word, absl::kZeroPad8));
-    return hex;
+  ok = ok && EVP_DigestFinal_ex(ctx.get(), digest.data(), &length) == 1;
+  if (!ok) {
+    // Only an OpenSSL that cannot allocate or has no SHA-256 gets here: nothing to answer with.
+    std::fprintf(stderr, "klag: OpenSSL SHA-256 failed\n");
+    std::abort();
   }
-
- private:
-  void Compress() {
-    std::array<uint32_t, 64> w;
-    for (int i = 0; i < 16; ++i) {
-      w[i] = (uint32_t{block_[4 * i]} << 24) | (uint32_t{block_[4 * i + 1]} << 16) |
-             (uint32_t{block_[4 * i + 2]} << 8) | uint32_t{block_[4 * i + 3]};
-    }
-    for (int i = 16; i < 64; ++i) {
-      const uint32_t s0 = RotateRight(w[i - 15], 7) ^ RotateRight(w[i - 15], 18) ^ (w[i - 15] >> 3);
-      const uint32_t s1 = RotateRight(w[i - 2], 17) ^ RotateRight(w[i - 2], 19) ^ (w[i - 2] >> 10);
-      w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    uint32_t a = state_[0], b = state_[1], c = state_[2], d = state_[3];
-    uint32_t e = state_[4], f = state_[5], g = state_[6], h = state_[7];
-    for (int i = 0; i < 64; ++i) {
-      const uint32_t s1 = RotateRight(e, 6) ^ RotateRight(e, 11) ^ RotateRight(e, 25);
-      const uint32_t ch = (e & f) ^ (~e & g);
-      const uint32_t t1 = h + s1 + ch + kSha256K[i] + w[i];
-      const uint32_t s0 = RotateRight(a, 2) ^ RotateRight(a, 13) ^ RotateRight(a, 22);
-      const uint32_t maj = (a & b) ^ (a & c) ^ (b & c);
-      const uint32_t t2 = s0 + maj;
-      h = g;
-      g = f;
-      f = e;
-      e = d + t1;
-      d = c;
-      c = b;
-      b = a;
-      a = t1 + t2;
-    }
-    state_[0] += a;
-    state_[1] += b;
-    state_[2] += c;
-    state_[3] += d;
-    state_[4] += e;
-    state_[5] += f;
-    state_[6] += g;
-    state_[7] += h;
-  }
-
-  std::array<uint32_t, 8> state_ = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-  std::array<uint8_t, 64> block_ = {};
-  size_t block_len_ = 0;
-  uint64_t total_bytes_ = 0;
-};
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest.data()), length));
+}
 
 // Random per process: a key logged by one process cannot be matched against guessed passwords.
 const std::string& ProcessSalt() {
@@ -283,16 +223,6 @@ absl::StatusOr<std::string> ParseBootstrapServers(const Setting& setting) {
     entries.push_back(std::move(parsed));
   }
   return absl::StrJoin(entries, ",");
-}
-
-// Returns the index of `setting.value` in `choices`, or an error listing them.
-absl::StatusOr<size_t> ParseEnum(const Setting& setting,
-                                 const std::vector<absl::string_view>& choices) {
-  for (size_t i = 0; i < choices.size(); ++i) {
-    if (setting.value == choices[i]) return i;
-  }
-  return Invalid(absl::StrCat(setting.key, " must be one of ", absl::StrJoin(choices, ", "),
-                              "; got ", QuoteValue(setting.value)));
 }
 
 absl::Status RequirePem(const Setting& setting) {
@@ -547,6 +477,29 @@ absl::StatusOr<std::optional<Setting>> LookupSetting(const SettingMap& settings,
   return found;
 }
 
+absl::StatusOr<size_t> ParseEnum(const Setting& setting,
+                                 const std::vector<absl::string_view>& choices) {
+  for (size_t i = 0; i < choices.size(); ++i) {
+    if (setting.value == choices[i]) return i;
+  }
+  return Invalid(absl::StrCat(setting.key, " must be one of ", absl::StrJoin(choices, ", "),
+                              "; got ", QuoteValue(setting.value)));
+}
+
+absl::StatusOr<int64_t> ParseKedaInteger(const Setting& setting) {
+  absl::string_view digits = setting.value;
+  if (!digits.empty() && (digits[0] == '-' || digits[0] == '+')) digits.remove_prefix(1);
+  int64_t value = 0;
+  const bool all_digits = !digits.empty() && std::all_of(digits.begin(), digits.end(), [](char c) {
+    return absl::ascii_isdigit(static_cast<unsigned char>(c));
+  });
+  if (!all_digits || !absl::SimpleAtoi(setting.value, &value)) {
+    return Invalid(
+        absl::StrCat(setting.key, " must be an integer, got ", QuoteValue(setting.value)));
+  }
+  return value;
+}
+
 absl::StatusOr<bool> ParseKedaBool(const Setting& setting) {
   // The accepted spellings of Go's strconv.ParseBool.
   static constexpr std::array<absl::string_view, 6> kTrue = {"1", "t", "T", "TRUE", "true", "True"};
@@ -634,13 +587,10 @@ std::string ConnectionConfig::Key() const {
   AppendField(&secret_fields, sasl.keytab_path);
   AppendField(&secret_fields, sasl.realm);
 
-  Sha256 sha;
-  sha.Update(ProcessSalt());
-  sha.Update(secret_fields);
   // '|' cannot occur in a parsed bootstrap list or mechanism name; a username holding one only
   // shifts the split, and the digest still separates the configs.
   return absl::StrCat(bootstrap_servers, "|", MechanismName(sasl.mechanism), "|", sasl.username,
-                      "|", std::move(sha).HexDigest());
+                      "|", Sha256HexOf({ProcessSalt(), secret_fields}));
 }
 
 // Audit of every librdkafka property built here (from trigger metadata, a credentials profile or
@@ -774,11 +724,7 @@ absl::StatusOr<RdkafkaProperties> ToRdkafkaProperties(const ConnectionConfig& co
 }
 
 namespace internal {
-std::string Sha256Hex(absl::string_view data) {
-  Sha256 sha;
-  sha.Update(data);
-  return std::move(sha).HexDigest();
-}
+std::string Sha256Hex(absl::string_view data) { return Sha256HexOf({data}); }
 }  // namespace internal
 
 }  // namespace klag::kafka

@@ -89,6 +89,15 @@ absl::StatusOr<std::optional<Setting>> LookupSetting(const SettingMap& settings,
 // and the value.
 absl::StatusOr<bool> ParseKedaBool(const Setting& setting);
 
+// The index of `setting.value` in `choices` (exact, case-sensitive match, as KEDA's typed config
+// compares). Errors: kInvalidArgument naming `setting.key`, the choices and the (quoted) value.
+absl::StatusOr<size_t> ParseEnum(const Setting& setting,
+                                 const std::vector<absl::string_view>& choices);
+
+// A decimal integer as Go's strconv.ParseInt(s, 10, 64) accepts it: optional sign, digits,
+// within int64. Errors: kInvalidArgument naming `setting.key` and the (quoted) value.
+absl::StatusOr<int64_t> ParseKedaInteger(const Setting& setting);
+
 // What the process's operator allows connection settings to name. Filled from process flags
 // (never from the settings themselves), passed to ParseConnectionConfig.
 struct ConnectionPolicy {

@@ -67,30 +67,6 @@ bool IsKnownKey(absl::string_view key) {
          in(kafka::ConnectionSettingKeys(), base);
 }
 
-absl::StatusOr<size_t> ParseEnum(const Setting& setting,
-                                 const std::vector<absl::string_view>& choices) {
-  for (size_t i = 0; i < choices.size(); ++i) {
-    if (setting.value == choices[i]) return i;
-  }
-  return Invalid(absl::StrCat(setting.key, " must be one of ", absl::StrJoin(choices, ", "),
-                              "; got ", QuoteValue(setting.value)));
-}
-
-// A decimal integer: optional sign, digits, within int64 (what strconv.ParseInt accepts).
-absl::StatusOr<int64_t> ParseInteger(const Setting& setting) {
-  absl::string_view digits = setting.value;
-  if (!digits.empty() && (digits[0] == '-' || digits[0] == '+')) digits.remove_prefix(1);
-  int64_t value = 0;
-  const bool all_digits = !digits.empty() && std::all_of(digits.begin(), digits.end(), [](char c) {
-    return absl::ascii_isdigit(static_cast<unsigned char>(c));
-  });
-  if (!all_digits || !absl::SimpleAtoi(setting.value, &value)) {
-    return Invalid(
-        absl::StrCat(setting.key, " must be an integer, got ", QuoteValue(setting.value)));
-  }
-  return value;
-}
-
 // A partition id: digits only (so "-1" is refused), within int32.
 bool ParsePartitionId(absl::string_view text, int32_t* id) {
   text = absl::StripAsciiWhitespace(text);
@@ -212,7 +188,7 @@ absl::StatusOr<TriggerSpec> ParseTriggerSpec(const Metadata& metadata,
 
   ASSIGN_OR_RETURN(std::optional<Setting> threshold, LookupSetting(metadata, "lagThreshold"));
   if (threshold.has_value()) {
-    ASSIGN_OR_RETURN(spec.lag_threshold, ParseInteger(*threshold));
+    ASSIGN_OR_RETURN(spec.lag_threshold, kafka::ParseKedaInteger(*threshold));
     if (spec.lag_threshold <= 0) {
       return Invalid(absl::StrCat(threshold->key, " must be positive number, got ",
                                   QuoteValue(threshold->value)));
@@ -221,7 +197,7 @@ absl::StatusOr<TriggerSpec> ParseTriggerSpec(const Metadata& metadata,
   ASSIGN_OR_RETURN(std::optional<Setting> activation,
                    LookupSetting(metadata, "activationLagThreshold"));
   if (activation.has_value()) {
-    ASSIGN_OR_RETURN(spec.activation_lag_threshold, ParseInteger(*activation));
+    ASSIGN_OR_RETURN(spec.activation_lag_threshold, kafka::ParseKedaInteger(*activation));
     if (spec.activation_lag_threshold < 0) {
       return Invalid(absl::StrCat(activation->key, " must be a non-negative number, got ",
                                   QuoteValue(activation->value)));
@@ -230,13 +206,14 @@ absl::StatusOr<TriggerSpec> ParseTriggerSpec(const Metadata& metadata,
 
   ASSIGN_OR_RETURN(std::optional<Setting> policy, LookupSetting(metadata, "offsetResetPolicy"));
   if (policy.has_value()) {
-    ASSIGN_OR_RETURN(size_t index, ParseEnum(*policy, {"latest", "earliest"}));
+    ASSIGN_OR_RETURN(size_t index, kafka::ParseEnum(*policy, {"latest", "earliest"}));
     spec.offset_reset_policy =
         index == 0 ? OffsetResetPolicy::kLatest : OffsetResetPolicy::kEarliest;
   }
   ASSIGN_OR_RETURN(std::optional<Setting> isolation, LookupSetting(metadata, "isolationLevel"));
   if (isolation.has_value()) {
-    ASSIGN_OR_RETURN(size_t index, ParseEnum(*isolation, {"read_uncommitted", "read_committed"}));
+    ASSIGN_OR_RETURN(size_t index,
+                     kafka::ParseEnum(*isolation, {"read_uncommitted", "read_committed"}));
     spec.isolation_level = index == 0 ? kafka::IsolationLevel::kReadUncommitted
                                       : kafka::IsolationLevel::kReadCommitted;
   }
