@@ -80,6 +80,16 @@ EndOffsetsCache::Answer EndOffsetsCache::Lookup(const std::vector<TopicPartition
     if (pending_ == nullptr) {
       pending_ = std::make_shared<Batch>();
       pending_->opened_at = absl::Now();
+      // Stale partitions of the other topics in use (looked up within max_age) ride along too:
+      // their callers would ask in a moment, and one refresh per max_age then serves them all.
+      for (const auto& [topic, used] : topic_used_) {
+        if (used < bound) continue;
+        auto entries = snapshot_.find(topic);
+        if (entries == snapshot_.end()) continue;
+        for (const auto& [partition, entry] : entries->second) {
+          if (entry.read_at < bound) pending_->partitions.insert({topic, partition});
+        }
+      }
     }
     for (const TopicPartition& tp : to_pending) {
       pending_->partitions.insert(tp);

@@ -12,8 +12,10 @@
 // such start). A partition whose snapshot entry is older is fetched again: the caller joins the
 // fetch in flight if that started within the bound and covers the partition, otherwise the next
 // one. A fetch carries every partition waiting for it plus the other stale partitions of the same
-// topics, so one call serves a whole topic. Failed partitions are never kept in the snapshot.
-// Topics nobody looked up for `idle_ttl` are dropped (memory stays bounded by the topics in use).
+// topics, so one call serves a whole topic, and of the other topics in use (looked up within
+// max_age), so their snapshot ages together and one call per max_age serves them all. Failed
+// partitions are never kept in the snapshot. Topics nobody looked up for `idle_ttl` are dropped
+// (memory stays bounded by the topics in use).
 //
 // Nothing here includes librdkafka: errors are the fetch function's own non-zero codes, passed
 // through untouched.

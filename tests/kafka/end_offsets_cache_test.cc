@@ -138,6 +138,21 @@ TEST(EndOffsetsCacheTest, RefreshTakesTheOtherStalePartitionsOfTheTopicAlong) {
   EXPECT_TRUE(f.cache.Lookup({kA1}, kFar).from_snapshot);
 }
 
+TEST(EndOffsetsCacheTest, RefreshTakesTheStalePartitionsOfOtherTopicsInUseAlong) {
+  Fixture f;
+  for (const TopicPartition& tp : {kA0, kA1, kB0}) f.cluster.SetEnd(tp, 1);
+  ASSERT_FALSE(f.cache.Lookup({kA0, kA1}, kFar).timed_out);
+  f.clock.Advance(absl::Milliseconds(600));
+  ASSERT_FALSE(f.cache.Lookup({kB0}, kFar).timed_out);
+  f.clock.Advance(absl::Milliseconds(600));  // a/* stale; b/0 fresh and looked up 600 ms ago
+  ASSERT_FALSE(f.cache.Lookup({kB0}, kFar).timed_out);
+  EXPECT_EQ(f.cluster.calls().size(), 2u);
+  f.clock.Advance(absl::Milliseconds(600));  // b/0 stale too, looked up 600 ms ago: in use
+  ASSERT_FALSE(f.cache.Lookup({kA0}, kFar).timed_out);
+  ASSERT_EQ(f.cluster.calls().size(), 3u);
+  EXPECT_THAT(f.cluster.calls()[2], UnorderedElementsAre(kA0, kA1, kB0));
+}
+
 TEST(EndOffsetsCacheTest, ConcurrentCallersShareOneFetch) {
   Fixture f(/*open=*/false);
   f.cluster.SetEnd(kA0, 7);
