@@ -70,10 +70,13 @@ class Client {
   absl::Status ErrorStatus(rd_kafka_resp_err_t err, absl::string_view context,
                            absl::string_view detail = "") const;
 
-  // One Metadata request (about `rkt`, or brokers only when null) answered by `deadline`. While
-  // the connection news is bad, waits at most `probe` for a usable broker and then fails
-  // kUnavailable; otherwise waits up to the deadline, checking the news every `probe`. An answer
-  // marks the client reachable. Counts each request sent in `requests`.
+  // One Metadata request (about `rkt`, or brokers only when null) answered by `deadline`. Waits
+  // for a usable broker connection one `probe` at a time: when a wait ends without one and the
+  // news is bad (before or during the wait), fails kUnavailable (kUnauthenticated for failed
+  // authentication) at once; with no bad news it waits on. A request sent but unanswered after a
+  // probe (a slow broker) is asked once more with the rest of the deadline, so only the deadline
+  // ends in kDeadlineExceeded. An answer marks the client reachable. Counts each request sent in
+  // `requests`.
   absl::StatusOr<MetadataPtr> Metadata(rd_kafka_topic_t* rkt, absl::Time deadline,
                                        absl::Duration probe, absl::string_view context,
                                        std::atomic<int64_t>& requests);

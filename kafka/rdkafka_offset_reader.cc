@@ -131,8 +131,7 @@ class RdkafkaOffsetReader::Impl {
  private:
   // A ReadOffsets call's part in a shared committed-offsets read: the owner started the call and
   // must publish its outcome (the destructor publishes "abandoned" if it never does).
-  class CommittedRead {
-   public:
+  struct CommittedRead {
     CommittedRead(Impl& impl, std::string key) : impl_(impl), key_(std::move(key)) {}
     ~CommittedRead() {
       if (owned_ != nullptr && !published_)
