@@ -60,6 +60,13 @@ struct OffsetQuery {
 struct GroupOffsets {
   // Sorted by (topic, partition); one entry per partition of every requested topic.
   std::vector<PartitionOffsets> partitions;
+  // How fresh the answer is. end_offsets_read_at: send time of the oldest ListOffsets request
+  // behind the end and log-start offsets (a reader may answer from a shared snapshot: the
+  // RdkafkaOffsetReader guarantees end_offsets_read_at >= arrival - end_offsets_max_age).
+  // committed_read_at: send time of the OffsetFetch behind the committed offsets, never before
+  // the ReadOffsets call arrived. InfinitePast when unknown (e.g. a fake reader).
+  absl::Time end_offsets_read_at = absl::InfinitePast();
+  absl::Time committed_read_at = absl::InfinitePast();
 };
 
 // Reads committed, log-start and end offsets for a group. Implementations are thread-safe: one

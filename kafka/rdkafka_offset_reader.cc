@@ -7,19 +7,21 @@
 #include <map>
 #include <optional>
 #include <set>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "kafka/end_offsets_cache.h"
+#include "kafka/rdkafka_client.h"
 #include "kafka/rdkafka_handle.h"
+#include "kafka/rdkafka_list_offsets.h"
 #include "kafka/rdkafka_status.h"
-#include "nlohmann/json.hpp"
+#include "kafka/rdkafka_topic_metadata.h"
 #include "spdlog/spdlog.h"
 
 namespace klag::kafka {
@@ -27,8 +29,7 @@ namespace {
 
 using rdkafka::AdminCall;
 using rdkafka::AdminOutcome;
-using rdkafka::HandlePtr;
-using rdkafka::MetadataPtr;
+using rdkafka::Client;
 using rdkafka::PartitionListPtr;
 using rdkafka::RemainingMs;
 
@@ -41,18 +42,17 @@ constexpr absl::Duration kRetryBackoff = absl::Milliseconds(50);
 // COORDINATOR_LOAD_IN_PROGRESS), while the deadline allows.
 constexpr int kOffsetFetchAttempts = 3;
 constexpr absl::Duration kCoordinatorBackoff = absl::Milliseconds(100);
-// A topic this reader has seen exist that a Metadata answer calls unknown is asked about once
-// more after this pause before it is reported as not found: a broker that is (re)starting or
-// has not caught up may briefly miss it.
-constexpr absl::Duration kAbsenceRecheckDelay = absl::Milliseconds(300);
+
+using Committed = absl::flat_hash_map<TopicPartition, int64_t>;
 
 struct Counters {
   std::atomic<int64_t> read_offsets_calls{0};
   std::atomic<int64_t> metadata_requests{0};
-  std::atomic<int64_t> list_offsets_calls{0};
-  std::atomic<int64_t> list_offsets_partitions{0};
+  rdkafka::ListOffsetsCounters list_offsets;
   std::atomic<int64_t> list_offsets_lookups{0};
   std::atomic<int64_t> offset_fetch_requests{0};
+  std::atomic<int64_t> offset_fetch_shared{0};
+  std::atomic<int64_t> unreachable_probe_failures{0};
   std::atomic<int> clients{0};
 };
 
@@ -88,319 +88,22 @@ bool NeedsMetadataRefresh(rd_kafka_resp_err_t err) {
   }
 }
 
-// One long-lived librdkafka consumer-type handle (never joins a group) with a thread serving its
-// callbacks, and what those callbacks tell about broker reachability.
-//
-// Reachability: a request that times out is kUnavailable when the client's latest connection
-// news is bad, kDeadlineExceeded otherwise. News, in arrival order: the error callback reports
-// connection failures (__TRANSPORT, __RESOLVE, __SSL, __AUTHENTICATION, __ALL_BROKERS_DOWN);
-// the statistics callback reports whether any broker connection is UP; every answered request
-// is good news. So a stopped broker turns timeouts into kUnavailable as soon as the disconnect
-// or a refused reconnect is reported, and a restarted one turns them back with the first answer.
-class Client {
- public:
-  static absl::StatusOr<std::unique_ptr<Client>> Create(const RdkafkaProperties& properties,
-                                                        bool statistics) {
-    std::unique_ptr<Client> client(new Client());
-    absl::StatusOr<HandlePtr> rk = rdkafka::NewHandle(
-        RD_KAFKA_CONSUMER, properties, [&client, statistics](rd_kafka_conf_t* conf) {
-          rd_kafka_conf_set_opaque(conf, client.get());
-          rd_kafka_conf_set_error_cb(conf, &Client::OnError);
-          if (statistics) rd_kafka_conf_set_stats_cb(conf, &Client::OnStats);
-        });
-    if (!rk.ok()) return rk.status();
-    client->rk_ = *std::move(rk);
-    client->poller_ = std::thread([c = client.get()] { c->PollLoop(); });
-    return client;
-  }
-
-  ~Client() {
-    stop_.store(true);
-    // Create() may fail before the handle or the poller exists (e.g. a wrong keyPassword makes
-    // rd_kafka_new fail): only stop what was started.
-    if (rk_ != nullptr) rd_kafka_yield(rk_.get());
-    if (poller_.joinable()) poller_.join();
-  }
-
-  rd_kafka_t* rk() const { return rk_.get(); }
-
-  // A request got an answer: some broker is reachable.
-  void MarkReachable() {
-    absl::MutexLock lock(&mu_);
-    last_up_ = ++seq_;
-  }
-
-  // Whether the latest connection news is good (or there is none yet).
-  bool Reachable() const {
-    absl::MutexLock lock(&mu_);
-    return last_down_ <= last_up_;
-  }
-
-  // The status for a request that got no answer in time.
-  absl::Status TimeoutStatus(absl::string_view context) const {
-    absl::MutexLock lock(&mu_);
-    if (last_down_ > last_up_) return UnreachableStatusLocked(context);
-    return RdkafkaStatus(RD_KAFKA_RESP_ERR__TIMED_OUT, context);
-  }
-
-  // The status when librdkafka found no usable broker connection in time: kUnavailable (or
-  // kUnauthenticated when authentication is what failed), with what the connection attempts
-  // reported.
-  absl::Status UnreachableStatus(absl::string_view context) const {
-    absl::MutexLock lock(&mu_);
-    return UnreachableStatusLocked(context);
-  }
-
-  // The status for `err`, with timeouts judged by reachability. "Unknown topic, partition or
-  // group" is kUnavailable here (RdkafkaTransientStatus): only FetchPartitionCount, reading a
-  // Metadata answer about the topic, may say that a topic does not exist.
-  absl::Status ErrorStatus(rd_kafka_resp_err_t err, absl::string_view context,
-                           absl::string_view detail = "") const {
-    if (err == RD_KAFKA_RESP_ERR__TIMED_OUT || err == RD_KAFKA_RESP_ERR__TIMED_OUT_QUEUE) {
-      return TimeoutStatus(context);
-    }
-    return RdkafkaTransientStatus(err, context, detail);
-  }
-
-  int64_t broker_requests() const { return broker_requests_.load(); }
-
- private:
-  Client() = default;
-
-  absl::Status UnreachableStatusLocked(absl::string_view context) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return RdkafkaStatus(last_connection_err_, context,
-                         absl::StrCat("no broker is reachable: ", last_connection_error_.empty()
-                                                                      ? "no connection is up"
-                                                                      : last_connection_error_));
-  }
-
-  void PollLoop() {
-    while (!stop_.load()) rd_kafka_poll(rk_.get(), 200);
-  }
-
-  static void OnError(rd_kafka_t* rk, int err_int, const char* reason, void* opaque) {
-    auto* self = static_cast<Client*>(opaque);
-    const auto err = static_cast<rd_kafka_resp_err_t>(err_int);
-    spdlog::debug("librdkafka {} error: {} ({})", rd_kafka_name(rk), reason,
-                  rd_kafka_err2name(err));
-    switch (err) {
-      case RD_KAFKA_RESP_ERR__TRANSPORT:
-      case RD_KAFKA_RESP_ERR__RESOLVE:
-      case RD_KAFKA_RESP_ERR__SSL:
-      case RD_KAFKA_RESP_ERR__AUTHENTICATION: {
-        absl::MutexLock lock(&self->mu_);
-        self->last_down_ = ++self->seq_;
-        self->last_connection_err_ = err;
-        self->last_connection_error_ = reason;
-        break;
-      }
-      case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN: {
-        absl::MutexLock lock(&self->mu_);
-        self->last_down_ = ++self->seq_;
-        if (self->last_connection_error_.empty()) {
-          self->last_connection_err_ = err;
-          self->last_connection_error_ = reason;
-        }
-        break;
-      }
-      default:
-        break;
-    }
-  }
-
-  static int OnStats(rd_kafka_t* /*rk*/, char* json, size_t json_len, void* opaque) {
-    auto* self = static_cast<Client*>(opaque);
-    const nlohmann::json stats =
-        nlohmann::json::parse(json, json + json_len, nullptr, /*allow_exceptions=*/false);
-    if (stats.is_discarded() || !stats.is_object()) return 0;
-    const auto brokers = stats.find("brokers");
-    if (brokers == stats.end() || !brokers->is_object()) return 0;
-    bool any_up = false;
-    bool any_real = false;
-    int64_t tx = 0;
-    for (const auto& [name, broker] : brokers->items()) {
-      if (!broker.is_object()) continue;
-      const std::string source = broker.value("source", "");
-      // "internal" is librdkafka's own queue; "logical" brokers (group coordinator) ride on a
-      // real broker's connection and would count its requests twice.
-      if (source == "internal" || source == "logical") continue;
-      any_real = true;
-      if (broker.value("state", "") == "UP") any_up = true;
-      tx += broker.value("tx", int64_t{0});
-    }
-    self->broker_requests_.store(tx);
-    if (any_real) {
-      absl::MutexLock lock(&self->mu_);
-      if (any_up) {
-        self->last_up_ = ++self->seq_;
-      } else {
-        self->last_down_ = ++self->seq_;
-        if (self->last_connection_error_.empty()) {
-          self->last_connection_error_ = "no broker connection is up";
-        }
-      }
-    }
-    return 0;  // librdkafka frees `json`
-  }
-
-  HandlePtr rk_;
-  std::atomic<bool> stop_{false};
-  std::thread poller_;
-  std::atomic<int64_t> broker_requests_{0};
-
-  mutable absl::Mutex mu_;
-  uint64_t seq_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t last_down_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t last_up_ ABSL_GUARDED_BY(mu_) = 0;
-  rd_kafka_resp_err_t last_connection_err_ ABSL_GUARDED_BY(mu_) = RD_KAFKA_RESP_ERR__TRANSPORT;
-  std::string last_connection_error_ ABSL_GUARDED_BY(mu_);
-};
-
-// Coalesces concurrent end (or log-start) offset lookups into rd_kafka_offsets_for_times calls
-// made by one worker thread: a batch opens with its first lookup, collects others for `window`,
-// and is sent when the window has passed and the previous call has returned. Each caller waits
-// for its batch only until its own deadline; the call itself runs until the latest deadline of
-// its members.
-class ListOffsetsBatcher {
- public:
-  struct PartitionResult {
-    int64_t offset = 0;
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-  };
-  using Results = absl::flat_hash_map<TopicPartition, PartitionResult>;
-
-  struct Batch {
-    absl::flat_hash_set<TopicPartition> partitions;
-    absl::Time deadline = absl::InfinitePast();
-    bool done = false;
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-    Results results;
-  };
-
-  ListOffsetsBatcher(Client& client, int64_t which, absl::Duration window, Counters& counters)
-      : client_(client), which_(which), window_(window), counters_(counters) {
-    worker_ = std::thread([this] { Run(); });
-  }
-
-  ~ListOffsetsBatcher() {
-    {
-      absl::MutexLock lock(&mu_);
-      stop_ = true;
-    }
-    worker_.join();
-  }
-
-  // Adds `partitions` to the open batch (opening one if needed).
-  std::shared_ptr<Batch> Submit(const std::vector<TopicPartition>& partitions,
-                                absl::Time deadline) {
-    counters_.list_offsets_lookups.fetch_add(1);
-    absl::MutexLock lock(&mu_);
-    if (pending_ == nullptr) {
-      pending_ = std::make_shared<Batch>();
-      pending_since_ = absl::Now();
-    }
-    pending_->partitions.insert(partitions.begin(), partitions.end());
-    pending_->deadline = std::max(pending_->deadline, deadline);
-    return pending_;
-  }
-
-  // Waits for `batch` until `deadline`; returns the results of `partitions` (per-partition
-  // errors included), or the status of a failure that covers them all.
-  absl::StatusOr<Results> Await(const std::shared_ptr<Batch>& batch,
-                                const std::vector<TopicPartition>& partitions, absl::Time deadline,
-                                absl::string_view context) {
-    rd_kafka_resp_err_t err;
-    Results mine;
-    {
-      absl::MutexLock lock(&mu_);
-      auto done = [&batch]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return batch->done; };
-      if (!mu_.AwaitWithDeadline(absl::Condition(&done), deadline)) {
-        return client_.TimeoutStatus(context);
-      }
-      err = batch->err;
-      for (const TopicPartition& tp : partitions) {
-        auto it = batch->results.find(tp);
-        // Absent: the whole call failed before librdkafka looked at the partition.
-        mine[tp] = it != batch->results.end() ? it->second : PartitionResult{0, err};
-      }
-    }
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR && !NeedsMetadataRefresh(err)) {
-      return client_.ErrorStatus(err, context);
-    }
-    return mine;
-  }
-
- private:
-  void Run() {
-    absl::MutexLock lock(&mu_);
-    while (true) {
-      auto ready = [this]()
-                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || pending_ != nullptr; };
-      mu_.Await(absl::Condition(&ready));
-      if (stop_) break;
-      if (window_ > absl::ZeroDuration()) {
-        mu_.AwaitWithDeadline(absl::Condition(&stop_), pending_since_ + window_);
-        if (stop_) break;
-      }
-      std::shared_ptr<Batch> batch = std::move(pending_);
-      pending_.reset();
-      PartitionListPtr list(
-          rd_kafka_topic_partition_list_new(static_cast<int>(batch->partitions.size())));
-      for (const TopicPartition& tp : batch->partitions) {
-        rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition)->offset =
-            which_;
-      }
-      const absl::Time deadline = batch->deadline;
-      mu_.Unlock();
-
-      rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__TIMED_OUT;
-      if (RemainingMs(deadline) > 0) {
-        counters_.list_offsets_calls.fetch_add(1);
-        counters_.list_offsets_partitions.fetch_add(list->cnt);
-        err = rd_kafka_offsets_for_times(client_.rk(), list.get(), RemainingMs(deadline));
-      }
-      bool any_answer = false;
-      Results results;
-      if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        for (int i = 0; i < list->cnt; ++i) {
-          const rd_kafka_topic_partition_t& p = list->elems[i];
-          results[TopicPartition{p.topic, p.partition}] = PartitionResult{p.offset, p.err};
-          any_answer = any_answer || p.err == RD_KAFKA_RESP_ERR_NO_ERROR;
-        }
-      }
-      if (any_answer) client_.MarkReachable();
-
-      mu_.Lock();
-      batch->err = err;
-      batch->results = std::move(results);
-      batch->done = true;
-    }
-    // Let waiters of a batch that will never be sent go at once.
-    if (pending_ != nullptr) {
-      pending_->err = RD_KAFKA_RESP_ERR__DESTROY;
-      pending_->done = true;
-    }
-  }
-
-  Client& client_;
-  const int64_t which_;
-  const absl::Duration window_;
-  Counters& counters_;
-  std::thread worker_;
-
-  absl::Mutex mu_;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::shared_ptr<Batch> pending_ ABSL_GUARDED_BY(mu_);
-  absl::Time pending_since_ ABSL_GUARDED_BY(mu_);
-};
-
-// Everything for one isolation level: its client and its two batchers (declared after the
-// client, so they stop first).
+// Everything for one isolation level: its client and its end/log-start snapshot (declared after
+// the client, so it stops first).
 struct Lane {
   std::unique_ptr<Client> client;
-  std::unique_ptr<ListOffsetsBatcher> end;
-  std::unique_ptr<ListOffsetsBatcher> log_start;
+  std::unique_ptr<EndOffsetsCache> offsets;
+};
+
+// One ListConsumerGroupOffsets shared by the ReadOffsets calls for one (isolation, group,
+// partitions) that arrived before it was sent. The caller that sent it (the owner) publishes the
+// outcome; the others wait for it.
+struct SharedCommitted {
+  absl::Time sent_at;   // before the first OffsetFetch of the owner went out
+  absl::Time deadline;  // the owner's
+  bool done = false;
+  absl::StatusOr<Committed> result = absl::AbortedError("abandoned");
+  absl::Time read_at;  // send time of the OffsetFetch that answered
 };
 
 }  // namespace
@@ -408,13 +111,16 @@ struct Lane {
 class RdkafkaOffsetReader::Impl {
  public:
   Impl(RdkafkaProperties properties, RdkafkaOffsetReaderOptions options, std::string name)
-      : properties_(std::move(properties)), options_(std::move(options)), name_(std::move(name)) {}
+      : properties_(std::move(properties)),
+        options_(std::move(options)),
+        name_(std::move(name)),
+        metadata_(name_, options_.metadata_max_age, options_.unreachable_probe,
+                  counters_.metadata_requests) {}
 
   ~Impl() {
     for (auto& lane : lanes_) {
       if (lane == nullptr) continue;
-      lane->end.reset();
-      lane->log_start.reset();
+      lane->offsets.reset();
       lane->client.reset();
     }
   }
@@ -423,49 +129,67 @@ class RdkafkaOffsetReader::Impl {
   RdkafkaOffsetReaderStats Stats() const;
 
  private:
-  struct TopicEntry {
-    int partitions = 0;
-    bool valid = false;
-    absl::Time fetched = absl::InfinitePast();
-    absl::Time last_used = absl::InfinitePast();
-    bool fetching = false;
-    // A Metadata answer listed the topic since the last confirmed absence.
-    bool existed = false;
-    uint64_t generation = 0;
-    absl::Status last_error;
+  // A ReadOffsets call's part in a shared committed-offsets read: the owner started the call and
+  // must publish its outcome (the destructor publishes "abandoned" if it never does).
+  struct CommittedRead {
+    CommittedRead(Impl& impl, std::string key) : impl_(impl), key_(std::move(key)) {}
+    ~CommittedRead() {
+      if (owned_ != nullptr && !published_)
+        impl_.Publish(key_, owned_, absl::AbortedError("abandoned"), {});
+    }
+    CommittedRead(const CommittedRead&) = delete;
+    CommittedRead& operator=(const CommittedRead&) = delete;
+
+    Impl& impl_;
+    const std::string key_;
+    std::shared_ptr<SharedCommitted> joined_;
+    std::shared_ptr<SharedCommitted> owned_;
+    std::optional<AdminCall> call_;
+    absl::Time sent_at_;
+    bool published_ = false;
   };
 
   absl::StatusOr<Lane*> LaneFor(IsolationLevel isolation);
-  absl::StatusOr<int> PartitionCount(Lane& lane, const std::string& topic, absl::Time deadline,
-                                     bool force);
-  absl::StatusOr<int> FetchPartitionCount(Lane& lane, const std::string& topic,
-                                          absl::Time deadline);
-  void InvalidateTopic(const std::string& topic);
   absl::Status EnsureReachable(Lane& lane, absl::Time deadline, absl::string_view context);
   AdminCall StartCommitted(Lane& lane, const std::string& group,
                            const std::vector<TopicPartition>* partitions, absl::Time deadline);
-  absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> AwaitCommitted(
-      Lane& lane, AdminCall& call, absl::Time deadline, absl::string_view context,
-      rd_kafka_resp_err_t& err);
-  absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> FetchCommitted(
-      Lane& lane, const std::string& group, const std::vector<TopicPartition>* partitions,
-      AdminCall first, absl::Time deadline, absl::string_view context);
+  absl::StatusOr<Committed> AwaitCommitted(Lane& lane, AdminCall& call, absl::Time deadline,
+                                           absl::string_view context, rd_kafka_resp_err_t& err);
+  absl::StatusOr<Committed> FetchCommitted(Lane& lane, const std::string& group,
+                                           const std::vector<TopicPartition>* partitions,
+                                           AdminCall first, absl::Time deadline,
+                                           absl::string_view context, absl::Time& sent_at);
+  // Joins a shared read of `read.key_` sent at or after `arrived`, or starts one (after
+  // EnsureReachable). Errors: those of EnsureReachable.
+  absl::Status BeginCommitted(Lane& lane, CommittedRead& read, const std::string& group,
+                              const std::vector<TopicPartition>* partitions, absl::Time arrived,
+                              absl::Time deadline, absl::string_view context);
+  // The committed offsets of `read`, and the send time of the OffsetFetch that answered.
+  absl::StatusOr<Committed> FinishCommitted(Lane& lane, CommittedRead& read,
+                                            const std::string& group,
+                                            const std::vector<TopicPartition>* partitions,
+                                            absl::Time deadline, absl::string_view context,
+                                            absl::Time& read_at);
+  void Publish(const std::string& key, const std::shared_ptr<SharedCommitted>& shared,
+               absl::StatusOr<Committed> result, absl::Time read_at);
   absl::Status LookupOffsets(Lane& lane, const std::vector<TopicPartition>& partitions,
                              absl::Time deadline, absl::string_view context,
                              absl::flat_hash_map<TopicPartition, int64_t>& end,
-                             absl::flat_hash_map<TopicPartition, int64_t>& log_start);
+                             absl::flat_hash_map<TopicPartition, int64_t>& log_start,
+                             absl::Time& read_at);
 
   const RdkafkaProperties properties_;
   const RdkafkaOffsetReaderOptions options_;
   const std::string name_;
   Counters counters_;
+  rdkafka::TopicMetadataCache metadata_;
 
   mutable absl::Mutex lanes_mu_;
   std::unique_ptr<Lane> lanes_[2] ABSL_GUARDED_BY(lanes_mu_);
 
-  absl::Mutex metadata_mu_;
-  std::map<std::string, TopicEntry> topics_ ABSL_GUARDED_BY(metadata_mu_);
-  absl::Time last_sweep_ ABSL_GUARDED_BY(metadata_mu_) = absl::Now();
+  absl::Mutex committed_mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<SharedCommitted>> committed_
+      ABSL_GUARDED_BY(committed_mu_);
 };
 
 absl::StatusOr<Lane*> RdkafkaOffsetReader::Impl::LaneFor(IsolationLevel isolation) {
@@ -483,10 +207,16 @@ absl::StatusOr<Lane*> RdkafkaOffsetReader::Impl::LaneFor(IsolationLevel isolatio
   }
   auto lane = std::make_unique<Lane>();
   lane->client = *std::move(client);
-  lane->end = std::make_unique<ListOffsetsBatcher>(*lane->client, RD_KAFKA_OFFSET_END,
-                                                   options_.list_offsets_window, counters_);
-  lane->log_start = std::make_unique<ListOffsetsBatcher>(*lane->client, RD_KAFKA_OFFSET_BEGINNING,
-                                                         options_.list_offsets_window, counters_);
+  Client* raw_client = lane->client.get();
+  lane->offsets = std::make_unique<EndOffsetsCache>(
+      [this, raw_client](const std::vector<TopicPartition>& partitions, absl::Time deadline) {
+        return rdkafka::ListEndAndLogStart(*raw_client, partitions, deadline,
+                                           counters_.list_offsets);
+      },
+      EndOffsetsCache::Options{
+          .max_age = options_.end_offsets_max_age,
+          .window = options_.list_offsets_window,
+          .idle_ttl = std::max(absl::Minutes(10), 10 * options_.metadata_max_age)});
   counters_.clients.fetch_add(1);
   spdlog::info("cluster {}: created librdkafka client {} ({})", name_,
                rd_kafka_name(lane->client->rk()), IsolationName(isolation));
@@ -494,149 +224,22 @@ absl::StatusOr<Lane*> RdkafkaOffsetReader::Impl::LaneFor(IsolationLevel isolatio
   return lanes_[index].get();
 }
 
-absl::StatusOr<int> RdkafkaOffsetReader::Impl::FetchPartitionCount(Lane& lane,
-                                                                   const std::string& topic,
-                                                                   absl::Time deadline) {
-  const std::string context = absl::StrCat("cluster ", name_, ": topic ", topic, ": Metadata");
-  if (RemainingMs(deadline) <= 0) return lane.client->TimeoutStatus(context);
-  rd_kafka_t* rk = lane.client->rk();
-  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
-  if (rkt == nullptr) return RdkafkaStatus(rd_kafka_last_error(), context);
-  counters_.metadata_requests.fetch_add(1);
-  const rd_kafka_metadata_t* raw = nullptr;
-  const rd_kafka_resp_err_t err =
-      rd_kafka_metadata(rk, /*all_topics=*/0, rkt, &raw, RemainingMs(deadline));
-  rd_kafka_topic_destroy(rkt);
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    // rd_kafka_metadata reports "no usable broker within the timeout" as __TRANSPORT.
-    if (err == RD_KAFKA_RESP_ERR__TRANSPORT) return lane.client->UnreachableStatus(context);
-    return lane.client->ErrorStatus(err, context);
-  }
-  MetadataPtr metadata(raw);
-  lane.client->MarkReachable();
-  for (int i = 0; i < metadata->topic_cnt; ++i) {
-    const rd_kafka_metadata_topic_t& t = metadata->topics[i];
-    if (topic != t.topic) continue;
-    // The one place that says "does not exist": a broker answered a Metadata request for the
-    // topic with UNKNOWN_TOPIC_OR_PART (PartitionCount asks twice for a topic it saw before).
-    if (t.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-      return absl::NotFoundError(
-          absl::StrCat("cluster ", name_, ": topic ", topic, " does not exist"));
-    }
-    if (t.err != RD_KAFKA_RESP_ERR_NO_ERROR) return lane.client->ErrorStatus(t.err, context);
-    if (t.partition_cnt <= 0) {
-      return absl::UnavailableError(absl::StrCat(context, ": topic has no partitions yet"));
-    }
-    return t.partition_cnt;
-  }
-  // An answer without the topic proves nothing about it.
-  return absl::UnavailableError(absl::StrCat(context, ": the answer does not mention the topic"));
-}
-
-absl::StatusOr<int> RdkafkaOffsetReader::Impl::PartitionCount(Lane& lane, const std::string& topic,
-                                                              absl::Time deadline, bool force) {
-  absl::MutexLock lock(&metadata_mu_);
-  const absl::Time now = absl::Now();
-  // Forget topics nobody asked about for a while (deleted topics, removed triggers).
-  const absl::Duration idle_limit = std::max(absl::Minutes(10), 10 * options_.metadata_max_age);
-  if (now - last_sweep_ > options_.metadata_max_age) {
-    last_sweep_ = now;
-    for (auto it = topics_.begin(); it != topics_.end();) {
-      if (!it->second.fetching && now - it->second.last_used > idle_limit) {
-        it = topics_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-  std::optional<uint64_t> waited_for;  // generation of a fetch we waited for
-  while (true) {
-    TopicEntry& entry = topics_[topic];
-    entry.last_used = absl::Now();
-    if (waited_for.has_value() && entry.generation != *waited_for) {
-      // Someone else's fetch finished while we waited: share its outcome.
-      if (!entry.last_error.ok()) return entry.last_error;
-      if (entry.valid) return entry.partitions;
-    }
-    if (!force && entry.valid && absl::Now() - entry.fetched < options_.metadata_max_age) {
-      return entry.partitions;
-    }
-    if (entry.fetching) {
-      waited_for = entry.generation;
-      auto fetched = [this, &topic]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(metadata_mu_) {
-        auto it = topics_.find(topic);
-        return it == topics_.end() || !it->second.fetching;
-      };
-      if (!metadata_mu_.AwaitWithDeadline(absl::Condition(&fetched), deadline)) {
-        return lane.client->TimeoutStatus(
-            absl::StrCat("cluster ", name_, ": topic ", topic, ": Metadata"));
-      }
-      continue;
-    }
-    entry.fetching = true;
-    const bool existed = entry.existed;
-    metadata_mu_.Unlock();
-    absl::StatusOr<int> count = FetchPartitionCount(lane, topic, deadline);
-    if (absl::IsNotFound(count.status()) && existed) {
-      // It existed when we last asked: a deleted topic, or a broker that is (re)starting and
-      // misses it for a moment. Only a second answer, a little later, confirms the absence.
-      if (deadline - absl::Now() > 2 * kAbsenceRecheckDelay) {
-        absl::SleepFor(kAbsenceRecheckDelay);
-        count = FetchPartitionCount(lane, topic, deadline);
-      } else {
-        count = absl::UnavailableError(absl::StrCat(
-            "cluster ", name_, ": topic ", topic,
-            ": Metadata: the broker no longer lists the topic; not confirmed yet (transient)"));
-      }
-    }
-    metadata_mu_.Lock();
-    TopicEntry& done = topics_[topic];  // the map is node-based: `entry` is still valid, but
-                                        // look it up again for clarity
-    done.fetching = false;
-    ++done.generation;
-    done.last_error = count.status();
-    if (count.ok()) {
-      done.valid = true;
-      done.existed = true;
-      done.partitions = *count;
-      done.fetched = absl::Now();
-    } else if (absl::IsNotFound(count.status())) {
-      done.valid = false;
-      done.existed = false;
-    }
-    return count;
-  }
-}
-
-void RdkafkaOffsetReader::Impl::InvalidateTopic(const std::string& topic) {
-  absl::MutexLock lock(&metadata_mu_);
-  auto it = topics_.find(topic);
-  if (it != topics_.end()) it->second.valid = false;
-}
-
 // Committed offsets come from a coordinator-routed admin request, which librdkafka 2.0.2 must
 // never time out on its own while the coordinator is unreachable (see kMaxAdminRequestTimeout):
 // such requests get the maximum timeout and are started only after some broker has answered
 // since the latest bad connection news. When the news is bad, one Metadata request (brokers
-// only) proves the cluster reachable first, or fails the evaluation as the outage it is.
+// only) proves the cluster reachable first, or fails the evaluation as the outage it is, within
+// `unreachable_probe` (Client::Metadata): a dead cluster fails fast.
 absl::Status RdkafkaOffsetReader::Impl::EnsureReachable(Lane& lane, absl::Time deadline,
                                                         absl::string_view caller) {
   if (lane.client->Reachable()) return absl::OkStatus();
-  const std::string context = absl::StrCat(caller, ": Metadata");
-  if (RemainingMs(deadline) <= 0) return lane.client->TimeoutStatus(context);
-  counters_.metadata_requests.fetch_add(1);
-  const rd_kafka_metadata_t* raw = nullptr;
-  const rd_kafka_resp_err_t err =
-      rd_kafka_metadata(lane.client->rk(), /*all_topics=*/0, nullptr, &raw, RemainingMs(deadline));
-  if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    // __TRANSPORT here means "no usable broker within the timeout": report it like a timeout,
-    // with what the connection attempts said.
-    if (err == RD_KAFKA_RESP_ERR__TRANSPORT) return lane.client->UnreachableStatus(context);
-    return lane.client->ErrorStatus(err, context);
+  absl::StatusOr<rdkafka::MetadataPtr> metadata =
+      lane.client->Metadata(nullptr, deadline, options_.unreachable_probe,
+                            absl::StrCat(caller, ": Metadata"), counters_.metadata_requests);
+  if (!metadata.ok() && absl::IsUnavailable(metadata.status())) {
+    counters_.unreachable_probe_failures.fetch_add(1);
   }
-  MetadataPtr metadata(raw);
-  lane.client->MarkReachable();
-  return absl::OkStatus();
+  return metadata.status();
 }
 
 AdminCall RdkafkaOffsetReader::Impl::StartCommitted(Lane& lane, const std::string& group,
@@ -665,9 +268,10 @@ AdminCall RdkafkaOffsetReader::Impl::StartCommitted(Lane& lane, const std::strin
   return call;
 }
 
-absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>>
-RdkafkaOffsetReader::Impl::AwaitCommitted(Lane& lane, AdminCall& call, absl::Time deadline,
-                                          absl::string_view context, rd_kafka_resp_err_t& err) {
+absl::StatusOr<Committed> RdkafkaOffsetReader::Impl::AwaitCommitted(Lane& lane, AdminCall& call,
+                                                                    absl::Time deadline,
+                                                                    absl::string_view context,
+                                                                    rd_kafka_resp_err_t& err) {
   const std::string what = absl::StrCat(context, ": ListConsumerGroupOffsets");
   AdminOutcome outcome = rdkafka::AwaitAdmin(call, deadline);
   err = outcome.err;
@@ -699,18 +303,16 @@ RdkafkaOffsetReader::Impl::AwaitCommitted(Lane& lane, AdminCall& call, absl::Tim
   return committed;
 }
 
-// Awaits `first` and, while the coordinator answers that it is moving or loading, asks again
-// (librdkafka looks the coordinator up again after such an answer) while the deadline allows.
-absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>>
-RdkafkaOffsetReader::Impl::FetchCommitted(Lane& lane, const std::string& group,
-                                          const std::vector<TopicPartition>* partitions,
-                                          AdminCall first, absl::Time deadline,
-                                          absl::string_view context) {
+// Awaits `first` (started at `sent_at`) and, while the coordinator answers that it is moving or
+// loading, asks again (librdkafka looks the coordinator up again after such an answer) while the
+// deadline allows; `sent_at` ends as the start time of the call that answered.
+absl::StatusOr<Committed> RdkafkaOffsetReader::Impl::FetchCommitted(
+    Lane& lane, const std::string& group, const std::vector<TopicPartition>* partitions,
+    AdminCall first, absl::Time deadline, absl::string_view context, absl::Time& sent_at) {
   AdminCall call = std::move(first);
   for (int attempt = 1;; ++attempt) {
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-    absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> committed =
-        AwaitCommitted(lane, call, deadline, context, err);
+    absl::StatusOr<Committed> committed = AwaitCommitted(lane, call, deadline, context, err);
     if (committed.ok() || !CoordinatorMoving(err) || attempt >= kOffsetFetchAttempts ||
         deadline - absl::Now() < 3 * kCoordinatorBackoff) {
       return committed;
@@ -718,41 +320,120 @@ RdkafkaOffsetReader::Impl::FetchCommitted(Lane& lane, const std::string& group,
     absl::SleepFor(std::min(kCoordinatorBackoff * attempt, (deadline - absl::Now()) / 3));
     // The coordinator just answered, so the client is reachable and a new coordinator-routed
     // request is safe to start (see EnsureReachable).
+    sent_at = absl::Now();
     call = StartCommitted(lane, group, partitions, deadline);
   }
+}
+
+absl::Status RdkafkaOffsetReader::Impl::BeginCommitted(
+    Lane& lane, CommittedRead& read, const std::string& group,
+    const std::vector<TopicPartition>* partitions, absl::Time arrived, absl::Time deadline,
+    absl::string_view context) {
+  {
+    absl::MutexLock lock(&committed_mu_);
+    auto it = committed_.find(read.key_);
+    // Only a read sent after this call arrived answers it ("read for this poll").
+    if (it != committed_.end() && !it->second->done && it->second->sent_at >= arrived) {
+      read.joined_ = it->second;
+      counters_.offset_fetch_shared.fetch_add(1);
+      return absl::OkStatus();
+    }
+  }
+  if (absl::Status s = EnsureReachable(lane, deadline, context); !s.ok()) return s;
+  read.owned_ = std::make_shared<SharedCommitted>();
+  read.owned_->deadline = deadline;
+  read.sent_at_ = absl::Now();
+  read.owned_->sent_at = read.sent_at_;
+  {
+    absl::MutexLock lock(&committed_mu_);
+    committed_[read.key_] = read.owned_;  // later arrivals join this one
+  }
+  read.call_ = StartCommitted(lane, group, partitions, deadline);
+  return absl::OkStatus();
+}
+
+void RdkafkaOffsetReader::Impl::Publish(const std::string& key,
+                                        const std::shared_ptr<SharedCommitted>& shared,
+                                        absl::StatusOr<Committed> result, absl::Time read_at) {
+  absl::MutexLock lock(&committed_mu_);
+  shared->result = std::move(result);
+  shared->read_at = read_at;
+  shared->done = true;
+  if (auto it = committed_.find(key); it != committed_.end() && it->second == shared) {
+    committed_.erase(it);
+  }
+}
+
+absl::StatusOr<Committed> RdkafkaOffsetReader::Impl::FinishCommitted(
+    Lane& lane, CommittedRead& read, const std::string& group,
+    const std::vector<TopicPartition>* partitions, absl::Time deadline, absl::string_view context,
+    absl::Time& read_at) {
+  if (read.owned_ != nullptr) {
+    absl::Time sent_at = read.sent_at_;
+    absl::StatusOr<Committed> committed =
+        FetchCommitted(lane, group, partitions, *std::move(read.call_), deadline, context, sent_at);
+    read_at = sent_at;
+    Publish(read.key_, read.owned_, committed, sent_at);
+    read.published_ = true;
+    return committed;
+  }
+  std::shared_ptr<SharedCommitted> shared = read.joined_;
+  {
+    absl::MutexLock lock(&committed_mu_);
+    auto done = [&shared]() { return shared->done; };
+    if (!committed_mu_.AwaitWithDeadline(absl::Condition(&done), deadline)) {
+      return lane.client->TimeoutStatus(absl::StrCat(context, ": ListConsumerGroupOffsets"));
+    }
+  }
+  // The owner gave up (its own deadline or another failure came first): read on our own while
+  // our deadline allows.
+  const bool owner_gave_up =
+      absl::IsAborted(shared->result.status()) ||
+      (shared->deadline < deadline && (absl::IsDeadlineExceeded(shared->result.status()) ||
+                                       absl::IsUnavailable(shared->result.status())));
+  if (owner_gave_up && absl::Now() < deadline) {
+    CommittedRead own(*this, read.key_);
+    if (absl::Status s =
+            BeginCommitted(lane, own, group, partitions, absl::Now(), deadline, context);
+        !s.ok()) {
+      return s;
+    }
+    return FinishCommitted(lane, own, group, partitions, deadline, context, read_at);
+  }
+  read_at = shared->read_at;
+  return shared->result;
 }
 
 absl::Status RdkafkaOffsetReader::Impl::LookupOffsets(
     Lane& lane, const std::vector<TopicPartition>& partitions, absl::Time deadline,
     absl::string_view context, absl::flat_hash_map<TopicPartition, int64_t>& end,
-    absl::flat_hash_map<TopicPartition, int64_t>& log_start) {
+    absl::flat_hash_map<TopicPartition, int64_t>& log_start, absl::Time& read_at) {
   std::set<std::string> topics;
   for (const TopicPartition& tp : partitions) topics.insert(tp.topic);
   // Failures that cover the whole call name every topic of this caller.
   const std::string what =
       absl::StrCat(context, ": topic ", absl::StrJoin(topics, ", "), ": ListOffsets");
+  read_at = absl::InfiniteFuture();
   std::vector<TopicPartition> remaining = partitions;
   for (int attempt = 1;; ++attempt) {
-    auto end_batch = lane.end->Submit(remaining, deadline);
-    auto start_batch = lane.log_start->Submit(remaining, deadline);
-    absl::StatusOr<ListOffsetsBatcher::Results> ends =
-        lane.end->Await(end_batch, remaining, deadline, what);
-    if (!ends.ok()) return ends.status();
-    absl::StatusOr<ListOffsetsBatcher::Results> starts =
-        lane.log_start->Await(start_batch, remaining, deadline, what);
-    if (!starts.ok()) return starts.status();
+    counters_.list_offsets_lookups.fetch_add(2);  // end and log start
+    EndOffsetsCache::Answer answer = lane.offsets->Lookup(remaining, deadline);
+    if (answer.timed_out) return lane.client->TimeoutStatus(what);
+    const auto call_err = static_cast<rd_kafka_resp_err_t>(answer.error);
+    if (call_err != RD_KAFKA_RESP_ERR_NO_ERROR && !NeedsMetadataRefresh(call_err)) {
+      return lane.client->ErrorStatus(call_err, what);
+    }
 
     std::vector<TopicPartition> failed;
     std::set<std::string> stale_topics;
     rd_kafka_resp_err_t first_err = RD_KAFKA_RESP_ERR_NO_ERROR;
     const TopicPartition* first_failed = nullptr;
     for (const TopicPartition& tp : remaining) {
-      const ListOffsetsBatcher::PartitionResult& e = ends->at(tp);
-      const ListOffsetsBatcher::PartitionResult& s = starts->at(tp);
-      const rd_kafka_resp_err_t err = e.err != RD_KAFKA_RESP_ERR_NO_ERROR ? e.err : s.err;
+      const EndOffsetsCache::Offsets& o = answer.partitions.at(tp);
+      const auto err = static_cast<rd_kafka_resp_err_t>(o.error);
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        end[tp] = e.offset;
-        log_start[tp] = s.offset;
+        end[tp] = o.end;
+        log_start[tp] = o.log_start;
         continue;
       }
       if (!NeedsMetadataRefresh(err)) {
@@ -767,8 +448,10 @@ absl::Status RdkafkaOffsetReader::Impl::LookupOffsets(
       failed.push_back(tp);
       stale_topics.insert(tp.topic);
     }
+    if (failed.size() < remaining.size()) read_at = std::min(read_at, answer.read_at);
     if (failed.empty()) return absl::OkStatus();
-    for (const std::string& topic : stale_topics) InvalidateTopic(topic);
+    lane.offsets->Invalidate(failed);
+    for (const std::string& topic : stale_topics) metadata_.Invalidate(topic);
     if (attempt >= kListOffsetsAttempts || deadline - absl::Now() < 2 * kRetryBackoff) {
       return lane.client->ErrorStatus(
           first_err, absl::StrCat(context, ": topic ", first_failed->topic, " partition ",
@@ -777,7 +460,8 @@ absl::Status RdkafkaOffsetReader::Impl::LookupOffsets(
     // A fresh Metadata request also refreshes librdkafka's own leader cache, which
     // rd_kafka_offsets_for_times routes by.
     for (const std::string& topic : stale_topics) {
-      absl::StatusOr<int> count = PartitionCount(lane, topic, deadline, /*force=*/true);
+      absl::StatusOr<int> count =
+          metadata_.PartitionCount(*lane.client, topic, deadline, /*force=*/true);
       if (!count.ok()) return count.status();
     }
     absl::SleepFor(std::min(kRetryBackoff * attempt, (deadline - absl::Now()) / 4));
@@ -787,6 +471,7 @@ absl::Status RdkafkaOffsetReader::Impl::LookupOffsets(
 
 absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const OffsetQuery& query,
                                                                     absl::Time deadline) {
+  const absl::Time arrived = absl::Now();
   counters_.read_offsets_calls.fetch_add(1);
   if (query.group.empty()) {
     return absl::InvalidArgumentError(
@@ -804,34 +489,46 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
   absl::StatusOr<Lane*> lane_or = LaneFor(query.isolation);
   if (!lane_or.ok()) return lane_or.status();
   Lane& lane = **lane_or;
+  // A cluster known to be down answers kUnavailable within one probe, not at the deadline.
+  if (absl::Status s = EnsureReachable(lane, deadline, context); !s.ok()) return s;
 
+  // Shared committed reads are keyed by isolation level, group and what is asked for.
+  std::string key = absl::StrCat(static_cast<int>(query.isolation), "\x1f", query.group, "\x1f");
   std::map<std::string, int> counts;
-  std::optional<AdminCall> committed_call;
-  absl::flat_hash_map<TopicPartition, int64_t> committed;
+  std::optional<CommittedRead> committed_read;
+  std::vector<TopicPartition> all;
+  Committed committed;
+  absl::Time committed_read_at = absl::InfinitePast();
   if (!topics.empty()) {
     for (const std::string& topic : topics) {
-      absl::StatusOr<int> count = PartitionCount(lane, topic, deadline, /*force=*/false);
+      absl::StatusOr<int> count =
+          metadata_.PartitionCount(*lane.client, topic, deadline, /*force=*/false);
       if (!count.ok()) return count.status();
       counts[topic] = *count;
+      absl::StrAppend(&key, topic, ":", *count, "\x1e");
     }
-    std::vector<TopicPartition> all;
     for (const auto& [topic, count] : counts) {
       for (int p = 0; p < count; ++p) all.push_back(TopicPartition{topic, p});
     }
     // Runs while the ListOffsets lookups below are in flight.
-    if (absl::Status s = EnsureReachable(
-            lane, deadline, absl::StrCat(context, ": topic ", absl::StrJoin(topics, ", ")));
+    committed_read.emplace(*this, key);
+    if (absl::Status s =
+            BeginCommitted(lane, *committed_read, query.group, &all, arrived, deadline,
+                           absl::StrCat(context, ": topic ", absl::StrJoin(topics, ", ")));
         !s.ok()) {
       return s;
     }
-    committed_call = StartCommitted(lane, query.group, &all, deadline);
   } else {
-    if (absl::Status s = EnsureReachable(lane, deadline, context); !s.ok()) return s;
-    absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> all =
-        FetchCommitted(lane, query.group, nullptr,
-                       StartCommitted(lane, query.group, nullptr, deadline), deadline, context);
-    if (!all.ok()) return all.status();
-    committed = *std::move(all);
+    CommittedRead read(*this, key);
+    if (absl::Status s =
+            BeginCommitted(lane, read, query.group, nullptr, arrived, deadline, context);
+        !s.ok()) {
+      return s;
+    }
+    absl::StatusOr<Committed> fetched =
+        FinishCommitted(lane, read, query.group, nullptr, deadline, context, committed_read_at);
+    if (!fetched.ok()) return fetched.status();
+    committed = *std::move(fetched);
     std::map<std::string, int32_t> max_partition;
     for (const auto& [tp, offset] : committed) {
       max_partition[tp.topic] = std::max(max_partition[tp.topic], tp.partition);
@@ -843,9 +540,12 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
     }
     std::vector<std::string> gone;
     for (const auto& [topic, max] : max_partition) {
-      absl::StatusOr<int> count = PartitionCount(lane, topic, deadline, /*force=*/false);
+      absl::StatusOr<int> count =
+          metadata_.PartitionCount(*lane.client, topic, deadline, /*force=*/false);
       // Commits made before partitions were added: our cached count is stale.
-      if (count.ok() && *count <= max) count = PartitionCount(lane, topic, deadline, true);
+      if (count.ok() && *count <= max) {
+        count = metadata_.PartitionCount(*lane.client, topic, deadline, /*force=*/true);
+      }
       if (absl::IsNotFound(count.status())) {
         gone.push_back(topic);  // commits outlive deleted topics; they measure nothing
         continue;
@@ -859,26 +559,29 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
                        " has committed offsets only for topics that no longer exist (",
                        absl::StrJoin(gone, ", "), "); set `topic`"));
     }
+    for (const auto& [topic, count] : counts) {
+      for (int p = 0; p < count; ++p) all.push_back(TopicPartition{topic, p});
+    }
   }
 
-  std::vector<TopicPartition> all;
-  for (const auto& [topic, count] : counts) {
-    for (int p = 0; p < count; ++p) all.push_back(TopicPartition{topic, p});
-  }
   absl::flat_hash_map<TopicPartition, int64_t> end;
   absl::flat_hash_map<TopicPartition, int64_t> log_start;
-  if (absl::Status s = LookupOffsets(lane, all, deadline, context, end, log_start); !s.ok()) {
+  absl::Time end_read_at;
+  if (absl::Status s = LookupOffsets(lane, all, deadline, context, end, log_start, end_read_at);
+      !s.ok()) {
     return s;
   }
-  if (committed_call.has_value()) {
+  if (committed_read.has_value()) {
     // `all` lists the same partitions the call was started with (both come from `counts`).
-    absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> fetched =
-        FetchCommitted(lane, query.group, &all, *std::move(committed_call), deadline, context);
+    absl::StatusOr<Committed> fetched = FinishCommitted(lane, *committed_read, query.group, &all,
+                                                        deadline, context, committed_read_at);
     if (!fetched.ok()) return fetched.status();
     committed = *std::move(fetched);
   }
 
   GroupOffsets result;
+  result.end_offsets_read_at = end_read_at;
+  result.committed_read_at = committed_read_at;
   result.partitions.reserve(all.size());
   for (const TopicPartition& tp : all) {  // `counts` is ordered: (topic, partition) order
     PartitionOffsets p;
@@ -896,14 +599,21 @@ RdkafkaOffsetReaderStats RdkafkaOffsetReader::Impl::Stats() const {
   RdkafkaOffsetReaderStats stats;
   stats.read_offsets_calls = counters_.read_offsets_calls.load();
   stats.metadata_requests = counters_.metadata_requests.load();
-  stats.list_offsets_calls = counters_.list_offsets_calls.load();
-  stats.list_offsets_partitions = counters_.list_offsets_partitions.load();
+  stats.list_offsets_calls = counters_.list_offsets.calls.load();
+  stats.list_offsets_partitions = counters_.list_offsets.partitions.load();
   stats.list_offsets_lookups = counters_.list_offsets_lookups.load();
   stats.offset_fetch_requests = counters_.offset_fetch_requests.load();
+  stats.offset_fetch_shared = counters_.offset_fetch_shared.load();
+  stats.unreachable_probe_failures = counters_.unreachable_probe_failures.load();
   stats.clients = counters_.clients.load();
   absl::MutexLock lock(&lanes_mu_);
   for (const auto& lane : lanes_) {
-    if (lane != nullptr) stats.broker_requests += lane->client->broker_requests();
+    if (lane == nullptr) continue;
+    stats.broker_requests += lane->client->broker_requests();
+    const EndOffsetsCache::Stats cache = lane->offsets->GetStats();
+    stats.snapshot_answers += cache.snapshot_answers;
+    stats.snapshot_refreshes += cache.fetches;
+    stats.snapshot_partitions += cache.entries;
   }
   return stats;
 }

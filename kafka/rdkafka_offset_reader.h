@@ -8,15 +8,23 @@
 //   kafka::RdkafkaOffsetReaderStats stats = (*reader)->Stats();  // Kafka requests caused so far
 //
 // How one ReadOffsets is answered (everything bounded by its deadline):
+//   - a cluster known to be down (every connection refused, names not resolving, all brokers
+//     down) answers kUnavailable after one probe of at most `unreachable_probe`, not at the
+//     deadline; the first broker that answers again ends that (rdkafka_client.h);
 //   - partitions: per-topic metadata cache, refreshed after `metadata_max_age` and at once after
-//     "unknown topic"/"not leader"-style errors;
+//     "unknown topic"/"not leader"-style errors (rdkafka_topic_metadata.h);
 //   - committed offsets: admin ListConsumerGroupOffsets (one OffsetFetch for the group), started
-//     first and awaited last;
-//   - end and log-start offsets: rd_kafka_offsets_for_times with RD_KAFKA_OFFSET_END /
-//     RD_KAFKA_OFFSET_BEGINNING (one ListOffsets per leader broker). Concurrent callers'
-//     partitions are coalesced into one call per `list_offsets_window` (and never more than one
-//     call in flight per kind and isolation level), so Kafka requests grow with brokers and
-//     groups, not with the number of triggers.
+//     first and awaited last. Always read for this call: concurrent calls for the same (group,
+//     isolation level, partitions) share one OffsetFetch only when it was sent after they
+//     arrived; GroupOffsets::committed_read_at is its send time;
+//   - end and log-start offsets: a snapshot per isolation level and partition shared by every
+//     caller (end_offsets_cache.h), answered from when every needed value comes from a ListOffsets
+//     sent at most `end_offsets_max_age` before the call; otherwise refreshed by
+//     rd_kafka_offsets_for_times with RD_KAFKA_OFFSET_END and RD_KAFKA_OFFSET_BEGINNING (one
+//     ListOffsets per leader broker each), which concurrent callers share (one refresh in flight
+//     per isolation level; it also refreshes the other stale partitions of the same topics).
+//     GroupOffsets::end_offsets_read_at is the send time of the oldest ListOffsets behind the
+//     answer. So Kafka requests grow with groups, brokers and topics, not with triggers.
 //
 // This header does not include librdkafka.
 #pragma once
@@ -38,9 +46,16 @@ struct RdkafkaOffsetReaderOptions {
   absl::Duration metadata_max_age = absl::Seconds(30);
   // librdkafka client.id (shows up in broker logs and quotas).
   std::string client_id = "klag-scaler";
-  // How long the first caller of a ListOffsets batch waits for others to join it. Zero: no
-  // waiting (calls still coalesce while the previous call is in flight).
-  absl::Duration list_offsets_window = absl::Milliseconds(5);
+  // How old end and log-start offsets may be when returned (measured from the send time of the
+  // ListOffsets that read them). Zero: every call waits for a refresh of its own or one that
+  // started after it arrived.
+  absl::Duration end_offsets_max_age = absl::Seconds(1);
+  // How long a snapshot refresh waits after its first caller for others to join it. Zero: no
+  // waiting (callers still share the next refresh while one is in flight).
+  absl::Duration list_offsets_window = absl::ZeroDuration();
+  // While every broker is known unreachable, how long a call waits for a connection before it
+  // answers kUnavailable (the deadline, when sooner, wins).
+  absl::Duration unreachable_probe = absl::Milliseconds(500);
   // librdkafka statistics interval: broker connection states (for telling "unreachable" from
   // "slow") and request counters. Zero disables statistics; reachability then rests on the
   // error callback alone.
@@ -63,11 +78,22 @@ struct RdkafkaOffsetReaderStats {
   // Partitions asked for in those calls (summed over calls).
   int64_t list_offsets_partitions = 0;
   // ListOffsets lookups that callers asked for (two per ReadOffsets: end and log start, plus
-  // retries); lookups / list_offsets_calls is the coalescing factor.
+  // retries); lookups / list_offsets_calls is the coalescing factor (snapshot answers included).
   int64_t list_offsets_lookups = 0;
+  // Lookups answered from the end/log-start snapshot alone (no ListOffsets waited for).
+  int64_t snapshot_answers = 0;
+  // Snapshot refreshes: two rd_kafka_offsets_for_times calls each (end and log start).
+  int64_t snapshot_refreshes = 0;
+  // Partitions in the snapshots now (all isolation levels).
+  int64_t snapshot_partitions = 0;
   // ListConsumerGroupOffsets calls: one OffsetFetch each (plus a FindCoordinator when librdkafka
   // has no cached coordinator for the group).
   int64_t offset_fetch_requests = 0;
+  // ReadOffsets calls that shared another call's ListConsumerGroupOffsets (sent after they
+  // arrived) instead of sending their own.
+  int64_t offset_fetch_shared = 0;
+  // Calls answered kUnavailable by the reachability probe (the cluster known down).
+  int64_t unreachable_probe_failures = 0;
   // Requests this reader's librdkafka clients sent to brokers (every API, including metadata
   // refreshes and connection set-up), from librdkafka's statistics ("tx" per broker), as of the
   // last statistics event; 0 when statistics are off.
@@ -89,7 +115,9 @@ class RdkafkaOffsetReader : public OffsetReader {
   RdkafkaOffsetReader(const RdkafkaOffsetReader&) = delete;
   RdkafkaOffsetReader& operator=(const RdkafkaOffsetReader&) = delete;
 
-  // See OffsetReader. Thread-safe; returns by `deadline` (plus scheduling noise). Error messages
+  // See OffsetReader. Thread-safe; returns by `deadline` (plus scheduling noise); end and
+  // log-start offsets may be up to `end_offsets_max_age` old (end_offsets_read_at says how old),
+  // committed offsets are read after the call arrived (committed_read_at). Error messages
   // name the cluster, the group and/or topic, and librdkafka's error. With no topics given,
   // topics come from the group's committed offsets; a topic that has commits but no longer
   // exists is skipped, and a group with no commits (on existing topics) is kNotFound. A timeout

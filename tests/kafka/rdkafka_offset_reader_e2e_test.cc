@@ -60,7 +60,9 @@ TEST(RdkafkaOffsetReaderE2eTest, ReportsCommittedLogStartAndEndPerPartition) {
   ASSERT_TRUE(testing::DeleteRecordsBefore(bootstrap, topic, 0, 2).ok());
   ASSERT_TRUE(CommitOffsets(bootstrap, group, {{topic, 0, 4}, {topic, 1, 1}}).ok());
 
-  auto reader = NewReader(bootstrap);
+  // A long max age: the second read below is answered from the snapshot however slow the
+  // machine.
+  auto reader = NewReader(bootstrap, {.end_offsets_max_age = absl::Minutes(5)});
   ASSERT_NE(reader, nullptr);
   absl::StatusOr<GroupOffsets> offsets =
       reader->ReadOffsets({.group = group, .topics = {topic}}, absl::Now() + kDeadline);
@@ -68,14 +70,16 @@ TEST(RdkafkaOffsetReaderE2eTest, ReportsCommittedLogStartAndEndPerPartition) {
   EXPECT_THAT(offsets->partitions, ElementsAre(P(topic, 0, 4, 2, 5), P(topic, 1, 1, 0, 3),
                                                P(topic, 2, std::nullopt, 0, 0)));
 
-  // A second read comes from the metadata cache: no new Metadata request.
+  // A second read comes from the metadata cache and the end/log-start snapshot: no Metadata
+  // or ListOffsets request; committed offsets are read again.
   const RdkafkaOffsetReaderStats before = reader->Stats();
   ASSERT_TRUE(
       reader->ReadOffsets({.group = group, .topics = {topic}}, absl::Now() + kDeadline).ok());
   const RdkafkaOffsetReaderStats after = reader->Stats();
   EXPECT_EQ(after.metadata_requests, before.metadata_requests);
   EXPECT_EQ(after.offset_fetch_requests, before.offset_fetch_requests + 1);
-  EXPECT_EQ(after.list_offsets_calls, before.list_offsets_calls + 2);  // end + log start
+  EXPECT_EQ(after.list_offsets_calls, before.list_offsets_calls);
+  EXPECT_EQ(after.snapshot_answers, before.snapshot_answers + 1);
   EXPECT_EQ(after.clients, 1);
   // librdkafka's statistics (every second) count every request the client sent.
   absl::SleepFor(absl::Milliseconds(1500));
@@ -255,6 +259,107 @@ TEST(RdkafkaOffsetReaderE2eTest, ConcurrentReadersShareListOffsetsCalls) {
   EXPECT_EQ(lookups, 2 * kReaders);
   // Without coalescing this would be 2 * kReaders.
   EXPECT_LE(calls, kReaders / 2);
+}
+
+// The freshness bound: end offsets may come from the snapshot while younger than the max age
+// (and say so in end_offsets_read_at); after it, a read sees the new end. Committed offsets are
+// always read after the call arrived.
+TEST(RdkafkaOffsetReaderE2eTest, EndOffsetsAreAtMostMaxAgeOld) {
+  KLAG_REQUIRE_BROKER(bootstrap);
+  const std::string topic = UniqueName("reader-fresh");
+  const std::string group = UniqueName("reader-fresh-group");
+  ASSERT_TRUE(CreateTopic(bootstrap, topic, 1).ok());
+  ASSERT_TRUE(Produce(bootstrap, topic, 0, 3).ok());
+  constexpr absl::Duration kMaxAge = absl::Seconds(2);
+  auto reader = NewReader(bootstrap, {.end_offsets_max_age = kMaxAge});
+  ASSERT_NE(reader, nullptr);
+  const OffsetQuery query{.group = group, .topics = {topic}};
+
+  const absl::Time arrived1 = absl::Now();
+  absl::StatusOr<GroupOffsets> first = reader->ReadOffsets(query, arrived1 + kDeadline);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->partitions.at(0).end, 3);
+  EXPECT_GE(first->end_offsets_read_at, arrived1 - kMaxAge);
+  EXPECT_LE(first->end_offsets_read_at, absl::Now());
+  EXPECT_GE(first->committed_read_at, arrived1);
+
+  ASSERT_TRUE(Produce(bootstrap, topic, 0, 2).ok());
+  const absl::Time arrived2 = absl::Now();
+  absl::StatusOr<GroupOffsets> second = reader->ReadOffsets(query, arrived2 + kDeadline);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_GE(second->end_offsets_read_at, arrived2 - kMaxAge);
+  EXPECT_GE(second->committed_read_at, arrived2);
+  if (second->partitions.at(0).end == 3) {
+    // The old end, from the snapshot: read by the first call's ListOffsets.
+    EXPECT_EQ(second->end_offsets_read_at, first->end_offsets_read_at);
+  } else {
+    EXPECT_EQ(second->partitions.at(0).end, 5);  // the machine was slow: refreshed
+  }
+
+  // Past the max age of the first read: the new end.
+  absl::SleepFor(first->end_offsets_read_at + kMaxAge + absl::Milliseconds(10) - absl::Now());
+  const absl::Time arrived3 = absl::Now();
+  absl::StatusOr<GroupOffsets> third = reader->ReadOffsets(query, arrived3 + kDeadline);
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_EQ(third->partitions.at(0).end, 5);
+  EXPECT_GT(third->end_offsets_read_at, first->end_offsets_read_at);
+  EXPECT_GE(third->end_offsets_read_at, arrived3 - kMaxAge);
+  EXPECT_GE(third->committed_read_at, arrived3);
+}
+
+// Many threads polling many triggers on one topic: ListOffsets calls are bounded by snapshot
+// refreshes (about one per max age), not by callers.
+TEST(RdkafkaOffsetReaderE2eTest, ManyCallersOnOneTopicCostRefreshesNotCalls) {
+  KLAG_REQUIRE_BROKER(bootstrap);
+  const std::string topic = UniqueName("reader-many");
+  ASSERT_TRUE(CreateTopic(bootstrap, topic, 6).ok());
+  ASSERT_TRUE(Produce(bootstrap, topic, 0, 4).ok());
+  constexpr absl::Duration kMaxAge = absl::Milliseconds(500);
+  auto reader = NewReader(bootstrap, {.end_offsets_max_age = kMaxAge});
+  ASSERT_NE(reader, nullptr);
+  constexpr int kThreads = 8;
+  constexpr int kTriggersPerThread = 25;
+  constexpr int kRounds = 6;
+  const RdkafkaOffsetReaderStats before = reader->Stats();
+  std::atomic<int> failures{0};
+  std::atomic<int> stale{0};
+  std::vector<std::thread> threads;
+  const absl::Time start = absl::Now();
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < kRounds; ++round) {
+        for (int trigger = 0; trigger < kTriggersPerThread; ++trigger) {
+          const absl::Time arrived = absl::Now();
+          absl::StatusOr<GroupOffsets> offsets = reader->ReadOffsets(
+              {.group = absl::StrCat("many-", t, "-", trigger), .topics = {topic}},
+              arrived + kDeadline);
+          if (!offsets.ok() || offsets->partitions.at(0).end != 4) ++failures;
+          if (offsets.ok() && offsets->end_offsets_read_at < arrived - kMaxAge) ++stale;
+        }
+        absl::SleepFor(absl::Milliseconds(100));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const absl::Duration took = absl::Now() - start;
+  const RdkafkaOffsetReaderStats after = reader->Stats();
+  const int64_t reads = after.read_offsets_calls - before.read_offsets_calls;
+  const int64_t calls = after.list_offsets_calls - before.list_offsets_calls;
+  const int64_t refreshes = after.snapshot_refreshes - before.snapshot_refreshes;
+  std::printf(
+      "%lld ReadOffsets (%d threads x %d triggers x %d rounds) in %.0f ms, max age %s: %lld "
+      "snapshot answers, %lld refreshes, %lld offsets_for_times calls, %lld OffsetFetch\n",
+      static_cast<long long>(reads), kThreads, kTriggersPerThread, kRounds,
+      absl::ToDoubleMilliseconds(took), absl::FormatDuration(kMaxAge).c_str(),
+      static_cast<long long>(after.snapshot_answers - before.snapshot_answers),
+      static_cast<long long>(refreshes), static_cast<long long>(calls),
+      static_cast<long long>(after.offset_fetch_requests - before.offset_fetch_requests));
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(stale.load(), 0);
+  EXPECT_EQ(reads, kThreads * kTriggersPerThread * kRounds);
+  EXPECT_EQ(calls, 2 * refreshes);  // end + log start per refresh
+  // One refresh per max age at most (plus the first), however many callers.
+  EXPECT_LE(refreshes, took / kMaxAge + 2);
 }
 
 // Runs scripts/kafka.sh with its own state dir; returns stdout (trimmed) or nullopt on failure.

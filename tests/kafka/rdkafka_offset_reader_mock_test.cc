@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "kafka/rdkafka_offset_reader.h"
 #include "tests/kafka/commit_many.h"
@@ -205,7 +206,8 @@ TEST(RdkafkaOffsetReaderMockTest, DeadlineAlreadyPassedFailsAtOnce) {
 TEST(RdkafkaOffsetReaderMockTest, TopicAuthorizationFailureOnListOffsetsIsPermissionDenied) {
   MockCluster cluster(1);
   const std::string topic = cluster.Topic(1, {2});
-  auto reader = NewReader(cluster.bootstrap());
+  // Every read sends ListOffsets (no snapshot answers): this test is about their errors.
+  auto reader = NewReader(cluster.bootstrap(), {.end_offsets_max_age = absl::ZeroDuration()});
   ASSERT_NE(reader, nullptr);
   const OffsetQuery query{.group = "g", .topics = {topic}};
   ASSERT_TRUE(reader->ReadOffsets(query, absl::Now() + absl::Seconds(5)).ok());
@@ -248,7 +250,8 @@ TEST(RdkafkaOffsetReaderMockTest, GroupAuthorizationFailureIsPermissionDenied) {
 TEST(RdkafkaOffsetReaderMockTest, NotLeaderIsRetriedAfterAMetadataRefresh) {
   MockCluster cluster(3);
   const std::string topic = cluster.Topic(2, {3, 1});
-  auto reader = NewReader(cluster.bootstrap());
+  // Every read sends ListOffsets (no snapshot answers): this test is about their errors.
+  auto reader = NewReader(cluster.bootstrap(), {.end_offsets_max_age = absl::ZeroDuration()});
   ASSERT_NE(reader, nullptr);
   const OffsetQuery query{.group = "g", .topics = {topic}};
   ASSERT_TRUE(reader->ReadOffsets(query, absl::Now() + absl::Seconds(5)).ok());
@@ -307,7 +310,8 @@ TEST(RdkafkaOffsetReaderMockTest, UnknownPartitionOnListOffsetsOfAListedTopicIsU
   // loaded yet, while Metadata lists the topic: transient, never "not found".
   MockCluster cluster(1);
   const std::string topic = cluster.Topic(2, {3, 1});
-  auto reader = NewReader(cluster.bootstrap());
+  // Every read sends ListOffsets (no snapshot answers): this test is about their errors.
+  auto reader = NewReader(cluster.bootstrap(), {.end_offsets_max_age = absl::ZeroDuration()});
   ASSERT_NE(reader, nullptr);
   const OffsetQuery query{.group = "g", .topics = {topic}};
   ASSERT_TRUE(reader->ReadOffsets(query, absl::Now() + absl::Seconds(5)).ok());
@@ -626,26 +630,39 @@ TEST(RdkafkaOffsetReaderMockTest, ConcurrentReadersAreCoalescedIntoFewListOffset
   constexpr int kReaders = 200;
   std::vector<std::string> topics;
   for (int i = 0; i < kTopics; ++i) topics.push_back(cluster.Topic(6, {i + 1}));
-  for (absl::Duration window : {absl::Milliseconds(5), absl::ZeroDuration()}) {
+  struct Config {
+    absl::Duration max_age;
+    absl::Duration window;
+  };
+  // max_age 0: every reader needs a refresh sent after it arrived (how refreshes coalesce);
+  // the default 1 s: readers are answered from the snapshot the warm-up filled.
+  for (const Config& config : {Config{absl::ZeroDuration(), absl::Milliseconds(5)},
+                               Config{absl::ZeroDuration(), absl::ZeroDuration()},
+                               Config{absl::Seconds(1), absl::ZeroDuration()}}) {
     RdkafkaOffsetReaderOptions options;
-    options.list_offsets_window = window;
+    options.end_offsets_max_age = config.max_age;
+    options.list_offsets_window = config.window;
     auto reader = NewReader(cluster.bootstrap(), options);
     ASSERT_NE(reader, nullptr);
-    for (const std::string& topic : topics) {  // warm the metadata cache
+    const absl::Time warm_start = absl::Now();
+    for (const std::string& topic : topics) {  // warm the metadata cache (and the snapshot)
       ASSERT_TRUE(
           reader->ReadOffsets({.group = "warm", .topics = {topic}}, absl::Now() + absl::Seconds(5))
               .ok());
     }
     const RdkafkaOffsetReaderStats before = reader->Stats();
     std::atomic<int> failures{0};
+    std::atomic<int> stale{0};
     std::vector<std::thread> threads;
     const absl::Time start = absl::Now();
     for (int i = 0; i < kReaders; ++i) {
       threads.emplace_back([&, i] {
+        const absl::Time arrived = absl::Now();
         absl::StatusOr<GroupOffsets> offsets =
             reader->ReadOffsets({.group = absl::StrCat("g", i), .topics = {topics[i % kTopics]}},
                                 absl::Now() + absl::Seconds(10));
         if (!offsets.ok() || offsets->partitions.at(0).end != i % kTopics + 1) ++failures;
+        if (offsets.ok() && offsets->end_offsets_read_at < arrived - config.max_age) ++stale;
       });
     }
     for (std::thread& t : threads) t.join();
@@ -653,23 +670,134 @@ TEST(RdkafkaOffsetReaderMockTest, ConcurrentReadersAreCoalescedIntoFewListOffset
     const RdkafkaOffsetReaderStats after = reader->Stats();
     const int64_t calls = after.list_offsets_calls - before.list_offsets_calls;
     std::printf(
-        "window %s: %d concurrent ReadOffsets over %d topics x 6 partitions, 3 brokers: "
-        "%lld offsets_for_times calls (%lld partitions), %lld OffsetFetch, %.0f ms\n",
-        absl::FormatDuration(window).c_str(), kReaders, kTopics, static_cast<long long>(calls),
+        "max_age %s, window %s: %d concurrent ReadOffsets over %d topics x 6 partitions, "
+        "3 brokers: %lld offsets_for_times calls (%lld partitions, %lld refreshes, %lld snapshot "
+        "answers), %lld OffsetFetch, %.0f ms\n",
+        absl::FormatDuration(config.max_age).c_str(), absl::FormatDuration(config.window).c_str(),
+        kReaders, kTopics, static_cast<long long>(calls),
         static_cast<long long>(after.list_offsets_partitions - before.list_offsets_partitions),
+        static_cast<long long>(after.snapshot_refreshes - before.snapshot_refreshes),
+        static_cast<long long>(after.snapshot_answers - before.snapshot_answers),
         static_cast<long long>(after.offset_fetch_requests - before.offset_fetch_requests),
         absl::ToDoubleMilliseconds(took));
     EXPECT_EQ(failures.load(), 0);
+    EXPECT_EQ(stale.load(), 0);
     EXPECT_EQ(after.list_offsets_lookups - before.list_offsets_lookups, 2 * kReaders);
-    if (window > absl::ZeroDuration()) {
-      // 2 * kReaders lookups without coalescing; measured 6-10 calls here.
-      EXPECT_LE(calls, 2 * kReaders / 10) << "window " << window;
+    EXPECT_EQ(calls, 2 * (after.snapshot_refreshes - before.snapshot_refreshes));
+    if (config.max_age > absl::ZeroDuration()) {
+      if (absl::Now() - warm_start < config.max_age) {
+        EXPECT_EQ(calls, 0);  // all from the snapshot
+        EXPECT_EQ(after.snapshot_answers - before.snapshot_answers, kReaders);
+      } else {
+        EXPECT_LE(calls, 2 * kTopics);  // at most one refresh per topic
+      }
+    } else if (config.window > absl::ZeroDuration()) {
+      // 2 * kReaders lookups without coalescing.
+      EXPECT_LE(calls, 2 * kReaders / 10) << "window " << config.window;
     } else {
-      // Without a window, lookups only join while the previous call is in flight (measured
-      // 26-64 calls): still far fewer than one per lookup.
-      EXPECT_LE(calls, kReaders) << "window " << window;
+      // Without a window, readers share the next refresh while one is in flight.
+      EXPECT_LE(calls, kReaders) << "window " << config.window;
     }
   }
+}
+
+// Concurrent readers of one group share OffsetFetch requests, but never one sent before they
+// arrived: committed offsets are always read for this call.
+TEST(RdkafkaOffsetReaderMockTest, ConcurrentReadersOfOneGroupShareOnlyFreshOffsetFetches) {
+  MockCluster cluster(1);
+  const std::string topic = cluster.Topic(3, {1, 1, 1});
+  auto reader = NewReader(cluster.bootstrap());
+  ASSERT_NE(reader, nullptr);
+  const OffsetQuery query{.group = UniqueName("mock-group"), .topics = {topic}};
+  ASSERT_TRUE(reader->ReadOffsets(query, absl::Now() + absl::Seconds(5)).ok());
+  // A slow coordinator keeps each OffsetFetch in flight while others arrive.
+  rd_kafka_mock_broker_set_rtt(cluster.get(), 1, 50);
+  constexpr int kReaders = 40;
+  absl::Notification go;
+  const RdkafkaOffsetReaderStats before = reader->Stats();
+  std::atomic<int> failures{0};
+  std::atomic<int> read_before_arrival{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kReaders; ++i) {
+    threads.emplace_back([&, i] {
+      go.WaitForNotification();
+      // Half arrive together, half during the first OffsetFetch.
+      if (i % 2 == 1) absl::SleepFor(absl::Milliseconds(20));
+      const absl::Time arrived = absl::Now();
+      absl::StatusOr<GroupOffsets> offsets =
+          reader->ReadOffsets(query, arrived + absl::Seconds(10));
+      if (!offsets.ok()) {
+        ++failures;
+        return;
+      }
+      if (offsets->committed_read_at < arrived) ++read_before_arrival;
+    });
+  }
+  go.Notify();
+  for (std::thread& t : threads) t.join();
+  const RdkafkaOffsetReaderStats after = reader->Stats();
+  const int64_t fetches = after.offset_fetch_requests - before.offset_fetch_requests;
+  const int64_t shared = after.offset_fetch_shared - before.offset_fetch_shared;
+  std::printf("%d readers of one group, 50 ms RTT: %lld OffsetFetch, %lld shared\n", kReaders,
+              static_cast<long long>(fetches), static_cast<long long>(shared));
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(read_before_arrival.load(), 0);
+  EXPECT_EQ(fetches + shared, kReaders);  // each reader either sent one or shared one
+}
+
+// A cluster whose connections are refused, or whose name does not resolve, answers kUnavailable
+// long before a 5 s deadline once the reader has seen the failure.
+TEST(RdkafkaOffsetReaderMockTest, DeadClusterFailsFast) {
+  for (const std::string bootstrap : {"127.0.0.1:1", "klag-no-such-host.invalid:9092"}) {
+    auto reader = NewReader(bootstrap);
+    ASSERT_NE(reader, nullptr);
+    const OffsetQuery query{.group = "g", .topics = {"t"}};
+    constexpr absl::Duration kDeadline = absl::Seconds(5);
+    for (int i = 0; i < 3; ++i) {
+      Timed read = ReadTimed(*reader, query, kDeadline);
+      std::printf("%s read %d: %s after %.0f ms\n", bootstrap.c_str(), i,
+                  read.result.status().ToString().c_str(), absl::ToDoubleMilliseconds(read.took));
+      EXPECT_EQ(read.result.status().code(), absl::StatusCode::kUnavailable)
+          << read.result.status();
+      EXPECT_THAT(read.result.status().message(), HasSubstr(bootstrap));
+      if (i == 0) {
+        EXPECT_LT(read.took, kDeadline + kSlack);
+      } else {
+        EXPECT_LT(read.took, absl::Seconds(1)) << bootstrap;  // the failure is known by now
+      }
+    }
+    EXPECT_GT(reader->Stats().unreachable_probe_failures, 0);
+  }
+}
+
+// All brokers down: fast kUnavailable; back up: answers again within about a reconnect backoff.
+TEST(RdkafkaOffsetReaderMockTest, BrokersDownFailFastAndRecoverWhenBackUp) {
+  MockCluster cluster(1);
+  const std::string topic = cluster.Topic(1, {2});
+  const OffsetQuery query{.group = UniqueName("mock-group"), .topics = {topic}};
+  auto reader = NewReader(cluster.bootstrap());
+  ASSERT_NE(reader, nullptr);
+  ASSERT_TRUE(reader->ReadOffsets(query, absl::Now() + absl::Seconds(5)).ok());
+  ASSERT_EQ(rd_kafka_mock_broker_set_down(cluster.get(), -1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  // The first read may have to wait for the disconnect news; later ones fail within a probe.
+  (void)ReadTimed(*reader, query, absl::Seconds(5));
+  for (int i = 0; i < 3; ++i) {
+    Timed read = ReadTimed(*reader, query, absl::Seconds(5));
+    EXPECT_EQ(read.result.status().code(), absl::StatusCode::kUnavailable) << read.result.status();
+    EXPECT_LT(read.took, absl::Seconds(1));
+  }
+  ASSERT_EQ(rd_kafka_mock_broker_set_up(cluster.get(), -1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  const absl::Time up = absl::Now();
+  absl::StatusOr<GroupOffsets> offsets;
+  while (absl::Now() - up < absl::Seconds(10)) {
+    offsets = reader->ReadOffsets(query, absl::Now() + absl::Seconds(5));
+    if (offsets.ok()) break;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  ASSERT_TRUE(offsets.ok()) << offsets.status();
+  std::printf("brokers back up: first answer after %.0f ms\n",
+              absl::ToDoubleMilliseconds(absl::Now() - up));
+  EXPECT_EQ(offsets->partitions.at(0).end, 2);
 }
 
 TEST(RdkafkaOffsetReaderMockTest, InvalidQueriesAreInvalidArgument) {
