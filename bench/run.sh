@@ -12,9 +12,11 @@
 #   2. start a fresh single-node broker (scripts/kafka.sh, state .cache/kafka/bench) and a
 #      PostgreSQL server (scripts/postgres.sh, state .cache/postgres/bench)
 #   3. micro-benchmarks: ParseTriggerSpec / ComputeLag at P = 12, 1,000, 10,000
-#   4. fan-out: S = 10, 100, 1,000, 5,000 ScaledJobs (P = 12): klag-scaler polled by
+#   4. fan-out: S = 1,000, 5,000, 10,000 ScaledJobs (P = 12): klag-scaler polled by
 #      bench/fanout, then KEDA's scaler code driven by bench/keda-ref, each through its own
-#      counting Kafka proxy (bench/fanout/kproxy)
+#      counting Kafka proxy (bench/fanout/kproxy); then, at S = 1,000, the variants: 10
+#      ScaledJobs per group (both sides), 1,000 open StreamIsActive streams, and 1,000 more
+#      ScaledJobs on a dead cluster (refused, then blackholed) beside the healthy one
 #   5. the Job: drain 1,000,000 records with klag-job (jsonl, postgres), kcat and a Python
 #      confluent-kafka consumer (bench/job/jobbench.py)
 #   6. bench/report.py: tables on stdout and in docs/benchmarks.md
@@ -29,7 +31,9 @@ Usage: bench/run.sh [options]
   --quick          S sweep with fewer cycles, 200,000 job records, one no-work run each
   --no-build       use the binaries already in the build dir
   --only PARTS     comma-separated subset of: micro,fanout,job (default: all)
-  --sizes LIST     fan-out S values (default 10,100,1000,5000)
+  --sizes LIST     fan-out S values (default 1000,5000,10000; --quick 100,1000)
+  --variant-s S    S of the variant rows (shared groups, open streams, dead cluster; default
+                   1000, --quick 100; 0 skips them)
   --no-doc         print the tables but do not rewrite docs/benchmarks.md
   --keep           leave the broker and PostgreSQL running afterwards
   -j, --jobs N     build parallelism (default 2; env KLAG_JOBS)
@@ -44,7 +48,7 @@ EOF
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 
-quick=0 build=1 doc=1 keep=0 only="micro,fanout,job" sizes="10,100,1000,5000"
+quick=0 build=1 doc=1 keep=0 only="micro,fanout,job" sizes="" variant_s=""
 JOBS="${KLAG_JOBS:-2}"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -54,6 +58,7 @@ while [[ $# -gt 0 ]]; do
     --keep) keep=1 ;;
     --only) [[ $# -ge 2 ]] || { echo "run.sh: $1 needs a value" >&2; exit 2; }; only="$2"; shift ;;
     --sizes) [[ $# -ge 2 ]] || { echo "run.sh: $1 needs a value" >&2; exit 2; }; sizes="$2"; shift ;;
+    --variant-s) [[ $# -ge 2 ]] || { echo "run.sh: $1 needs a value" >&2; exit 2; }; variant_s="$2"; shift ;;
     -j | --jobs) [[ $# -ge 2 ]] || { echo "run.sh: $1 needs a value" >&2; exit 2; }; JOBS="$2"; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -81,11 +86,13 @@ phase() { echo "{\"phase\": \"$1\", \"t\": $(( $(date +%s) - started )), \"load\
 if ((quick)); then
   mode=quick
   job_records=200000 nowork_reps=1 micro_min_time=0.02
+  : "${sizes:=100,1000}" "${variant_s:=100}"
   # S:interval:warmup:cycles
   plan_for() { case "$1" in 10) echo 1s:1:3 ;; 100) echo 1s:1:3 ;; 1000) echo 2s:1:2 ;; *) echo 5s:1:1 ;; esac; }
 else
   mode=full
   job_records=1000000 nowork_reps=3 micro_min_time=0.3
+  : "${sizes:=1000,5000,10000}" "${variant_s:=1000}"
   plan_for() { case "$1" in 10) echo 1s:1:10 ;; 100) echo 1s:1:10 ;; 1000) echo 2s:1:5 ;; *) echo 5s:1:4 ;; esac; }
 fi
 
@@ -215,39 +222,75 @@ if want fanout; then
     --groups "$max_s" >"$RESULTS/ksetup.log" 2>&1 || { cat "$RESULTS/ksetup.log"; die "ksetup failed"; }
   log "$(tail -1 "$RESULTS/ksetup.log")"
   : >"$RESULTS/fanout.jsonl"
-  for s in ${sizes//,/ }; do
-    IFS=: read -r interval warmup cycles <<<"$(plan_for "$s")"
-    common=(--S "$s" --interval "$interval" --warmup "$warmup" --cycles "$cycles" --topics 100
-      --partitions 12 --records 100)
 
-    # klag-scaler: a fresh process per S (peak RSS is a high-water mark). Its evaluation window
-    # must be shorter than the compressed interval, or polls would share evaluations.
-    phase "fanout klag S=$s"
+  # run_klag S INTERVAL WARMUP CYCLES [fanout args...]: a fresh klag-scaler (peak RSS is a
+  # high-water mark) polled by bench/fanout through one counting proxy. Its evaluation window
+  # must be shorter than the compressed interval, or polls would share evaluations.
+  run_klag() {
+    local s=$1 interval=$2 warmup=$3 cycles=$4 tag
+    shift 4
+    tag="$s${*:+ $*}"
+    phase "fanout klag S=$tag"
     start_proxies 1
+    local port mport scaler_pid
     port=$(free_port)
+    mport=$(free_port)
     "$SCALER" --listen "127.0.0.1:$port" --evaluation-window 500ms --log-level warn \
-      >"$RESULTS/scaler-$s.log" 2>&1 &
+      --metrics-listen "127.0.0.1:$mport" >"$RESULTS/scaler-$s.log" 2>&1 &
     scaler_pid=$!
     for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
     if ! "$GOBIN_DIR/fanout" --addr "127.0.0.1:$port" --bootstrap "$PROXY_ADDRS" --pid "$scaler_pid" \
-      --proxy-stats "$PROXY_STATS" "${common[@]}" >>"$RESULTS/fanout.jsonl" 2>"$RESULTS/fanout-$s.err"; then
-      log "fanout S=$s failed: $(tail -3 "$RESULTS/fanout-$s.err")"
+      --proxy-stats "$PROXY_STATS" --metrics-url "http://127.0.0.1:$mport/metrics" \
+      --S "$s" --interval "$interval" --warmup "$warmup" \
+      --cycles "$cycles" --topics 100 --partitions 12 --records 100 "$@" \
+      >>"$RESULTS/fanout.jsonl" 2>"$RESULTS/fanout-$s.err"; then
+      log "fanout S=$tag failed: $(tail -3 "$RESULTS/fanout-$s.err")"
       kill -0 "$scaler_pid" 2>/dev/null || log "klag-scaler died; its log ends: $(tail -5 "$RESULTS/scaler-$s.log")"
-      echo "{\"side\": \"klag\", \"S\": $s, \"error\": $("$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()[-600:]))' <"$RESULTS/fanout-$s.err")}" >>"$RESULTS/fanout.jsonl"
+      echo "{\"side\": \"klag\", \"S\": $s, \"variant\": \"$(variant_of "$@")\", \"error\": $("$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()[-600:]))' <"$RESULTS/fanout-$s.err")}" >>"$RESULTS/fanout.jsonl"
     fi
     stop_pids "$scaler_pid" "${PROXY_PIDS[@]}"
-
-    # KEDA's scaler code: one sarama client per trigger; a proxy per 2,000 triggers keeps each
-    # proxy under the descriptor limit.
-    phase "fanout keda S=$s"
+  }
+  # run_keda S INTERVAL WARMUP CYCLES [keda-ref args...]: KEDA's scaler code, one sarama client
+  # per trigger; a proxy per 2,000 triggers keeps each proxy under the descriptor limit.
+  run_keda() {
+    local s=$1 interval=$2 warmup=$3 cycles=$4 tag
+    shift 4
+    tag="$s${*:+ $*}"
+    phase "fanout keda S=$tag"
     start_proxies $(((s + 1999) / 2000))
-    if ! "$GOBIN_DIR/keda-ref" --bootstrap "$PROXY_ADDRS" --proxy-stats "$PROXY_STATS" "${common[@]}" \
-      >>"$RESULTS/fanout.jsonl" 2>"$RESULTS/keda-$s.err"; then
-      log "keda-ref S=$s failed: $(tail -3 "$RESULTS/keda-$s.err")"
-      echo "{\"side\": \"keda\", \"S\": $s, \"error\": $("$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()[-600:]))' <"$RESULTS/keda-$s.err")}" >>"$RESULTS/fanout.jsonl"
+    if ! "$GOBIN_DIR/keda-ref" --bootstrap "$PROXY_ADDRS" --proxy-stats "$PROXY_STATS" --S "$s" \
+      --interval "$interval" --warmup "$warmup" --cycles "$cycles" --topics 100 --partitions 12 \
+      --records 100 "$@" >>"$RESULTS/fanout.jsonl" 2>"$RESULTS/keda-$s.err"; then
+      log "keda-ref S=$tag failed: $(tail -3 "$RESULTS/keda-$s.err")"
+      echo "{\"side\": \"keda\", \"S\": $s, \"variant\": \"$(variant_of "$@")\", \"error\": $("$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()[-600:]))' <"$RESULTS/keda-$s.err")}" >>"$RESULTS/fanout.jsonl"
     fi
     stop_pids "${PROXY_PIDS[@]}"
+  }
+  # The variant label fanout and keda-ref print, for rows of runs that failed.
+  variant_of() {
+    case "${1:-}" in
+      --share) echo "$2 ScaledJobs per group" ;;
+      --streams) echo "+ $2 open StreamIsActive streams" ;;
+      --dead) echo "+ $2 ScaledJobs on a ${4:-refused} cluster" ;;
+      *) echo "distinct groups" ;;
+    esac
+  }
+
+  for s in ${sizes//,/ }; do
+    IFS=: read -r interval warmup cycles <<<"$(plan_for "$s")"
+    run_klag "$s" "$interval" "$warmup" "$cycles"
+    run_keda "$s" "$interval" "$warmup" "$cycles"
   done
+  # Variants at S = variant_s: ScaledJobs sharing groups (both sides), open streams and a dead
+  # cluster beside the healthy one (klag-scaler; KEDA's code has no counterpart to compare).
+  if ((variant_s > 0)); then
+    IFS=: read -r interval warmup cycles <<<"$(plan_for "$variant_s")"
+    run_klag "$variant_s" "$interval" "$warmup" "$cycles" --share 10
+    run_keda "$variant_s" "$interval" "$warmup" "$cycles" --share 10
+    run_klag "$variant_s" "$interval" "$warmup" "$cycles" --streams 1000
+    run_klag "$variant_s" "$interval" "$warmup" "$cycles" --dead "$variant_s" --dead-mode refused
+    run_klag "$variant_s" "$interval" "$warmup" "$cycles" --dead "$variant_s" --dead-mode blackhole
+  fi
 fi
 
 # ---- 5. the Job ---------------------------------------------------------------------------

@@ -46,6 +46,7 @@ func main() {
 	topics := flag.Int("topics", 100, "topics (as given to ksetup)")
 	partitions := flag.Int("partitions", 12, "partitions per topic")
 	records := flag.Int("records", 100, "records per partition")
+	share := flag.Int("share", 1, "ScaledJobs per consumer group (trigger i polls group i/share)")
 	createParallel := flag.Int("create-parallel", 32, "scalers constructed concurrently (the operator builds them as ScaledJobs reconcile)")
 	flag.Parse()
 	if *bootstrap == "" {
@@ -55,7 +56,13 @@ func main() {
 	// KEDA's scalers log through controller-runtime's logger; the operator's default level drops
 	// their V(1) lines, which is what Discard does here (and no "SetLogger never called" warning).
 	logf.SetLogger(logr.Discard())
-	l := layout.Layout{Prefix: *prefix, Topics: min(*topics, *s), Partitions: *partitions, Records: *records}
+	groups := (*s + max(*share, 1) - 1) / max(*share, 1)
+	l := layout.Layout{Prefix: *prefix, Topics: min(*topics, groups), Partitions: *partitions,
+		Records: *records, Share: *share}
+	variant := "distinct groups"
+	if *share > 1 {
+		variant = fmt.Sprintf("%d ScaledJobs per group", *share)
+	}
 	addrs := strings.Split(*bootstrap, ",")
 	ctx := context.Background()
 
@@ -121,9 +128,9 @@ func main() {
 			for _, m := range metrics {
 				value += m.Value.MilliValue() / 1000
 			}
-			if value != l.Lag(g) || !active {
+			if want := l.Lag(l.GroupOf(g)); value != want || !active {
 				mismatches.Add(1)
-				return fmt.Errorf("group %s: metric %d active %v, want %d true", l.Group(g), value, active, l.Lag(g))
+				return fmt.Errorf("group %s: metric %d active %v, want %d true", l.Group(l.GroupOf(g)), value, active, want)
 			}
 		}
 		return nil
@@ -141,11 +148,14 @@ func main() {
 	out := struct {
 		Side string `json:"side"`
 		*pollloop.Result
+		Variant         string  `json:"variant"`
+		Share           int     `json:"share"`
+		Groups          int     `json:"groups"`
 		P               int     `json:"P"`
 		Topics          int     `json:"topics"`
 		ValueMismatches int64   `json:"value_mismatches"`
 		BuildSeconds    float64 `json:"scalers_built_s"`
-	}{"keda", res, *partitions, l.Topics, mismatches.Load(), buildSeconds}
+	}{"keda", res, variant, max(*share, 1), groups, *partitions, l.Topics, mismatches.Load(), buildSeconds}
 	b, _ := json.Marshal(out)
 	fmt.Println(string(b))
 	for _, sc := range ss {

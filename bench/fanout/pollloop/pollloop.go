@@ -194,7 +194,7 @@ func Run(ctx context.Context, cfg Config, poll Poller) (*Result, error) {
 		Threads:     after.threads,
 	}
 	for kind, d := range a.lat {
-		res.Latency[kind] = summarize(d)
+		res.Latency[kind] = Summarize(d)
 	}
 	if res.Cycles > 0 {
 		res.CPUPerCycle = res.CPUSeconds / res.Cycles
@@ -234,7 +234,8 @@ func sleepUntil(ctx context.Context, t time.Time) bool {
 	}
 }
 
-func summarize(d []time.Duration) Latency {
+// Summarize returns the count and nearest-rank percentiles of d (sorted in place).
+func Summarize(d []time.Duration) Latency {
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	ms := func(x time.Duration) float64 { return float64(x.Microseconds()) / 1000 }
 	q := func(p float64) float64 {
