@@ -97,8 +97,38 @@ class ServingModelTest : public ::testing::Test {
         absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials(), args));
   }
 
+  // Starts an asynchronous GetMetrics owned by the fixture (so that a failed assertion never
+  // leaves a call in flight that points into a finished test body).
+  void StartGetMetrics(externalscaler::ScaledObjectRef ref) {
+    auto call = std::make_unique<AsyncCall>();
+    call->request = MetricsRequest(std::move(ref));
+    AsyncCall* raw = call.get();
+    {
+      absl::MutexLock lock(&calls_mu_);
+      calls_.push_back(std::move(call));
+    }
+    stub_->async()->GetMetrics(&raw->context, &raw->request, &raw->response,
+                               [this](grpc::Status status) {
+                                 absl::MutexLock lock(&calls_mu_);
+                                 ++async_done_;
+                                 if (status.ok()) ++async_ok_;
+                               });
+  }
+  int async_done() {
+    absl::MutexLock lock(&calls_mu_);
+    return async_done_;
+  }
+  int async_ok() {
+    absl::MutexLock lock(&calls_mu_);
+    return async_ok_;
+  }
+
   void TearDown() override {
     if (dead_) dead_->ReleaseCalls();
+    EXPECT_TRUE(Eventually([&] {
+      absl::MutexLock lock(&calls_mu_);
+      return async_done_ == static_cast<int>(calls_.size());
+    }));
     if (server_) server_->Shutdown(absl::Seconds(5));
   }
 
@@ -120,6 +150,16 @@ class ServingModelTest : public ::testing::Test {
     *request.mutable_scaledobjectref() = std::move(ref);
     return request;
   }
+
+  struct AsyncCall {
+    grpc::ClientContext context;
+    externalscaler::GetMetricsRequest request;
+    externalscaler::GetMetricsResponse response;
+  };
+  absl::Mutex calls_mu_;
+  std::vector<std::unique_ptr<AsyncCall>> calls_ ABSL_GUARDED_BY(calls_mu_);
+  int async_done_ ABSL_GUARDED_BY(calls_mu_) = 0;
+  int async_ok_ ABSL_GUARDED_BY(calls_mu_) = 0;
 
   CountingObserver observer_;
   std::shared_ptr<testing::FakeOffsetReader> live_;
@@ -189,23 +229,8 @@ TEST_F(ServingModelTest, ABlackholedClusterDoesNotDelayTriggersOfAHealthyOne) {
         ServiceOptions{});
   dead_->BlockCalls();  // until the (60 s) deadline: a blackholed cluster
   constexpr int kDead = 40;
-  struct Call {
-    grpc::ClientContext context;
-    externalscaler::GetMetricsRequest request;
-    externalscaler::GetMetricsResponse response;
-  };
-  std::vector<std::unique_ptr<Call>> dead_calls;
-  std::atomic<int> dead_done{0};
-  std::atomic<int> dead_ok{0};
   for (int i = 0; i < kDead; ++i) {
-    auto call = std::make_unique<Call>();
-    call->request = MetricsRequest(Ref("tenant-a", absl::StrCat("dead-", i), "dead:9092"));
-    stub_->async()->GetMetrics(&call->context, &call->request, &call->response,
-                               [&](grpc::Status status) {
-                                 if (status.ok()) ++dead_ok;
-                                 ++dead_done;
-                               });
-    dead_calls.push_back(std::move(call));
+    StartGetMetrics(Ref("tenant-a", absl::StrCat("dead-", i), "dead:9092"));
   }
   ASSERT_TRUE(dead_->AwaitBlockedCalls(2));
   ASSERT_TRUE(Eventually([&] { return evaluator_->Stats().queued == kDead - 2; }))
@@ -225,13 +250,13 @@ TEST_F(ServingModelTest, ABlackholedClusterDoesNotDelayTriggersOfAHealthyOne) {
   externalscaler::GetMetricSpecResponse spec;
   EXPECT_TRUE(other->GetMetricSpec(&spec_ctx, Ref("tenant-a", "dead-0", "dead:9092"), &spec).ok())
       << "GetMetricSpec never waits for Kafka";
-  EXPECT_EQ(dead_done.load(), 0) << "the blackholed cluster's calls are still waiting";
+  EXPECT_EQ(async_done(), 0) << "the blackholed cluster's calls are still waiting";
   EXPECT_EQ(dead_->calls(), 2) << "the dead cluster holds only its share of workers";
   EXPECT_EQ(live_->calls(), 10);
 
   dead_->ReleaseCalls();
-  ASSERT_TRUE(Eventually([&] { return dead_done.load() == kDead; }));
-  EXPECT_EQ(dead_ok.load(), kDead);
+  ASSERT_TRUE(Eventually([&] { return async_done() == kDead; }));
+  EXPECT_EQ(async_ok(), kDead);
 }
 
 TEST_F(ServingModelTest, AFullQueueIsResourceExhaustedNamingTheBound) {
@@ -242,19 +267,8 @@ TEST_F(ServingModelTest, AFullQueueIsResourceExhaustedNamingTheBound) {
           .executor = {.workers = 2, .workers_per_cluster = 1, .max_queued_per_cluster = 3}},
       ServiceOptions{});
   dead_->BlockCalls();
-  struct Call {
-    grpc::ClientContext context;
-    externalscaler::GetMetricsRequest request;
-    externalscaler::GetMetricsResponse response;
-  };
-  std::vector<std::unique_ptr<Call>> calls;
-  std::atomic<int> done{0};
   for (int i = 0; i < 4; ++i) {  // one runs, three wait
-    auto call = std::make_unique<Call>();
-    call->request = MetricsRequest(Ref("tenant-a", absl::StrCat("dead-", i), "dead:9092"));
-    stub_->async()->GetMetrics(&call->context, &call->request, &call->response,
-                               [&](grpc::Status) { ++done; });
-    calls.push_back(std::move(call));
+    StartGetMetrics(Ref("tenant-a", absl::StrCat("dead-", i), "dead:9092"));
     if (i == 0) {
       ASSERT_TRUE(dead_->AwaitBlockedCalls(1));
     }
@@ -270,7 +284,7 @@ TEST_F(ServingModelTest, AFullQueueIsResourceExhaustedNamingTheBound) {
   EXPECT_EQ(evaluator_->Stats().rejected, 1);
   EXPECT_EQ(observer_.finished("GetMetrics", grpc::StatusCode::RESOURCE_EXHAUSTED), 1);
   dead_->ReleaseCalls();
-  ASSERT_TRUE(Eventually([&] { return done.load() == 4; }));
+  ASSERT_TRUE(Eventually([&] { return async_done() == 4; }));
 }
 
 TEST_F(ServingModelTest, WaitingForAWorkerPastTheDeadlineIsDeadlineExceededWithoutKafka) {
@@ -279,13 +293,7 @@ TEST_F(ServingModelTest, WaitingForAWorkerPastTheDeadlineIsDeadlineExceededWitho
                          .executor = {.workers = 2, .workers_per_cluster = 1}},
         ServiceOptions{});
   dead_->BlockCalls(/*honor_deadline=*/false);  // holds its worker until released
-  grpc::ClientContext holder_ctx;
-  externalscaler::GetMetricsRequest holder_request =
-      MetricsRequest(Ref("tenant-a", "holder", "dead:9092"));
-  externalscaler::GetMetricsResponse holder_response;
-  std::atomic<bool> holder_done{false};
-  stub_->async()->GetMetrics(&holder_ctx, &holder_request, &holder_response,
-                             [&](grpc::Status) { holder_done = true; });
+  StartGetMetrics(Ref("tenant-a", "holder", "dead:9092"));
   ASSERT_TRUE(dead_->AwaitBlockedCalls(1));
 
   grpc::ClientContext ctx;
@@ -295,10 +303,10 @@ TEST_F(ServingModelTest, WaitingForAWorkerPastTheDeadlineIsDeadlineExceededWitho
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_NE(status.error_message().find("dead:9092"), std::string::npos) << status.error_message();
   EXPECT_EQ(dead_->calls("g-late"), 0) << "never sent to Kafka";
-  EXPECT_FALSE(holder_done.load());
+  EXPECT_EQ(async_done(), 0) << "the holder still holds the cluster's only worker";
   EXPECT_EQ(evaluator_->Stats().expired, 1);
   dead_->ReleaseCalls();
-  ASSERT_TRUE(Eventually([&] { return holder_done.load(); }));
+  ASSERT_TRUE(Eventually([&] { return async_done() == 1; }));
 }
 
 TEST_F(ServingModelTest, StreamWritesOnlyChangesAndShutdownEndsItWithOk) {
