@@ -59,7 +59,8 @@ class ExternalScalerService::IsActiveStream
     }
     opened_ = true;
     if (service_->options_.observer != nullptr) service_->options_.observer->StreamOpened();
-    if (!service_->Register(self_, &id_)) {
+    registered_ = service_->Register(self_, &id_);
+    if (!registered_) {
       RequestFinish();  // shutting down
       return;
     }
@@ -117,8 +118,8 @@ class ExternalScalerService::IsActiveStream
 
   void OnDone() override {
     std::shared_ptr<IsActiveStream> keep = std::move(self_);  // deleted when this returns
+    if (registered_) service_->Unregister(id_);
     if (opened_) {
-      service_->Unregister(id_);
       if (service_->options_.observer != nullptr) service_->options_.observer->StreamClosed();
     }
     if (service_->options_.observer != nullptr) {
@@ -170,7 +171,9 @@ class ExternalScalerService::IsActiveStream
   const TriggerRef trigger_;
   const absl::Time start_;
   std::shared_ptr<IsActiveStream> self_;
-  bool opened_ = false;  // set in Start, before any other thread sees the stream
+  // Set in Start, before any other thread sees the stream.
+  bool opened_ = false;
+  bool registered_ = false;  // with the timer, under id_
   uint64_t id_ = 0;
 
   absl::Mutex mu_;
