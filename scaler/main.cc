@@ -58,6 +58,10 @@ struct Options {
   absl::Duration shutdown_grace = absl::Seconds(10);
   absl::Duration stats_interval = absl::ZeroDuration();
   int64_t max_threads = 1024;
+  int64_t kafka_workers = KafkaExecutorOptions{}.workers;
+  int64_t kafka_workers_per_cluster = KafkaExecutorOptions{}.workers_per_cluster;
+  int64_t kafka_queue = KafkaExecutorOptions{}.max_queued;
+  int64_t kafka_queue_per_cluster = KafkaExecutorOptions{}.max_queued_per_cluster;
   std::string log_format = "text";
   std::string log_level = "info";
   bool version = false;
@@ -101,8 +105,24 @@ void RegisterFlags(FlagSet& flags, Options& o) {
   flags.String("tls-client-ca", "KLAG_TLS_CLIENT_CA",
                "PEM CA bundle: require client certificates signed by it (mutual TLS)",
                &o.server.tls_client_ca_file);
-  flags.Int("max-threads", "KLAG_MAX_THREADS", "upper bound on threads serving RPCs",
+  flags.Int("max-threads", "KLAG_MAX_THREADS",
+            "upper bound on gRPC's synchronous-server threads; ExternalScaler and health use the "
+            "callback API and never take one, so this now bounds only server reflection",
             &o.max_threads);
+  flags.Int("kafka-workers", "KLAG_KAFKA_WORKERS",
+            "threads that run the blocking Kafka reads of evaluations, over all clusters",
+            &o.kafka_workers);
+  flags.Int("kafka-workers-per-cluster", "KLAG_KAFKA_WORKERS_PER_CLUSTER",
+            "at most this many of --kafka-workers on one cluster at a time, so a slow or "
+            "unreachable cluster cannot hold them all",
+            &o.kafka_workers_per_cluster);
+  flags.Int("kafka-queue", "KLAG_KAFKA_QUEUE",
+            "evaluations that may wait for a Kafka worker, over all clusters (more: "
+            "RESOURCE_EXHAUSTED)",
+            &o.kafka_queue);
+  flags.Int("kafka-queue-per-cluster", "KLAG_KAFKA_QUEUE_PER_CLUSTER",
+            "evaluations that may wait for a Kafka worker, per cluster (more: RESOURCE_EXHAUSTED)",
+            &o.kafka_queue_per_cluster);
   flags.Duration("shutdown-grace", "KLAG_SHUTDOWN_GRACE",
                  "on SIGTERM, how long running RPCs may take to finish", &o.shutdown_grace);
   flags.String("metrics-listen", "KLAG_METRICS_LISTEN",
@@ -151,15 +171,20 @@ struct Wiring {
             BuildInfo{.version = std::string(Version()),
                       .commit = std::string(GitCommit()),
                       .librdkafka = kafka::LibrdkafkaVersion()})),
-        evaluator(
-            [this](const kafka::ConnectionConfig& c) { return registry.For(c); }, &profiles,
-            EvaluatorOptions{.kafka_timeout = o.kafka_timeout,
-                             .window = o.evaluation_window,
-                             .idle_ttl = o.client_idle_timeout,
-                             .allowed_bootstrap_servers = absl::StrSplit(
-                                 o.allowed_bootstrap_servers, ',', absl::SkipWhitespace()),
-                             .connection_policy = {.kerberos_keytab_dir = o.kerberos_keytab_dir},
-                             .observer = metrics.get()}) {
+        evaluator([this](const kafka::ConnectionConfig& c) { return registry.For(c); }, &profiles,
+                  EvaluatorOptions{
+                      .kafka_timeout = o.kafka_timeout,
+                      .window = o.evaluation_window,
+                      .idle_ttl = o.client_idle_timeout,
+                      .allowed_bootstrap_servers =
+                          absl::StrSplit(o.allowed_bootstrap_servers, ',', absl::SkipWhitespace()),
+                      .connection_policy = {.kerberos_keytab_dir = o.kerberos_keytab_dir},
+                      .observer = metrics.get(),
+                      .executor = {
+                          .workers = static_cast<int>(o.kafka_workers),
+                          .workers_per_cluster = static_cast<int>(o.kafka_workers_per_cluster),
+                          .max_queued = static_cast<int>(o.kafka_queue),
+                          .max_queued_per_cluster = static_cast<int>(o.kafka_queue_per_cluster)}}) {
     metrics->SetSources(MetricsSources{
         .evaluator = [this] { return evaluator.Stats(); },
         .kafka_clients = [this] { return static_cast<int64_t>(registry.Snapshot().size()); },
@@ -190,8 +215,11 @@ struct Wiring {
 // start), so Kafka requests per poll cycle can be read off two lines.
 void LogStats(Wiring& wiring) {
   const EvaluatorStats e = wiring.evaluator.Stats();
-  spdlog::info("stats evaluator: triggers={} evaluations={} reused={} joined={} failures={}",
-               e.triggers, e.evaluations, e.reused, e.joined, e.failures);
+  spdlog::info(
+      "stats evaluator: triggers={} evaluations={} reused={} joined={} failures={} rejected={} "
+      "expired={} queued={} running={}",
+      e.triggers, e.evaluations, e.reused, e.joined, e.failures, e.rejected, e.expired, e.queued,
+      e.running);
   for (const auto& [cluster, reader] : wiring.registry.Snapshot()) {
     const auto* rdkafka = dynamic_cast<const kafka::RdkafkaOffsetReader*>(reader.get());
     if (rdkafka == nullptr) continue;
@@ -331,6 +359,17 @@ int Main(int argc, char** argv) {
   if (absl::Status s = kafka::CheckLibrdkafkaVersion(); !s.ok()) {
     spdlog::critical("{}", std::string(s.message()));
     return 1;
+  }
+  for (const auto& [flag, value] :
+       {std::pair<const char*, int64_t>{"--kafka-workers", options.kafka_workers},
+        {"--kafka-workers-per-cluster", options.kafka_workers_per_cluster},
+        {"--kafka-queue", options.kafka_queue},
+        {"--kafka-queue-per-cluster", options.kafka_queue_per_cluster}}) {
+    if (value < 1 || value > 1'000'000) {
+      std::cerr << "klag-scaler: " << flag << " must be between 1 and 1000000, got " << value
+                << "\n";
+      return 2;
+    }
   }
   if (absl::Status s = kafka::ValidateKerberosKeytabDir(options.kerberos_keytab_dir); !s.ok()) {
     std::cerr << "klag-scaler: " << s.message() << "\n";

@@ -21,14 +21,23 @@
 
 namespace klag::scaler {
 
-// One in-progress evaluation; concurrent callers for the same trigger wait on `done`.
+// One in-progress evaluation; concurrent callers for the same trigger add themselves to
+// `waiters` (under the TriggerState's mu) instead of waiting on a thread.
 struct Evaluator::Flight {
-  absl::Notification done;
-  absl::StatusOr<std::shared_ptr<const Evaluation>> result = absl::UnknownError("unset");
+  TriggerRef ref;  // the request that started it, for the observer
+  std::vector<EvaluationCallback> waiters;
+};
+
+// Metadata parsed once per trigger key.
+struct Evaluator::CachedParse {
+  ParsedTrigger trigger;
+  std::string cluster_key;  // trigger.spec->connection.Key(): what the executor is fair over
+  absl::Time fresh_until;   // re-parse after (the profile is due to be re-read)
 };
 
 struct Evaluator::TriggerState {
   absl::Mutex mu;
+  std::shared_ptr<const CachedParse> parsed ABSL_GUARDED_BY(mu);
   std::shared_ptr<const Evaluation> last ABSL_GUARDED_BY(mu);
   std::shared_ptr<Flight> flight ABSL_GUARDED_BY(mu);
   // Snapshot of the previous poll, for excludePersistentLag.
@@ -111,15 +120,25 @@ bool MatchesServerPattern(absl::string_view pattern, absl::string_view server) {
 }
 
 Evaluator::Evaluator(ReaderProvider readers, ProfileStore* profiles, EvaluatorOptions options)
-    : readers_(std::move(readers)), profiles_(profiles), options_(std::move(options)) {
+    : readers_(std::move(readers)),
+      profiles_(profiles),
+      options_(std::move(options)),
+      executor_(std::make_unique<KafkaExecutor>(options_.executor)) {
   last_sweep_ = options_.now();
 }
 
 absl::StatusOr<ParsedTrigger> Evaluator::Parse(const TriggerRef& ref) const {
+  absl::Time fresh_until;
+  return ParseUntil(ref, &fresh_until);
+}
+
+absl::StatusOr<ParsedTrigger> Evaluator::ParseUntil(const TriggerRef& ref,
+                                                    absl::Time* fresh_until) const {
+  *fresh_until = absl::InfiniteFuture();
   const Metadata* effective = &ref.metadata;
   absl::StatusOr<Metadata> merged;
   if (profiles_ != nullptr) {
-    merged = profiles_->Merge(ref.namespace_, ref.metadata);
+    merged = profiles_->Merge(ref.namespace_, ref.metadata, fresh_until);
     if (!merged.ok()) return merged.status();
     effective = &*merged;
   }
@@ -156,6 +175,10 @@ std::shared_ptr<Evaluator::TriggerState> Evaluator::StateFor(const std::string& 
   auto [it, inserted] = triggers_.try_emplace(key);
   if (inserted) {
     it->second = std::make_shared<TriggerState>();
+    {
+      absl::MutexLock state_lock(&it->second->mu);
+      it->second->last_used = now;
+    }
     if (!spec.unknown_keys.empty()) {
       // Once per trigger: KEDA forwards the trigger's keys verbatim, so a typo such as
       // lagTreshold would otherwise silently fall back to a default.
@@ -182,64 +205,146 @@ void Evaluator::DropIdleLocked(absl::Time now) {
   }
 }
 
-absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::Evaluate(const TriggerRef& ref) {
-  absl::StatusOr<ParsedTrigger> parsed = Parse(ref);
-  if (!parsed.ok()) return parsed.status();
+absl::StatusOr<Evaluator::Resolved> Evaluator::Resolve(const TriggerRef& ref) {
   const std::string key = TriggerKey(ref);
-  std::shared_ptr<TriggerState> state = StateFor(key, *parsed->spec);
+  std::shared_ptr<TriggerState> state;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = options_.now();
+    if (now - last_sweep_ > absl::Minutes(1)) DropIdleLocked(now);
+    if (auto it = triggers_.find(key); it != triggers_.end()) state = it->second;
+  }
+  if (state != nullptr) {
+    absl::MutexLock lock(&state->mu);
+    state->last_used = options_.now();
+    // fresh_until is the profile store's (real) clock, not options_.now.
+    if (state->parsed != nullptr && absl::Now() < state->parsed->fresh_until) {
+      std::shared_ptr<const CachedParse> parse = state->parsed;
+      return Resolved{.state = std::move(state), .parse = std::move(parse)};
+    }
+  }
+  // First sight of this metadata, or its profile is due to be re-read: parse (outside any lock:
+  // a profile may be read from disk).
+  auto parse = std::make_shared<CachedParse>();
+  absl::StatusOr<ParsedTrigger> parsed = ParseUntil(ref, &parse->fresh_until);
+  if (!parsed.ok()) return parsed.status();
+  parse->trigger = *std::move(parsed);
+  parse->cluster_key = parse->trigger.spec->connection.Key();
+  if (state == nullptr) state = StateFor(key, *parse->trigger.spec);
+  absl::MutexLock lock(&state->mu);
+  state->parsed = parse;
+  return Resolved{.state = std::move(state), .parse = std::move(parse)};
+}
 
+absl::StatusOr<ParsedTrigger> Evaluator::ParseCached(const TriggerRef& ref) {
+  absl::StatusOr<Resolved> resolved = Resolve(ref);
+  if (!resolved.ok()) return resolved.status();
+  return resolved->parse->trigger;
+}
+
+void Evaluator::EvaluateAsync(const TriggerRef& ref, EvaluationCallback done) {
+  absl::StatusOr<Resolved> resolved = Resolve(ref);
+  if (!resolved.ok()) {
+    std::move(done)(resolved.status());
+    return;
+  }
+  std::shared_ptr<TriggerState> state = std::move(resolved->state);
+  std::shared_ptr<const CachedParse> parse = std::move(resolved->parse);
+
+  std::shared_ptr<const Evaluation> reuse;
   std::shared_ptr<Flight> flight;
-  bool leader = false;
   {
     absl::MutexLock lock(&state->mu);
     const absl::Time now = options_.now();
     state->last_used = now;
     if (state->last != nullptr && now - state->last->evaluated_at < options_.window) {
       counters_.reused.fetch_add(1, std::memory_order_relaxed);
-      return state->last;
+      reuse = state->last;
+    } else if (state->flight != nullptr) {
+      counters_.joined.fetch_add(1, std::memory_order_relaxed);
+      state->flight->waiters.push_back(std::move(done));
+      return;
+    } else {
+      flight = std::make_shared<Flight>();
+      flight->ref = ref;
+      flight->waiters.push_back(std::move(done));
+      state->flight = flight;
     }
-    if (state->flight == nullptr) {
-      state->flight = std::make_shared<Flight>();
-      leader = true;
-    }
-    flight = state->flight;
   }
-  if (!leader) {
-    counters_.joined.fetch_add(1, std::memory_order_relaxed);
-    // The leader's reader call is bounded by kafka_timeout; the slack covers lag computation.
-    if (!flight->done.WaitForNotificationWithTimeout(options_.kafka_timeout + absl::Seconds(1))) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("trigger ", key, ": the evaluation in progress did not finish within ",
-                       absl::FormatDuration(options_.kafka_timeout)));
-    }
-    return flight->result;
+  if (reuse != nullptr) {
+    std::move(done)(std::move(reuse));
+    return;
   }
 
-  const std::shared_ptr<const TriggerSpec> spec = parsed->spec;
-  absl::StatusOr<std::shared_ptr<const Evaluation>> result =
-      RunEvaluation(*state, *std::move(parsed));
-  if (options_.observer != nullptr)
-    options_.observer->Evaluated(ref, *spec, result, options_.now());
-  {
-    absl::MutexLock lock(&state->mu);
-    if (result.ok()) state->last = *result;
-    state->flight = nullptr;
+  // The deadline runs from now: time spent waiting for a worker counts against kafka_timeout,
+  // so the caller hears back within it whatever the queue.
+  const absl::Time deadline = absl::Now() + options_.kafka_timeout;
+  const TriggerSpec& spec = *parse->trigger.spec;
+  absl::Status queued = executor_->Submit(KafkaExecutor::Work{
+      .cluster_key = parse->cluster_key,
+      .cluster_name = spec.connection.bootstrap_servers,
+      .deadline = deadline,
+      .run = [this, state, parse, flight, deadline](absl::Status ready) {
+        absl::StatusOr<std::shared_ptr<const Evaluation>> result =
+            ready.ok() ? RunEvaluation(*state, parse->trigger, deadline)
+                       : absl::StatusOr<std::shared_ptr<const Evaluation>>(ready);
+        if (!ready.ok()) {
+          counters_.failures.fetch_add(1, std::memory_order_relaxed);
+          if (ready.code() == absl::StatusCode::kDeadlineExceeded) {
+            counters_.expired.fetch_add(1, std::memory_order_relaxed);
+          }
+        }
+        Complete(*state, flight, *parse->trigger.spec, std::move(result));
+      }});
+  if (!queued.ok()) {
+    counters_.failures.fetch_add(1, std::memory_order_relaxed);
+    if (queued.code() == absl::StatusCode::kResourceExhausted) {
+      counters_.rejected.fetch_add(1, std::memory_order_relaxed);
+    }
+    Complete(*state, flight, spec, queued);
   }
-  flight->result = result;
-  flight->done.Notify();
+}
+
+void Evaluator::Complete(TriggerState& state, const std::shared_ptr<Flight>& flight,
+                         const TriggerSpec& spec,
+                         absl::StatusOr<std::shared_ptr<const Evaluation>> result) {
+  if (options_.observer != nullptr) {
+    options_.observer->Evaluated(flight->ref, spec, result, options_.now());
+  }
+  std::vector<EvaluationCallback> waiters;
+  {
+    absl::MutexLock lock(&state.mu);
+    if (result.ok()) state.last = *result;
+    state.flight = nullptr;
+    waiters = std::move(flight->waiters);
+  }
+  for (EvaluationCallback& waiter : waiters) std::move(waiter)(result);
+}
+
+absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::Evaluate(const TriggerRef& ref) {
+  absl::Notification done;
+  absl::StatusOr<std::shared_ptr<const Evaluation>> result = absl::UnknownError("unset");
+  EvaluateAsync(ref, [&](absl::StatusOr<std::shared_ptr<const Evaluation>> r) {
+    result = std::move(r);
+    done.Notify();
+  });
+  done.WaitForNotification();
   return result;
 }
 
-absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::RunEvaluation(TriggerState& state,
-                                                                           ParsedTrigger trigger) {
+absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::RunEvaluation(
+    TriggerState& state, const ParsedTrigger& trigger, absl::Time deadline) {
   counters_.evaluations.fetch_add(1, std::memory_order_relaxed);
   const TriggerSpec& spec = *trigger.spec;
+  // `deadline` is on the real clock; the reader gets the time left on options_.now's (the same
+  // clock outside tests).
+  const absl::Time reader_deadline = options_.now() + (deadline - absl::Now());
   absl::StatusOr<std::shared_ptr<kafka::OffsetReader>> reader = readers_(spec.connection);
   absl::StatusOr<kafka::GroupOffsets> offsets =
       reader.ok() ? (*reader)->ReadOffsets(kafka::OffsetQuery{.group = spec.consumer_group,
                                                               .topics = spec.topics,
                                                               .isolation = spec.isolation_level},
-                                           options_.now() + options_.kafka_timeout)
+                                           reader_deadline)
                   : absl::StatusOr<kafka::GroupOffsets>(reader.status());
   if (!offsets.ok()) {
     counters_.failures.fetch_add(1, std::memory_order_relaxed);
@@ -253,13 +358,13 @@ absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::RunEvaluation(Trigg
   }
   auto evaluation = std::make_shared<Evaluation>();
   {
-    // Only the leader of a flight gets here, so `previous` is read and replaced by one thread.
+    // Only the flight's worker gets here, so `previous` is read and replaced by one thread.
     absl::MutexLock lock(&state.mu);
     const LagSnapshot* previous = state.previous.has_value() ? &*state.previous : nullptr;
     evaluation->report = ComputeLag(spec, *offsets, previous);
     state.previous = evaluation->report.snapshot;
   }
-  evaluation->trigger = std::move(trigger);
+  evaluation->trigger = trigger;
   evaluation->evaluated_at = options_.now();
   return std::shared_ptr<const Evaluation>(std::move(evaluation));
 }
@@ -270,6 +375,11 @@ EvaluatorStats Evaluator::Stats() const {
   stats.reused = counters_.reused.load(std::memory_order_relaxed);
   stats.joined = counters_.joined.load(std::memory_order_relaxed);
   stats.failures = counters_.failures.load(std::memory_order_relaxed);
+  stats.rejected = counters_.rejected.load(std::memory_order_relaxed);
+  stats.expired = counters_.expired.load(std::memory_order_relaxed);
+  const KafkaExecutorStats executor = executor_->Stats();
+  stats.queued = executor.queued;
+  stats.running = executor.running;
   absl::MutexLock lock(&mu_);
   stats.triggers = static_cast<int64_t>(triggers_.size());
   return stats;

@@ -4,12 +4,20 @@
 // poll of the same trigger.
 //
 //   Evaluator evaluator(reader_provider, &profiles, EvaluatorOptions{});
-//   absl::StatusOr<std::shared_ptr<const Evaluation>> e = evaluator.Evaluate(ref);
-//   if (e.ok()) use((*e)->report.metric_value, (*e)->report.active);
+//   evaluator.EvaluateAsync(ref, [](absl::StatusOr<std::shared_ptr<const Evaluation>> e) {
+//     if (e.ok()) use((*e)->report.metric_value, (*e)->report.active);
+//   });
+//
+// No thread waits for Kafka but the KafkaExecutor's workers (a bounded pool, fair between
+// clusters): a call answered from the window completes inline, a call for a trigger whose
+// evaluation is in flight joins it, and the rest queue for a worker. `Evaluate` is the blocking
+// form (klag-scaler check, tests).
 //
 // Triggers are keyed by namespace, name and a keyed digest of the metadata (KEDA tells neither
-// the trigger index nor when a ScaledJob goes away); state of triggers not asked about for
-// `idle_ttl` is dropped.
+// the trigger index nor when a ScaledJob goes away). A trigger's state holds its parsed metadata
+// (parsed once, re-parsed only when its credentials profile is due to be re-read), its last
+// evaluation and the previous snapshot; state of triggers not asked about for `idle_ttl` is
+// dropped.
 #pragma once
 
 #include <atomic>
@@ -21,6 +29,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
@@ -29,6 +38,7 @@
 #include "kafka/offsets.h"
 #include "scaler/lag/lag_calculator.h"
 #include "scaler/lag/trigger_spec.h"
+#include "scaler/service/kafka_executor.h"
 #include "scaler/service/profile_store.h"
 
 namespace klag::scaler {
@@ -56,6 +66,8 @@ struct EvaluatorOptions {
   // Told about every Kafka evaluation (not about answers reused from the window or joined);
   // e.g. the Prometheus metrics (scaler/metrics). Null: none. Must outlive the Evaluator.
   EvaluationObserver* observer = nullptr;
+  // The worker pool that runs the blocking Kafka reads (--kafka-workers and friends).
+  KafkaExecutorOptions executor;
   // Injected for tests.
   std::function<absl::Time()> now = [] { return absl::Now(); };
 };
@@ -77,8 +89,10 @@ struct Evaluation {
   absl::Time evaluated_at;
 };
 
-// Receives the outcome of each evaluation that went to Kafka, on the evaluating thread (calls
-// may be concurrent). Must not block.
+// Receives the outcome of each evaluation that was started for Kafka (not of answers reused from
+// the window or joined), including one that failed because it waited too long for a worker or
+// found the queue full; on a worker or the calling thread (calls may be concurrent). Must not
+// block.
 class EvaluationObserver {
  public:
   virtual ~EvaluationObserver() = default;
@@ -93,35 +107,70 @@ struct EvaluatorStats {
   int64_t evaluations = 0;  // Kafka round trips started
   int64_t reused = 0;       // answered from the window
   int64_t joined = 0;       // waited for a concurrent identical evaluation
-  int64_t failures = 0;
-  int64_t triggers = 0;  // triggers with state now
+  int64_t failures = 0;     // evaluations answered with an error (Kafka's, or rejected/expired)
+  int64_t triggers = 0;     // triggers with state now
+  int64_t rejected = 0;     // the Kafka work queue was full (RESOURCE_EXHAUSTED)
+  int64_t expired = 0;      // waited for a worker past the deadline (DEADLINE_EXCEEDED)
+  int64_t queued = 0;       // evaluations waiting for a worker now
+  int64_t running = 0;      // evaluations on a worker now
 };
+
+using EvaluationCallback =
+    absl::AnyInvocable<void(absl::StatusOr<std::shared_ptr<const Evaluation>>) &&>;
 
 class Evaluator {
  public:
   // `profiles` may be null (no authProfile support); it must outlive the Evaluator.
   Evaluator(ReaderProvider readers, ProfileStore* profiles, EvaluatorOptions options);
 
+  // Starts the workers (options.executor). Destroying the Evaluator answers evaluations still
+  // queued with kCancelled and waits for running ones.
+  //
   // Merges the credentials profile (for `ref`'s namespace), parses the metadata and checks the
   // bootstrap servers against allowed_bootstrap_servers; no Kafka I/O. Errors: kInvalidArgument
   // naming the key; kPermissionDenied (a profile the namespace may not use, a server not
   // allowed); kFailedPrecondition (an incomplete profile). Thread-safe.
   absl::StatusOr<ParsedTrigger> Parse(const TriggerRef& ref) const;
 
-  // The evaluation of `ref` for this poll. Errors: those of Parse, and the reader's (kNotFound,
-  // kUnavailable, kDeadlineExceeded, kPermissionDenied): never a made-up 0. Returns within
-  // about kafka_timeout. Thread-safe.
+  // Parse, answered from the trigger's state when this metadata was parsed before (and its
+  // profile, if any, is not due to be re-read); creates the state on success. Thread-safe.
+  absl::StatusOr<ParsedTrigger> ParseCached(const TriggerRef& ref);
+
+  // Calls `done` exactly once with the evaluation of `ref` for this poll: inline when answered
+  // from the window or on bad metadata, else from a worker (or the executor's timer thread) when
+  // the evaluation this call started or joined completes. Errors: those of Parse, the reader's
+  // (kNotFound, kUnavailable, kDeadlineExceeded, kPermissionDenied): never a made-up 0;
+  // kResourceExhausted when the work queue is full; kDeadlineExceeded naming the cluster when no
+  // worker was free within kafka_timeout; kCancelled when the Evaluator is destroyed first.
+  // `done` must not block (it runs on a Kafka worker). Thread-safe, never blocks on Kafka.
+  void EvaluateAsync(const TriggerRef& ref, EvaluationCallback done);
+
+  // EvaluateAsync, waiting for the answer (within about kafka_timeout). Must not be called from
+  // an EvaluationCallback. Thread-safe.
   absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluate(const TriggerRef& ref);
 
   EvaluatorStats Stats() const;
 
  private:
   struct Flight;
+  struct CachedParse;
   struct TriggerState;
+  struct Resolved {
+    std::shared_ptr<TriggerState> state;
+    std::shared_ptr<const CachedParse> parse;
+  };
 
+  absl::StatusOr<ParsedTrigger> ParseUntil(const TriggerRef& ref, absl::Time* fresh_until) const;
+  // The trigger's state (created on first use) and its parsed metadata (parsed when not cached
+  // or stale); marks the state used.
+  absl::StatusOr<Resolved> Resolve(const TriggerRef& ref);
   std::shared_ptr<TriggerState> StateFor(const std::string& key, const TriggerSpec& spec);
   absl::StatusOr<std::shared_ptr<const Evaluation>> RunEvaluation(TriggerState& state,
-                                                                  ParsedTrigger trigger);
+                                                                  const ParsedTrigger& trigger,
+                                                                  absl::Time deadline);
+  // Records `result` as the flight's outcome, tells the observer and every waiter.
+  void Complete(TriggerState& state, const std::shared_ptr<Flight>& flight, const TriggerSpec& spec,
+                absl::StatusOr<std::shared_ptr<const Evaluation>> result);
   void DropIdleLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const ReaderProvider readers_;
@@ -138,8 +187,12 @@ class Evaluator {
     std::atomic<int64_t> reused{0};
     std::atomic<int64_t> joined{0};
     std::atomic<int64_t> failures{0};
+    std::atomic<int64_t> rejected{0};
+    std::atomic<int64_t> expired{0};
   };
   Counters counters_;
+  // Last member: destroyed first, so the work it cancels still finds the rest of the Evaluator.
+  std::unique_ptr<KafkaExecutor> executor_;
 };
 
 // The per-trigger key: "<namespace>/<name>#<digest>", where the digest is the first 128 bits of

@@ -124,10 +124,13 @@ absl::StatusOr<ProfileStore::Profile> ProfileStore::Load(const std::string& name
   return profile;
 }
 
-absl::StatusOr<Metadata> ProfileStore::Merge(absl::string_view namespace_,
-                                             const Metadata& metadata) {
+absl::StatusOr<Metadata> ProfileStore::Merge(absl::string_view namespace_, const Metadata& metadata,
+                                             absl::Time* fresh_until) {
   auto it = metadata.find(kAuthProfileKey);
-  if (it == metadata.end()) return metadata;
+  if (it == metadata.end()) {
+    if (fresh_until != nullptr) *fresh_until = absl::InfiniteFuture();
+    return metadata;
+  }
   const std::string& name = it->second;
   if (dir_.empty()) {
     return absl::InvalidArgumentError(
@@ -140,18 +143,21 @@ absl::StatusOr<Metadata> ProfileStore::Merge(absl::string_view namespace_,
                      "\": not a valid profile name (letters, digits, '-', '_', '.')"));
   }
   Profile profile;
+  absl::Time loaded_at;
   {
     absl::MutexLock lock(&mu_);
     auto cached = cache_.find(name);
     if (cached != cache_.end() && absl::Now() - cached->second.loaded_at < reload_after_) {
       profile = cached->second.profile;
+      loaded_at = cached->second.loaded_at;
     } else {
       absl::StatusOr<Profile> loaded = Load(name);
       if (!loaded.ok()) {
         cache_.erase(name);
         return loaded.status();
       }
-      cache_[name] = Cached{*loaded, absl::Now()};
+      loaded_at = absl::Now();
+      cache_[name] = Cached{*loaded, loaded_at};
       profile = *std::move(loaded);
     }
   }
@@ -196,6 +202,7 @@ absl::StatusOr<Metadata> ProfileStore::Merge(absl::string_view namespace_,
     }
     merged.emplace(key, value);
   }
+  if (fresh_until != nullptr) *fresh_until = loaded_at + reload_after_;
   return merged;
 }
 

@@ -45,7 +45,13 @@ class ProfileStore {
   //   ambiguous which value is used.
   // Other errors: kInvalidArgument naming authProfile and the profile (unknown profile, bad
   // name). No message holds a value read from a profile. Thread-safe.
-  absl::StatusOr<Metadata> Merge(absl::string_view namespace_, const Metadata& metadata);
+  //
+  // `fresh_until` (optional): set, on success, to when the answer may change because the
+  // profile is due to be re-read (InfiniteFuture for metadata without authProfile), so that a
+  // caller caching the merged result (the Evaluator's parse cache) sees a rotated Secret as soon
+  // as a fresh Merge would.
+  absl::StatusOr<Metadata> Merge(absl::string_view namespace_, const Metadata& metadata,
+                                 absl::Time* fresh_until = nullptr);
 
   // The profile keys that count as credentials: a profile holding any of them (plain or
   // `...FromEnv`) must pin bootstrapServers. username, password (also the OAuth client secret),

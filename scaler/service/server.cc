@@ -66,6 +66,11 @@ absl::StatusOr<std::unique_ptr<ScalerServer>> ScalerServer::Start(const ServerOp
   // gRPC sets SO_REUSEPORT by default, which lets a second server bind a port already in use and
   // silently share its traffic; a busy port must be an error instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // gRPC 1.51 enforces the quota's thread limit in the synchronous server's ThreadManager only.
+  // ExternalScaler (callback API) and the default health service (a callback service in 1.51,
+  // DefaultHealthCheckService::HealthCheckServiceImpl::WatchReactor) never take one of those
+  // threads; server reflection (ProtoServerReflection, synchronous) still does, so the limit
+  // stays to bound it.
   grpc::ResourceQuota quota("klag-scaler");
   quota.SetMaxThreads(options.max_threads);
   builder.SetResourceQuota(quota);

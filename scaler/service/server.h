@@ -26,7 +26,11 @@ struct ServerOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
   std::string tls_client_ca_file;
-  // Upper bound on the threads serving RPCs (StreamIsActive holds one per open stream).
+  // Upper bound on gRPC's synchronous-server threads (grpc::ResourceQuota::SetMaxThreads). In
+  // gRPC 1.51 only the synchronous server's thread manager counts against it: the
+  // ExternalScaler and health services use the callback API and run on gRPC's own few threads
+  // whatever this says, so it now bounds only server reflection (grpcurl), one thread per
+  // reflection call in progress.
   int max_threads = 1024;
 };
 

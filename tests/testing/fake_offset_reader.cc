@@ -30,9 +30,10 @@ void FakeOffsetReader::ClearError(const std::string& group) {
   errors_.erase(group);
 }
 
-void FakeOffsetReader::BlockCalls() {
+void FakeOffsetReader::BlockCalls(bool honor_deadline) {
   absl::MutexLock lock(&mu_);
   blocking_ = true;
+  honor_deadline_ = honor_deadline;
 }
 
 void FakeOffsetReader::ReleaseCalls() {
@@ -70,7 +71,8 @@ absl::StatusOr<kafka::GroupOffsets> FakeOffsetReader::ReadOffsets(const kafka::O
   if (blocking_) {
     ++blocked_;
     auto released = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !blocking_; };
-    const bool ok = mu_.AwaitWithDeadline(absl::Condition(&released), deadline);
+    const bool ok = mu_.AwaitWithDeadline(absl::Condition(&released),
+                                          honor_deadline_ ? deadline : absl::InfiniteFuture());
     --blocked_;
     if (!ok) {
       return absl::DeadlineExceededError(

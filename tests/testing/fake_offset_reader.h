@@ -43,8 +43,10 @@ class FakeOffsetReader : public kafka::OffsetReader {
   void ClearError(const std::string& group);
 
   // From now on, ReadOffsets waits until ReleaseCalls() or its deadline (then it returns
-  // kDeadlineExceeded, as a real reader would).
-  void BlockCalls();
+  // kDeadlineExceeded, as a real reader would). With honor_deadline false it waits for
+  // ReleaseCalls() only (a reader stuck past its deadline: for tests that must hold a worker
+  // for certain while something else happens).
+  void BlockCalls(bool honor_deadline = true);
   // Lets every waiting and future call through.
   void ReleaseCalls();
   // Waits until at least `n` calls are blocked, or `timeout` passes; returns whether they are.
@@ -65,6 +67,7 @@ class FakeOffsetReader : public kafka::OffsetReader {
   std::optional<absl::StatusOr<kafka::GroupOffsets>> default_ ABSL_GUARDED_BY(mu_);
   std::vector<kafka::OffsetQuery> queries_ ABSL_GUARDED_BY(mu_);
   bool blocking_ ABSL_GUARDED_BY(mu_) = false;
+  bool honor_deadline_ ABSL_GUARDED_BY(mu_) = true;
   int blocked_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -3,12 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 #include <vector>
 
 #include "absl/hash/hash.h"
 #include "absl/strings/str_format.h"
 #include "tests/testing/fake_offset_reader.h"
+#include "tests/testing/test_env.h"
 
 namespace klag::scaler {
 namespace {
@@ -237,6 +240,111 @@ TEST_F(EvaluatorTest, ReuseThenIdleSweepKeepsOneLockOrder) {
   clock_.Advance(absl::Minutes(2));  // the next call sweeps idle state
   ASSERT_TRUE(evaluator_.Evaluate(Ref(BaseMetadata(), "other")).ok());
   EXPECT_EQ(evaluator_.Stats().triggers, 2);
+}
+
+TEST_F(EvaluatorTest, EvaluateAsyncCallersJoinTheFlightWithoutWaiting) {
+  reader_->SetOffsets("g", {{.topic = "t", .partition = 0, .committed = 2, .end = 10}});
+  reader_->BlockCalls();
+  constexpr int kCallers = 5;
+  absl::Mutex mu;
+  std::vector<absl::StatusOr<std::shared_ptr<const Evaluation>>> results;
+  // All from this one thread: EvaluateAsync returns while the evaluation is blocked in Kafka.
+  for (int i = 0; i < kCallers; ++i) {
+    evaluator_.EvaluateAsync(Ref(BaseMetadata()),
+                             [&](absl::StatusOr<std::shared_ptr<const Evaluation>> r) {
+                               absl::MutexLock lock(&mu);
+                               results.push_back(std::move(r));
+                             });
+  }
+  ASSERT_TRUE(reader_->AwaitBlockedCalls(1));
+  EXPECT_EQ(evaluator_.Stats().joined, kCallers - 1);
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_TRUE(results.empty());
+  }
+  reader_->ReleaseCalls();
+  {
+    absl::MutexLock lock(&mu);
+    auto all = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return results.size() == kCallers; };
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(30)));
+    for (const auto& r : results) {
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->get(), results[0]->get());
+    }
+  }
+  EXPECT_EQ(reader_->calls(), 1);
+}
+
+TEST_F(EvaluatorTest, EvaluateAsyncWithinTheWindowAnswersInline) {
+  reader_->SetOffsets("g", {{.topic = "t", .partition = 0, .committed = 2, .end = 10}});
+  ASSERT_TRUE(evaluator_.Evaluate(Ref(BaseMetadata())).ok());
+  bool answered = false;
+  evaluator_.EvaluateAsync(Ref(BaseMetadata()),
+                           [&](absl::StatusOr<std::shared_ptr<const Evaluation>> r) {
+                             EXPECT_TRUE(r.ok());
+                             answered = true;
+                           });
+  EXPECT_TRUE(answered) << "reused answers need no worker";
+  EXPECT_EQ(evaluator_.Stats().reused, 1);
+}
+
+TEST_F(EvaluatorTest, EachDistinctMetadataIsParsedOnce) {
+  reader_->SetOffsets("g", {{.topic = "t", .partition = 0, .committed = 2, .end = 10}});
+  auto first = evaluator_.ParseCached(Ref(BaseMetadata()));
+  auto second = evaluator_.ParseCached(Ref(BaseMetadata()));
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first->spec.get(), second->spec.get()) << "the second call parsed again";
+  auto evaluation = evaluator_.Evaluate(Ref(BaseMetadata()));
+  ASSERT_TRUE(evaluation.ok());
+  EXPECT_EQ((*evaluation)->trigger.spec.get(), first->spec.get());
+  Metadata other = BaseMetadata();
+  other["lagThreshold"] = "7";
+  auto third = evaluator_.ParseCached(Ref(other));
+  ASSERT_TRUE(third.ok());
+  EXPECT_NE(third->spec.get(), first->spec.get());
+  EXPECT_EQ(third->spec->lag_threshold, 7);
+}
+
+TEST(EvaluatorProfileTest, ACachedParseSeesAProfileChangeWhenTheProfileIsReRead) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / testing::UniqueName("klag-evaluator-profile");
+  fs::create_directories(dir / "p");
+  auto write = [&](const std::string& key, const std::string& value) {
+    std::ofstream(dir / "p" / key) << value;
+  };
+  write("allowedNamespaces", "ns");
+  write("bootstrapServers", "a:9092");
+  auto reader = std::make_shared<testing::FakeOffsetReader>();
+  auto provider =
+      [&](const kafka::ConnectionConfig&) -> absl::StatusOr<std::shared_ptr<kafka::OffsetReader>> {
+    return reader;
+  };
+  const Metadata md = {
+      {"authProfile", "p"}, {"consumerGroup", "g"}, {"topic", "t"}, {"lagThreshold", "5"}};
+  const TriggerRef ref{.name = "job", .namespace_ = "ns", .metadata = md};
+
+  // Profiles re-read every hour: the cached parse stands.
+  ProfileStore hourly(dir.string(), absl::Hours(1));
+  Evaluator cached(provider, &hourly, EvaluatorOptions{});
+  auto before = cached.ParseCached(ref);
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_EQ(before->spec->connection.bootstrap_servers, "a:9092");
+  write("bootstrapServers", "b:9092");
+  auto still = cached.ParseCached(ref);
+  ASSERT_TRUE(still.ok());
+  EXPECT_EQ(still->spec.get(), before->spec.get());
+
+  // Profiles re-read at every use: every call parses again and sees the change.
+  ProfileStore always(dir.string(), absl::ZeroDuration());
+  Evaluator fresh(provider, &always, EvaluatorOptions{});
+  auto b = fresh.ParseCached(ref);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->spec->connection.bootstrap_servers, "b:9092");
+  write("bootstrapServers", "c:9092");
+  auto c = fresh.ParseCached(ref);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->spec->connection.bootstrap_servers, "c:9092");
+  fs::remove_all(dir);
 }
 
 TEST(TriggerKeyTest, DependsOnNamespaceNameAndMetadata) {

@@ -1,0 +1,362 @@
+// The serving model (issue 9): no thread per waiting RPC. The real server in-process on
+// 127.0.0.1:0, called through the generated stub; behind it, one fake reader per cluster
+// (bootstrap servers "live:9092" and "dead:9092"), the dead one blocking.
+#include <dirent.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "scaler/service/external_scaler_service.h"
+#include "scaler/service/server.h"
+#include "tests/testing/fake_offset_reader.h"
+
+namespace klag::scaler {
+namespace {
+
+using externalscaler::ExternalScaler;
+
+// Threads of this process now.
+int ThreadCount() {
+  int n = 0;
+  if (DIR* dir = opendir("/proc/self/task")) {
+    while (dirent* entry = readdir(dir)) {
+      if (entry->d_name[0] != '.') ++n;
+    }
+    closedir(dir);
+  }
+  return n;
+}
+
+class CountingObserver : public RpcObserver {
+ public:
+  void RpcFinished(absl::string_view method, grpc::StatusCode code, absl::Duration) override {
+    absl::MutexLock lock(&mu_);
+    ++finished_[absl::StrCat(method, ":", code)];
+  }
+  void StreamOpened() override { ++opened; }
+  void StreamClosed() override { ++closed; }
+  int finished(const std::string& method, grpc::StatusCode code) {
+    absl::MutexLock lock(&mu_);
+    return finished_[absl::StrCat(method, ":", code)];
+  }
+  std::atomic<int> opened{0};
+  std::atomic<int> closed{0};
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, int> finished_ ABSL_GUARDED_BY(mu_);
+};
+
+// Waits up to 30 s for `condition` (a liveness bound, not a timing assertion).
+template <typename F>
+bool Eventually(F condition) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (!condition()) {
+    if (absl::Now() > give_up) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
+class ServingModelTest : public ::testing::Test {
+ protected:
+  void Start(EvaluatorOptions evaluator_options, ServiceOptions service_options) {
+    live_ = std::make_shared<testing::FakeOffsetReader>();
+    dead_ = std::make_shared<testing::FakeOffsetReader>();
+    live_->SetDefault(kafka::GroupOffsets{
+        .partitions = {{.topic = "t", .partition = 0, .committed = 3, .end = 10}}});
+    dead_->SetDefault(kafka::GroupOffsets{
+        .partitions = {{.topic = "t", .partition = 0, .committed = 0, .end = 1}}});
+    evaluator_ = std::make_unique<Evaluator>(
+        [this](const kafka::ConnectionConfig& c)
+            -> absl::StatusOr<std::shared_ptr<kafka::OffsetReader>> {
+          if (c.bootstrap_servers == "dead:9092") return dead_;
+          return live_;
+        },
+        nullptr, std::move(evaluator_options));
+    service_options.observer = &observer_;
+    service_ = std::make_unique<ExternalScalerService>(evaluator_.get(), service_options);
+    auto server = ScalerServer::Start(ServerOptions{.listen = "127.0.0.1:0"}, service_.get());
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    stub_ = NewStub();
+  }
+
+  std::unique_ptr<ExternalScaler::Stub> NewStub() {
+    // A channel of its own (not shared with other stubs): a separate connection.
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    return ExternalScaler::NewStub(grpc::CreateCustomChannel(
+        absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials(), args));
+  }
+
+  // Starts an asynchronous GetMetrics owned by the fixture (so that a failed assertion never
+  // leaves a call in flight that points into a finished test body).
+  void StartGetMetrics(externalscaler::ScaledObjectRef ref) {
+    auto call = std::make_unique<AsyncCall>();
+    call->request = MetricsRequest(std::move(ref));
+    AsyncCall* raw = call.get();
+    {
+      absl::MutexLock lock(&calls_mu_);
+      calls_.push_back(std::move(call));
+    }
+    stub_->async()->GetMetrics(&raw->context, &raw->request, &raw->response,
+                               [this](grpc::Status status) {
+                                 absl::MutexLock lock(&calls_mu_);
+                                 ++async_done_;
+                                 if (status.ok()) ++async_ok_;
+                               });
+  }
+  int async_done() {
+    absl::MutexLock lock(&calls_mu_);
+    return async_done_;
+  }
+  int async_ok() {
+    absl::MutexLock lock(&calls_mu_);
+    return async_ok_;
+  }
+
+  void TearDown() override {
+    if (dead_) dead_->ReleaseCalls();
+    EXPECT_TRUE(Eventually([&] {
+      absl::MutexLock lock(&calls_mu_);
+      return async_done_ == static_cast<int>(calls_.size());
+    }));
+    if (server_) server_->Shutdown(absl::Seconds(5));
+  }
+
+  static externalscaler::ScaledObjectRef Ref(const std::string& ns, const std::string& name,
+                                             const std::string& cluster = "live:9092") {
+    externalscaler::ScaledObjectRef ref;
+    ref.set_name(name);
+    ref.set_namespace_(ns);
+    auto& md = *ref.mutable_scalermetadata();
+    md["bootstrapServers"] = cluster;
+    md["consumerGroup"] = "g-" + name;
+    md["topic"] = "t";
+    md["lagThreshold"] = "100";
+    return ref;
+  }
+
+  static externalscaler::GetMetricsRequest MetricsRequest(externalscaler::ScaledObjectRef ref) {
+    externalscaler::GetMetricsRequest request;
+    *request.mutable_scaledobjectref() = std::move(ref);
+    return request;
+  }
+
+  struct AsyncCall {
+    grpc::ClientContext context;
+    externalscaler::GetMetricsRequest request;
+    externalscaler::GetMetricsResponse response;
+  };
+  absl::Mutex calls_mu_;
+  std::vector<std::unique_ptr<AsyncCall>> calls_ ABSL_GUARDED_BY(calls_mu_);
+  int async_done_ ABSL_GUARDED_BY(calls_mu_) = 0;
+  int async_ok_ ABSL_GUARDED_BY(calls_mu_) = 0;
+
+  CountingObserver observer_;
+  std::shared_ptr<testing::FakeOffsetReader> live_;
+  std::shared_ptr<testing::FakeOffsetReader> dead_;
+  std::unique_ptr<Evaluator> evaluator_;
+  std::unique_ptr<ExternalScalerService> service_;
+  std::unique_ptr<ScalerServer> server_;
+  std::unique_ptr<ExternalScaler::Stub> stub_;
+};
+
+TEST_F(ServingModelTest, ElevenHundredOpenStreamsHoldNoThreadsAndOtherNamespacesAreServed) {
+  Start(EvaluatorOptions{.kafka_timeout = absl::Seconds(5), .window = absl::Seconds(1)},
+        ServiceOptions{.stream_poll_interval = absl::Milliseconds(500)});
+  const int threads_before = ThreadCount();
+  constexpr int kStreams = 1100;
+  struct Stream {
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReader<externalscaler::IsActiveResponse>> reader;
+  };
+  std::vector<std::unique_ptr<Stream>> streams;
+  for (int i = 0; i < kStreams; ++i) {
+    auto s = std::make_unique<Stream>();
+    s->reader = stub_->StreamIsActive(&s->context, Ref("tenant-a", absl::StrCat("so-", i)));
+    streams.push_back(std::move(s));
+  }
+  // Every stream gets its first answer (the current state) while all are open.
+  for (auto& s : streams) {
+    externalscaler::IsActiveResponse message;
+    ASSERT_TRUE(s->reader->Read(&message));
+    EXPECT_TRUE(message.result());  // lag 7 > activation threshold 0
+  }
+  EXPECT_EQ(service_->open_streams(), kStreams);
+  EXPECT_EQ(observer_.opened.load(), kStreams);
+  const int threads_with_streams = ThreadCount();
+  std::printf("threads: %d before the streams, %d with %d streams open\n", threads_before,
+              threads_with_streams, kStreams);
+  EXPECT_LT(threads_with_streams, 200) << "threads must not grow with open streams";
+
+  // Another tenant, on another connection, is served: all three RPCs of a poll succeed.
+  std::unique_ptr<ExternalScaler::Stub> other = NewStub();
+  const externalscaler::ScaledObjectRef ref = Ref("tenant-b", "job");
+  grpc::ClientContext spec_ctx;
+  externalscaler::GetMetricSpecResponse spec;
+  ASSERT_TRUE(other->GetMetricSpec(&spec_ctx, ref, &spec).ok());
+  grpc::ClientContext metrics_ctx;
+  externalscaler::GetMetricsResponse metrics;
+  grpc::Status metrics_status = other->GetMetrics(&metrics_ctx, MetricsRequest(ref), &metrics);
+  ASSERT_TRUE(metrics_status.ok()) << metrics_status.error_message();
+  EXPECT_EQ(metrics.metricvalues(0).metricvalue(), 7);
+  grpc::ClientContext active_ctx;
+  externalscaler::IsActiveResponse active;
+  ASSERT_TRUE(other->IsActive(&active_ctx, ref, &active).ok());
+  EXPECT_TRUE(active.result());
+
+  // Cancelled streams are closed and forgotten.
+  for (auto& s : streams) s->context.TryCancel();
+  ASSERT_TRUE(Eventually([&] { return observer_.closed.load() == kStreams; }))
+      << observer_.closed.load();
+  EXPECT_EQ(service_->open_streams(), 0);
+  for (auto& s : streams) EXPECT_EQ(s->reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+TEST_F(ServingModelTest, ABlackholedClusterDoesNotDelayTriggersOfAHealthyOne) {
+  Start(EvaluatorOptions{.kafka_timeout = absl::Seconds(60),
+                         .window = absl::Seconds(1),
+                         .executor = {.workers = 4, .workers_per_cluster = 2}},
+        ServiceOptions{});
+  dead_->BlockCalls();  // until the (60 s) deadline: a blackholed cluster
+  constexpr int kDead = 40;
+  for (int i = 0; i < kDead; ++i) {
+    StartGetMetrics(Ref("tenant-a", absl::StrCat("dead-", i), "dead:9092"));
+  }
+  ASSERT_TRUE(dead_->AwaitBlockedCalls(2));
+  ASSERT_TRUE(Eventually([&] { return evaluator_->Stats().queued == kDead - 2; }))
+      << evaluator_->Stats().queued;
+
+  // Healthy cluster: every trigger answered, while the dead cluster's calls all still wait.
+  std::unique_ptr<ExternalScaler::Stub> other = NewStub();
+  for (int i = 0; i < 10; ++i) {
+    grpc::ClientContext ctx;
+    externalscaler::GetMetricsResponse response;
+    grpc::Status status = other->GetMetrics(
+        &ctx, MetricsRequest(Ref("tenant-b", absl::StrCat("live-", i))), &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.metricvalues(0).metricvalue(), 7);
+  }
+  grpc::ClientContext spec_ctx;
+  externalscaler::GetMetricSpecResponse spec;
+  EXPECT_TRUE(other->GetMetricSpec(&spec_ctx, Ref("tenant-a", "dead-0", "dead:9092"), &spec).ok())
+      << "GetMetricSpec never waits for Kafka";
+  EXPECT_EQ(async_done(), 0) << "the blackholed cluster's calls are still waiting";
+  EXPECT_EQ(dead_->calls(), 2) << "the dead cluster holds only its share of workers";
+  EXPECT_EQ(live_->calls(), 10);
+
+  dead_->ReleaseCalls();
+  ASSERT_TRUE(Eventually([&] { return async_done() == kDead; }));
+  EXPECT_EQ(async_ok(), kDead);
+}
+
+TEST_F(ServingModelTest, AFullQueueIsResourceExhaustedNamingTheBound) {
+  Start(
+      EvaluatorOptions{
+          .kafka_timeout = absl::Seconds(60),
+          .window = absl::Seconds(1),
+          .executor = {.workers = 2, .workers_per_cluster = 1, .max_queued_per_cluster = 3}},
+      ServiceOptions{});
+  dead_->BlockCalls();
+  for (int i = 0; i < 4; ++i) {  // one runs, three wait
+    StartGetMetrics(Ref("tenant-a", absl::StrCat("dead-", i), "dead:9092"));
+    if (i == 0) {
+      ASSERT_TRUE(dead_->AwaitBlockedCalls(1));
+    }
+  }
+  ASSERT_TRUE(Eventually([&] { return evaluator_->Stats().queued == 3; }));
+  grpc::ClientContext ctx;
+  externalscaler::GetMetricsResponse response;
+  grpc::Status status =
+      stub_->GetMetrics(&ctx, MetricsRequest(Ref("tenant-a", "dead-4", "dead:9092")), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(status.error_message().find("--kafka-queue-per-cluster=3"), std::string::npos)
+      << status.error_message();
+  EXPECT_EQ(evaluator_->Stats().rejected, 1);
+  EXPECT_EQ(observer_.finished("GetMetrics", grpc::StatusCode::RESOURCE_EXHAUSTED), 1);
+  dead_->ReleaseCalls();
+  ASSERT_TRUE(Eventually([&] { return async_done() == 4; }));
+}
+
+TEST_F(ServingModelTest, WaitingForAWorkerPastTheDeadlineIsDeadlineExceededWithoutKafka) {
+  Start(EvaluatorOptions{.kafka_timeout = absl::Milliseconds(300),
+                         .window = absl::Seconds(1),
+                         .executor = {.workers = 2, .workers_per_cluster = 1}},
+        ServiceOptions{});
+  dead_->BlockCalls(/*honor_deadline=*/false);  // holds its worker until released
+  StartGetMetrics(Ref("tenant-a", "holder", "dead:9092"));
+  ASSERT_TRUE(dead_->AwaitBlockedCalls(1));
+
+  grpc::ClientContext ctx;
+  externalscaler::GetMetricsResponse response;
+  grpc::Status status =
+      stub_->GetMetrics(&ctx, MetricsRequest(Ref("tenant-a", "late", "dead:9092")), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_NE(status.error_message().find("dead:9092"), std::string::npos) << status.error_message();
+  EXPECT_EQ(dead_->calls("g-late"), 0) << "never sent to Kafka";
+  EXPECT_EQ(async_done(), 0) << "the holder still holds the cluster's only worker";
+  EXPECT_EQ(evaluator_->Stats().expired, 1);
+  dead_->ReleaseCalls();
+  ASSERT_TRUE(Eventually([&] { return async_done() == 1; }));
+}
+
+TEST_F(ServingModelTest, StreamWritesOnlyChangesAndShutdownEndsItWithOk) {
+  Start(EvaluatorOptions{.kafka_timeout = absl::Seconds(5), .window = absl::Milliseconds(1)},
+        ServiceOptions{.stream_poll_interval = absl::Milliseconds(20)});
+  live_->SetOffsets("g-so", {{.topic = "t", .partition = 0, .committed = 10, .end = 10}});
+  grpc::ClientContext ctx;
+  auto stream = stub_->StreamIsActive(&ctx, Ref("tenant-a", "so"));
+  externalscaler::IsActiveResponse message;
+  ASSERT_TRUE(stream->Read(&message));
+  EXPECT_FALSE(message.result()) << "the first answer is always sent";
+  // Several polls with the same answer ...
+  const int64_t seen = live_->calls("g-so");
+  ASSERT_TRUE(Eventually([&] { return live_->calls("g-so") >= seen + 5; }));
+  // ... send nothing: the next message is the change.
+  live_->SetOffsets("g-so", {{.topic = "t", .partition = 0, .committed = 5, .end = 10}});
+  ASSERT_TRUE(stream->Read(&message));
+  EXPECT_TRUE(message.result());
+
+  service_->Shutdown();
+  EXPECT_FALSE(stream->Read(&message));
+  EXPECT_TRUE(stream->Finish().ok());
+  ASSERT_TRUE(Eventually([&] { return observer_.closed.load() == 1; }));
+  EXPECT_EQ(observer_.finished("StreamIsActive", grpc::StatusCode::OK), 1);
+  EXPECT_EQ(service_->open_streams(), 0);
+
+  // A stream opened after Shutdown ends at once, with OK.
+  grpc::ClientContext late_ctx;
+  auto late = stub_->StreamIsActive(&late_ctx, Ref("tenant-a", "late"));
+  EXPECT_FALSE(late->Read(&message));
+  EXPECT_TRUE(late->Finish().ok());
+}
+
+TEST_F(ServingModelTest, CancellingAStreamFreesIt) {
+  Start(EvaluatorOptions{.kafka_timeout = absl::Seconds(5), .window = absl::Milliseconds(1)},
+        ServiceOptions{.stream_poll_interval = absl::Milliseconds(20)});
+  grpc::ClientContext ctx;
+  auto stream = stub_->StreamIsActive(&ctx, Ref("tenant-a", "so"));
+  externalscaler::IsActiveResponse message;
+  ASSERT_TRUE(stream->Read(&message));
+  EXPECT_EQ(service_->open_streams(), 1);
+  ctx.TryCancel();
+  ASSERT_TRUE(Eventually([&] { return observer_.closed.load() == 1; }));
+  EXPECT_EQ(service_->open_streams(), 0);
+  EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  // No more evaluations for it.
+  const int calls = live_->calls("g-so");
+  absl::SleepFor(absl::Milliseconds(100));  // five poll intervals
+  EXPECT_EQ(live_->calls("g-so"), calls);
+}
+
+}  // namespace
+}  // namespace klag::scaler
