@@ -54,6 +54,7 @@ struct Options {
   absl::Duration evaluation_window = absl::Seconds(2);
   absl::Duration stream_poll_interval = absl::Seconds(10);
   absl::Duration metadata_max_age = absl::Seconds(30);
+  absl::Duration end_offsets_max_age = absl::Seconds(1);
   absl::Duration client_idle_timeout = absl::Minutes(30);
   absl::Duration shutdown_grace = absl::Seconds(10);
   absl::Duration stats_interval = absl::ZeroDuration();
@@ -85,6 +86,11 @@ void RegisterFlags(FlagSet& flags, Options& o) {
                  "how often an open StreamIsActive re-evaluates", &o.stream_poll_interval);
   flags.Duration("metadata-max-age", "KLAG_METADATA_MAX_AGE",
                  "how long topic metadata (partitions, leaders) is cached", &o.metadata_max_age);
+  flags.Duration("end-offsets-max-age", "KLAG_END_OFFSETS_MAX_AGE",
+                 "how old the end and log-start offsets behind an answer may be (shared by every "
+                 "trigger on a topic; one ListOffsets per leader broker refreshes them); 0: read "
+                 "them for every evaluation",
+                 &o.end_offsets_max_age);
   flags.Duration("client-idle-timeout", "KLAG_CLIENT_IDLE_TIMEOUT",
                  "Kafka clients and trigger state unused this long are dropped",
                  &o.client_idle_timeout);
@@ -105,6 +111,10 @@ void RegisterFlags(FlagSet& flags, Options& o) {
   flags.String("tls-client-ca", "KLAG_TLS_CLIENT_CA",
                "PEM CA bundle: require client certificates signed by it (mutual TLS)",
                &o.server.tls_client_ca_file);
+  flags.Duration("tls-reload-interval", "KLAG_TLS_RELOAD_INTERVAL",
+                 "how often the --tls-* files are re-read (a rotated certificate is served "
+                 "without a restart)",
+                 &o.server.tls_reload_interval);
   flags.Int("max-threads", "KLAG_MAX_THREADS",
             "upper bound on gRPC's synchronous-server threads; ExternalScaler and health use the "
             "callback API and never take one, so this now bounds only server reflection",
@@ -158,6 +168,7 @@ struct Wiring {
                 -> absl::StatusOr<std::shared_ptr<kafka::OffsetReader>> {
               kafka::RdkafkaOffsetReaderOptions reader_options;
               reader_options.metadata_max_age = o.metadata_max_age;
+              reader_options.end_offsets_max_age = o.end_offsets_max_age;
               absl::StatusOr<std::unique_ptr<kafka::RdkafkaOffsetReader>> reader =
                   kafka::RdkafkaOffsetReader::Create(config, reader_options);
               if (!reader.ok()) return reader.status();

@@ -4,57 +4,23 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/str_cat.h"
+#include "scaler/service/tls_credentials.h"
 
 namespace klag::scaler {
 namespace {
 
 constexpr char kServiceName[] = "externalscaler.ExternalScaler";
 
-absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read ", path));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  if (buffer.str().find("-----BEGIN") == std::string::npos) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": ", path, " holds no PEM data"));
-  }
-  return buffer.str();
-}
-
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& o) {
-  if (o.tls_cert_file.empty() && o.tls_key_file.empty()) {
-    if (!o.tls_client_ca_file.empty()) {
-      return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
-    }
-    return grpc::InsecureServerCredentials();
-  }
-  if (o.tls_cert_file.empty() || o.tls_key_file.empty()) {
-    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
-  }
-  absl::StatusOr<std::string> cert = ReadPem("--tls-cert", o.tls_cert_file);
-  if (!cert.ok()) return cert.status();
-  absl::StatusOr<std::string> key = ReadPem("--tls-key", o.tls_key_file);
-  if (!key.ok()) return key.status();
-  grpc::SslServerCredentialsOptions ssl;
-  ssl.pem_key_cert_pairs.push_back({*key, *cert});
-  if (!o.tls_client_ca_file.empty()) {
-    absl::StatusOr<std::string> ca = ReadPem("--tls-client-ca", o.tls_client_ca_file);
-    if (!ca.ok()) return ca.status();
-    ssl.pem_root_certs = *ca;
-    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
-  }
-  return grpc::SslServerCredentials(ssl);
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ScalerServer>> ScalerServer::Start(const ServerOptions& options,
                                                                   ExternalScalerService* service) {
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = Credentials(options);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials({.cert_file = options.tls_cert_file,
+                             .key_file = options.tls_key_file,
+                             .client_ca_file = options.tls_client_ca_file},
+                            options.tls_reload_interval);
   if (!credentials.ok()) return credentials.status();
 
   grpc::EnableDefaultHealthCheckService(true);

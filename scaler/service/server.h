@@ -26,6 +26,9 @@ struct ServerOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
   std::string tls_client_ca_file;
+  // How often the three files are re-read: a rotated certificate (cert-manager renewing the
+  // Secret) is served to new connections within this long, without a restart.
+  absl::Duration tls_reload_interval = absl::Seconds(10);
   // Upper bound on gRPC's synchronous-server threads (grpc::ResourceQuota::SetMaxThreads). In
   // gRPC 1.51 only the synchronous server's thread manager counts against it: the
   // ExternalScaler and health services use the callback API and run on gRPC's own few threads
