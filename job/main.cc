@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -71,5 +72,10 @@ int main(int argc, char** argv) {
   // A closed stdout or an exec handler that stops reading must be an error, not a death.
   signal(SIGPIPE, SIG_IGN);
 
-  return klag::job::RunJob(*options, stop);
+  const klag::job::RunOutcome outcome = klag::job::RunJob(*options, stop);
+  if (outcome.end_process_now) {
+    std::fflush(nullptr);
+    std::_Exit(outcome.exit_code);
+  }
+  return outcome.exit_code;
 }

@@ -4,10 +4,12 @@
 #include <poll.h>
 
 #include <algorithm>
-#include <map>
+#include <cstdint>
+#include <tuple>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -20,9 +22,59 @@
 namespace klag::job {
 namespace {
 
-// Parameters per row and rows per INSERT (PostgreSQL allows 65535 parameters per statement).
-constexpr int kParamsPerRow = 8;
-constexpr size_t kRowsPerStatement = 4000;
+// The session's staging table: each batch is COPYed into it and upserted from it in one
+// statement. A temporary table is not WAL-logged and not visible to other sessions.
+constexpr const char* kStageTable = "klag_stage";
+constexpr int16_t kStageColumns = 8;
+// COPY ... (FORMAT binary): the 11-byte signature, then flags and header extension length.
+constexpr char kCopySignature[] = "PGCOPY\n\377\r\n";  // 11 bytes with the NUL
+// Bytes per PQputCopyData call, so an abandoned batch stops between calls.
+constexpr size_t kCopyChunkBytes = 1 << 20;
+// PostgreSQL's timestamp epoch (2000-01-01 00:00 UTC) and the range of timestamptz (4713 BC to
+// 294276 AD, src/include/datatype/timestamp.h: MIN_TIMESTAMP, END_TIMESTAMP), in Unix ms.
+constexpr int64_t kPostgresEpochUnixMs = 946684800000;
+constexpr int64_t kMinTimestampUnixMs = -211813488000000 + kPostgresEpochUnixMs;
+constexpr int64_t kEndTimestampUnixMs = 9223371331200000 + kPostgresEpochUnixMs;
+// jsonb's binary input: a version byte, then the text.
+constexpr char kJsonbVersion = 1;
+
+void PutInt16(int16_t v, std::string* out) {
+  const auto u = static_cast<uint16_t>(v);
+  const char b[2] = {static_cast<char>(u >> 8), static_cast<char>(u)};
+  out->append(b, 2);
+}
+
+void PutInt32(int32_t v, std::string* out) {
+  const auto u = static_cast<uint32_t>(v);
+  const char b[4] = {static_cast<char>(u >> 24), static_cast<char>(u >> 16),
+                     static_cast<char>(u >> 8), static_cast<char>(u)};
+  out->append(b, 4);
+}
+
+void PutInt64(uint64_t u, std::string* out) {
+  PutInt32(static_cast<int32_t>(u >> 32), out);
+  PutInt32(static_cast<int32_t>(u & 0xFFFFFFFFu), out);
+}
+
+// A COPY binary field: its length, then its bytes.
+void PutField(absl::string_view bytes, std::string* out) {
+  PutInt32(static_cast<int32_t>(bytes.size()), out);
+  out->append(bytes.data(), bytes.size());
+}
+
+void PutOptionalField(const std::optional<std::string>& bytes, std::string* out) {
+  if (bytes.has_value()) {
+    PutField(*bytes, out);
+  } else {
+    PutInt32(-1, out);  // NULL
+  }
+}
+
+void PutJsonb(absl::string_view json, std::string* out) {
+  PutInt32(static_cast<int32_t>(json.size() + 1), out);
+  out->push_back(kJsonbVersion);
+  out->append(json.data(), json.size());
+}
 
 struct ResultDeleter {
   void operator()(PGresult* r) const { PQclear(r); }
@@ -64,6 +116,28 @@ PostgresSink::PostgresSink(PostgresSinkOptions options) : options_(std::move(opt
     parts.push_back(absl::StrCat("\"", p, "\""));
   }
   quoted_table_ = absl::StrJoin(parts, ".");
+  constexpr const char* kColumns =
+      "topic, \"partition\", \"offset\", \"timestamp\", key, value, value_json, headers";
+  upsert_sql_ = absl::StrCat("INSERT INTO ", quoted_table_, " AS t (", kColumns, ") SELECT ",
+                             kColumns, " FROM pg_temp.", kStageTable);
+  if (options_.conflict_on_key) {
+    // A redelivered older record of the same partition does not overwrite a newer one.
+    absl::StrAppend(
+        &upsert_sql_,
+        " ON CONFLICT (topic, key) DO UPDATE SET \"partition\" = EXCLUDED.\"partition\","
+        " \"offset\" = EXCLUDED.\"offset\", \"timestamp\" = EXCLUDED.\"timestamp\","
+        " value = EXCLUDED.value, value_json = EXCLUDED.value_json,"
+        " headers = EXCLUDED.headers, loaded_at = now()"
+        " WHERE t.\"partition\" <> EXCLUDED.\"partition\""
+        " OR t.\"offset\" <= EXCLUDED.\"offset\"");
+  } else {
+    absl::StrAppend(&upsert_sql_,
+                    " ON CONFLICT (topic, \"partition\", \"offset\") DO UPDATE SET"
+                    " \"timestamp\" = EXCLUDED.\"timestamp\", key = EXCLUDED.key,"
+                    " value = EXCLUDED.value, value_json = EXCLUDED.value_json,"
+                    " headers = EXCLUDED.headers, loaded_at = now()");
+  }
+  absl::StrAppend(&upsert_sql_, "; COMMIT");
 }
 
 PostgresSink::~PostgresSink() {
@@ -124,16 +198,34 @@ absl::Status PostgresSink::EnsureTable() {
                                                        : s.code(),
         absl::StrCat("postgres sink: creating table ", options_.table, ": ", s.message()));
   }
+  // Same columns as the table, no constraints; one per connection.
+  s = Run(absl::StrCat("CREATE TEMPORARY TABLE IF NOT EXISTS ", kStageTable,
+                       " (topic text, \"partition\" integer, \"offset\" bigint,"
+                       " \"timestamp\" timestamptz, key bytea, value bytea, value_json jsonb,"
+                       " headers jsonb) ON COMMIT DELETE ROWS"),
+          0, nullptr, nullptr, nullptr, never);
+  if (!s.ok()) {
+    return absl::Status(s.code(),
+                        absl::StrCat("postgres sink: creating the staging table: ", s.message()));
+  }
   return absl::OkStatus();
 }
 
 absl::Status PostgresSink::Run(const std::string& sql, int n_params, const char* const* values,
-                               const int* lengths, const int* formats,
-                               const WriteContext& context) {
-  if (PQsendQueryParams(conn_, sql.c_str(), n_params, nullptr, values, lengths, formats, 0) != 1) {
+                               const int* lengths, const int* formats, const WriteContext& context,
+                               bool* copy_in) {
+  // Without parameters the simple query protocol, which takes several statements at once.
+  const int sent = n_params == 0 ? PQsendQuery(conn_, sql.c_str())
+                                 : PQsendQueryParams(conn_, sql.c_str(), n_params, nullptr, values,
+                                                     lengths, formats, 0);
+  if (sent != 1) {
     return absl::UnavailableError(
         absl::StrCat("postgres sink: sending a statement: ", Trimmed(PQerrorMessage(conn_))));
   }
+  return Await(context, copy_in);
+}
+
+absl::Status PostgresSink::Await(const WriteContext& context, bool* copy_in) {
   bool cancel_sent = false;
   ResultPtr first_error;
   while (true) {
@@ -156,6 +248,10 @@ absl::Status PostgresSink::Run(const std::string& sql, int n_params, const char*
         return absl::Status(code, message);
       }
       ExecStatusType status = PQresultStatus(result.get());
+      if (status == PGRES_COPY_IN && copy_in != nullptr && first_error == nullptr) {
+        *copy_in = true;  // the caller sends the data now
+        return absl::OkStatus();
+      }
       if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && first_error == nullptr) {
         first_error = std::move(result);
       }
@@ -173,12 +269,16 @@ absl::Status PostgresSink::Run(const std::string& sql, int n_params, const char*
   }
 }
 
-absl::Status PostgresSink::WriteChunk(absl::Span<const Record> records,
-                                      const WriteContext& context) {
-  // Under conflict_on_key one statement may not touch a row twice: keep the last record per key.
+absl::StatusOr<std::vector<const Record*>> PostgresSink::RowsToLoad(
+    absl::Span<const Record> records) const {
+  // One upsert may not touch a row twice (SQLSTATE 21000), so the batch keeps the last record
+  // per conflict key: under conflict_on_key the latest record of each key; under the offset key
+  // a record that appears twice in one batch (the same record, delivered again) once.
   std::vector<const Record*> rows;
+  rows.reserve(records.size());
   if (options_.conflict_on_key) {
-    std::map<std::pair<absl::string_view, absl::string_view>, size_t> last;
+    absl::flat_hash_map<std::pair<absl::string_view, absl::string_view>, size_t> last;
+    last.reserve(records.size());
     for (size_t i = 0; i < records.size(); ++i) {
       if (!records[i].key.has_value()) {
         return absl::InvalidArgumentError(
@@ -190,77 +290,105 @@ absl::Status PostgresSink::WriteChunk(absl::Span<const Record> records,
     for (size_t i = 0; i < records.size(); ++i) {
       if (last[{records[i].topic, *records[i].key}] == i) rows.push_back(&records[i]);
     }
-  } else {
-    for (const Record& r : records) rows.push_back(&r);
+    return rows;
   }
+  absl::flat_hash_map<std::tuple<absl::string_view, int32_t, int64_t>, size_t> last;
+  last.reserve(records.size());
+  for (size_t i = 0; i < records.size(); ++i) {
+    last[{records[i].topic, records[i].partition, records[i].offset}] = i;
+  }
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (last[{records[i].topic, records[i].partition, records[i].offset}] == i) {
+      rows.push_back(&records[i]);
+    }
+  }
+  return rows;
+}
 
-  std::vector<std::string> text;  // owned text parameters, kParamsPerRow slots per row
-  text.resize(rows.size() * kParamsPerRow);
-  std::vector<const char*> values(rows.size() * kParamsPerRow, nullptr);
-  std::vector<int> lengths(rows.size() * kParamsPerRow, 0);
-  std::vector<int> formats(rows.size() * kParamsPerRow, 0);
-  std::string sql = absl::StrCat(
-      "INSERT INTO ", quoted_table_,
-      " AS t (topic, \"partition\", \"offset\", \"timestamp\", key, value, value_json, headers)"
-      " VALUES ");
-  for (size_t row = 0; row < rows.size(); ++row) {
-    const Record& r = *rows[row];
-    const size_t base = row * kParamsPerRow;
-    auto set_text = [&](size_t slot, std::string v) {
-      text[base + slot] = std::move(v);
-      values[base + slot] = text[base + slot].c_str();
-    };
-    auto set_bytes = [&](size_t slot, const std::optional<std::string>& v) {
-      if (!v.has_value()) return;  // NULL
-      values[base + slot] = v->data();
-      lengths[base + slot] = static_cast<int>(v->size());
-      formats[base + slot] = 1;  // binary bytea
-    };
-    set_text(0, r.topic);
-    set_text(1, absl::StrCat(r.partition));
-    set_text(2, absl::StrCat(r.offset));
-    if (r.timestamp_ms.has_value()) set_text(3, absl::StrCat(*r.timestamp_ms));
-    set_bytes(4, r.key);
-    set_bytes(5, r.value);
-    if (r.value.has_value() && IsJsonDocument(*r.value)) set_text(6, *r.value);
-    std::string headers;
-    AppendHeadersJson(r.headers, &headers);
-    set_text(7, std::move(headers));
-    const size_t p = base + 1;
-    absl::StrAppend(&sql, row == 0 ? "" : ",", "($", p, ", $", p + 1, "::integer, $", p + 2,
-                    "::bigint, to_timestamp($", p + 3, "::bigint / 1000.0), $", p + 4, "::bytea, $",
-                    p + 5, "::bytea, $", p + 6, "::jsonb, $", p + 7, "::jsonb)");
+absl::Status PostgresSink::EncodeCopyData(const std::vector<const Record*>& rows) {
+  copy_buffer_.clear();
+  copy_buffer_.append(kCopySignature, sizeof(kCopySignature));  // with its NUL
+  PutInt32(0, &copy_buffer_);                                   // flags: no OIDs
+  PutInt32(0, &copy_buffer_);                                   // header extension length
+  std::string headers;
+  for (const Record* r : rows) {
+    PutInt16(kStageColumns, &copy_buffer_);
+    PutField(r->topic, &copy_buffer_);
+    PutInt32(4, &copy_buffer_);
+    PutInt32(static_cast<uint32_t>(r->partition), &copy_buffer_);
+    PutInt32(8, &copy_buffer_);
+    PutInt64(static_cast<uint64_t>(r->offset), &copy_buffer_);
+    if (r->timestamp_ms.has_value()) {
+      const int64_t ms = *r->timestamp_ms;
+      if (ms < kMinTimestampUnixMs || ms >= kEndTimestampUnixMs) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("postgres sink: ", r->topic, "[", r->partition, "]@", r->offset,
+                         " has timestamp ", ms, " ms, outside PostgreSQL's timestamptz range"));
+      }
+      // timestamptz in binary: microseconds since 2000-01-01 00:00 UTC.
+      PutInt32(8, &copy_buffer_);
+      PutInt64(static_cast<uint64_t>((ms - kPostgresEpochUnixMs) * 1000), &copy_buffer_);
+    } else {
+      PutInt32(-1, &copy_buffer_);
+    }
+    PutOptionalField(r->key, &copy_buffer_);
+    PutOptionalField(r->value, &copy_buffer_);
+    if (r->value.has_value() && IsJsonDocument(*r->value)) {
+      PutJsonb(*r->value, &copy_buffer_);
+    } else {
+      PutInt32(-1, &copy_buffer_);
+    }
+    headers.clear();
+    AppendHeadersJson(r->headers, &headers);
+    PutJsonb(headers, &copy_buffer_);
   }
-  if (options_.conflict_on_key) {
-    // A redelivered older record of the same partition does not overwrite a newer one.
-    absl::StrAppend(
-        &sql,
-        " ON CONFLICT (topic, key) DO UPDATE SET \"partition\" = EXCLUDED.\"partition\","
-        " \"offset\" = EXCLUDED.\"offset\", \"timestamp\" = EXCLUDED.\"timestamp\","
-        " value = EXCLUDED.value, value_json = EXCLUDED.value_json,"
-        " headers = EXCLUDED.headers, loaded_at = now()"
-        " WHERE t.\"partition\" <> EXCLUDED.\"partition\""
-        " OR t.\"offset\" <= EXCLUDED.\"offset\"");
-  } else {
-    absl::StrAppend(&sql,
-                    " ON CONFLICT (topic, \"partition\", \"offset\") DO UPDATE SET"
-                    " \"timestamp\" = EXCLUDED.\"timestamp\", key = EXCLUDED.key,"
-                    " value = EXCLUDED.value, value_json = EXCLUDED.value_json,"
-                    " headers = EXCLUDED.headers, loaded_at = now()");
+  PutInt16(-1, &copy_buffer_);  // file trailer
+  return absl::OkStatus();
+}
+
+absl::Status PostgresSink::Load(const std::vector<const Record*>& rows,
+                                const WriteContext& context) {
+  if (absl::Status s = EncodeCopyData(rows); !s.ok()) return s;
+  // Round trip 1: BEGIN and COPY into this session's staging table (emptied at every commit and
+  // rollback: ON COMMIT DELETE ROWS, and a rolled-back COPY leaves nothing).
+  bool copy_in = false;
+  if (absl::Status s =
+          Run(absl::StrCat("BEGIN; COPY pg_temp.", kStageTable, " FROM STDIN (FORMAT binary)"), 0,
+              nullptr, nullptr, nullptr, context, &copy_in);
+      !s.ok()) {
+    return s;
   }
-  return Run(sql, static_cast<int>(values.size()), values.data(), lengths.data(), formats.data(),
-             context);
+  if (!copy_in) return absl::InternalError("postgres sink: COPY did not start");
+  for (size_t done = 0; done < copy_buffer_.size();) {
+    if (context.ShouldAbandon()) {
+      PQputCopyEnd(conn_, "klag-job is stopping");
+      (void)Await(NeverAbandon(), nullptr);
+      return absl::CancelledError("postgres sink: batch abandoned, the Job is stopping");
+    }
+    const size_t n = std::min(kCopyChunkBytes, copy_buffer_.size() - done);
+    if (PQputCopyData(conn_, copy_buffer_.data() + done, static_cast<int>(n)) != 1) {
+      return absl::UnavailableError(
+          absl::StrCat("postgres sink: sending COPY data: ", Trimmed(PQerrorMessage(conn_))));
+    }
+    done += n;
+  }
+  if (PQputCopyEnd(conn_, nullptr) != 1) {
+    return absl::UnavailableError(
+        absl::StrCat("postgres sink: ending COPY: ", Trimmed(PQerrorMessage(conn_))));
+  }
+  if (absl::Status s = Await(context, nullptr); !s.ok()) return s;
+  // Round trip 2: one upsert from the staging table, and the commit. A failing INSERT skips the
+  // COMMIT of the same query string; Write rolls back.
+  return Run(upsert_sql_, 0, nullptr, nullptr, nullptr, context);
 }
 
 absl::Status PostgresSink::Write(absl::Span<const Record> records, const WriteContext& context) {
   if (conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK) {
     if (absl::Status s = Connect(); !s.ok()) return s;
   }
-  absl::Status s = Run("BEGIN", 0, nullptr, nullptr, nullptr, context);
-  for (size_t i = 0; s.ok() && i < records.size(); i += kRowsPerStatement) {
-    s = WriteChunk(records.subspan(i, kRowsPerStatement), context);
-  }
-  if (s.ok()) s = Run("COMMIT", 0, nullptr, nullptr, nullptr, context);
+  absl::StatusOr<std::vector<const Record*>> rows = RowsToLoad(records);
+  if (!rows.ok()) return rows.status();
+  absl::Status s = Load(*rows, context);
   if (s.ok()) return s;
   if (PQstatus(conn_) == CONNECTION_OK) {
     NeverAbandon never;

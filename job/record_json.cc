@@ -1,13 +1,54 @@
 #include "job/record_json.h"
 
 #include <cstdint>
+#include <cstring>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "common/logging.h"
 
 namespace klag::job {
 namespace {
+
+// True for the bytes JSON strings must escape (klag::JsonEscape's set: quote, backslash and
+// control characters).
+constexpr bool NeedsEscape(unsigned char c) { return c < 0x20 || c == '"' || c == '\\'; }
+
+// Appends `text` escaped as klag::JsonEscape does, copying runs of plain bytes at once instead of
+// building a string per field (JsonEscape was a quarter of klag-job's CPU profile draining
+// 300,000 records of ~200 B to jsonl).
+void AppendJsonEscaped(absl::string_view text, std::string* out) {
+  const char* p = text.data();
+  const char* const end = p + text.size();
+  while (p < end) {
+    const char* run = p;
+    while (p < end && !NeedsEscape(static_cast<unsigned char>(*p))) ++p;
+    out->append(run, static_cast<size_t>(p - run));
+    if (p == end) break;
+    const auto c = static_cast<unsigned char>(*p++);
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      default: {
+        constexpr char kHex[] = "0123456789abcdef";
+        const char u[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xF]};
+        out->append(u, sizeof(u));
+      }
+    }
+  }
+}
 
 // Appends `"name":value` for bytes: a string when UTF-8, `"name_base64":"..."` when not, null
 // for nullptr.
@@ -15,7 +56,9 @@ void AppendBytesField(absl::string_view name, const std::string* bytes, std::str
   if (bytes == nullptr) {
     absl::StrAppend(out, "\"", name, "\":null");
   } else if (IsValidUtf8(*bytes)) {
-    absl::StrAppend(out, "\"", name, "\":\"", JsonEscape(*bytes), "\"");
+    absl::StrAppend(out, "\"", name, "\":\"");
+    AppendJsonEscaped(*bytes, out);
+    out->push_back('"');
   } else {
     absl::StrAppend(out, "\"", name, "_base64\":\"", absl::Base64Escape(*bytes), "\"");
   }
@@ -28,6 +71,14 @@ bool IsValidUtf8(absl::string_view bytes) {
   size_t n = bytes.size();
   size_t i = 0;
   while (i < n) {
+    // ASCII eight bytes at a time (most values are).
+    while (i + 8 <= n) {
+      uint64_t word;
+      std::memcpy(&word, s + i, sizeof(word));
+      if ((word & 0x8080808080808080ULL) != 0) break;
+      i += 8;
+    }
+    if (i >= n) break;
     unsigned char c = s[i];
     if (c < 0x80) {
       ++i;
@@ -58,8 +109,9 @@ bool IsValidUtf8(absl::string_view bytes) {
 }
 
 void AppendJsonLine(const Record& record, std::string* out) {
-  absl::StrAppend(out, "{\"topic\":\"", JsonEscape(record.topic),
-                  "\",\"partition\":", record.partition, ",\"offset\":", record.offset,
+  out->append("{\"topic\":\"");
+  AppendJsonEscaped(record.topic, out);
+  absl::StrAppend(out, "\",\"partition\":", record.partition, ",\"offset\":", record.offset,
                   ",\"timestamp\":");
   if (record.timestamp_ms.has_value()) {
     absl::StrAppend(out, *record.timestamp_ms);

@@ -3,7 +3,9 @@
 // signals around it.
 //
 //   std::atomic<bool> stop{false};
-//   int code = RunJob(options, stop);   // prints the summary line, returns the exit code
+//   RunOutcome r = RunJob(options, stop);   // prints the summary line
+//   if (r.end_process_now) std::_Exit(r.exit_code);
+//   return r.exit_code;
 #pragma once
 
 #include <atomic>
@@ -12,8 +14,16 @@
 
 namespace klag::job {
 
-// Runs: no-work check (unless disabled), sink and consumer set-up, drain, summary. Returns the
-// process exit code (kExitOk, kExitStoppedEarly, kExitFailed).
-int RunJob(const JobOptions& options, const std::atomic<bool>& stop);
+struct RunOutcome {
+  int exit_code = 0;  // kExitOk, kExitStoppedEarly, kExitFailed
+  // True when RunJob left a Kafka client running on purpose (the no-work exit, which never
+  // joined the group and has nothing to commit) instead of waiting for its threads to stop: the
+  // caller ends the process at once (std::_Exit) without running destructors, after flushing
+  // anything of its own. Summary and logs are already flushed.
+  bool end_process_now = false;
+};
+
+// Runs: no-work check (unless disabled), sink and consumer set-up, drain, summary.
+RunOutcome RunJob(const JobOptions& options, const std::atomic<bool>& stop);
 
 }  // namespace klag::job

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -506,7 +507,12 @@ TEST(JobE2eTest, NoWorkExitsAtOnceWithoutJoiningTheGroup) {
   EXPECT_EQ(r.exit_code, 0) << Diagnostics(r);
   EXPECT_EQ(r.Summary()["exit_reason"], "no_work");
   EXPECT_EQ(r.Summary()["records"], 0);
+  EXPECT_EQ(r.Summary()["commits"], 0);
   EXPECT_LT(r.took, absl::Seconds(3));
+  // The fast exit (the offset reader's client left running, the process ended at once) still
+  // delivers the whole summary line and touches neither the sink nor the commits.
+  EXPECT_FALSE(std::filesystem::exists(dir.File("a")));
+  EXPECT_EQ(Committed(bootstrap, idle, topic), (std::map<int32_t, int64_t>{{0, 10}, {1, 10}}));
   absl::StatusOr<testing::GroupState> idle_state = testing::DescribeGroup(bootstrap, idle);
   ASSERT_TRUE(idle_state.ok()) << idle_state.status();
   // No member ever joined: the group is still the "simple" one the commits created.

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
+#include <cstdint>
 #include <string>
 #include <thread>
 #include <vector>
@@ -115,6 +116,113 @@ TEST(PostgresSinkTest, ConflictOnKeyKeepsTheLatestRecordPerKey) {
   absl::Status s = (*sink)->Write(keyless, NeverAbandon());
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_TRUE(IsRecordRejection(s));
+}
+
+TEST(PostgresSinkTest, RecordRepeatedWithinAndAcrossBatchesIsOneRow) {
+  KLAG_REQUIRE_POSTGRES(uri);
+  const std::string table = UniqueTable();
+  auto sink = PostgresSink::Create({.uri = uri, .table = table});
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  // One upsert may not touch a row twice: the sink writes a repeated record once.
+  std::vector<Record> batch = Batch();
+  batch.push_back(batch[0]);
+  batch.push_back(batch[1]);
+  ASSERT_TRUE((*sink)->Write(batch, NeverAbandon()).ok());
+  std::vector<Record> again = {batch[1], batch[2], batch[1]};
+  again.push_back({.topic = "prices", .partition = 1, .offset = 11, .value = "v"});
+  ASSERT_TRUE((*sink)->Write(again, NeverAbandon()).ok());
+  EXPECT_EQ(Select(uri, table, "count(*)"), 4);
+  EXPECT_EQ(Select(uri, table, "count(*)", "\"partition\" = 1"), 2);
+}
+
+TEST(PostgresSinkTest, ConflictOnKeyAcrossBatchesKeepsTheHighestOffset) {
+  KLAG_REQUIRE_POSTGRES(uri);
+  const std::string table = UniqueTable();
+  auto sink = PostgresSink::Create({.uri = uri, .table = table, .conflict_on_key = true});
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  std::vector<Record> first = {
+      {.topic = "prices", .partition = 0, .offset = 5, .key = "k1", .value = "a5"},
+      {.topic = "prices", .partition = 0, .offset = 6, .key = "k2", .value = "b6"},
+      {.topic = "prices", .partition = 0, .offset = 7, .key = "k1", .value = "a7"},
+  };
+  ASSERT_TRUE((*sink)->Write(first, NeverAbandon()).ok());
+  // Redelivered from offset 6 with newer records after it, k2 twice in the batch.
+  std::vector<Record> second = {
+      first[1],
+      first[2],
+      {.topic = "prices", .partition = 0, .offset = 8, .key = "k2", .value = "b8"},
+      {.topic = "prices", .partition = 0, .offset = 9, .key = "k2", .value = "b9"},
+      {.topic = "other", .partition = 0, .offset = 1, .key = "k1", .value = "o1"},
+  };
+  ASSERT_TRUE((*sink)->Write(second, NeverAbandon()).ok());
+  EXPECT_EQ(Select(uri, table, "count(*)"), 3);
+  EXPECT_EQ(Select(uri, table, "\"offset\"", "topic = 'prices' AND key = 'k1'::bytea"), 7);
+  EXPECT_EQ(Select(uri, table, "\"offset\"", "topic = 'prices' AND key = 'k2'::bytea"), 9);
+  EXPECT_EQ(Select(uri, table, "count(*)", "topic = 'prices' AND value = 'b9'::bytea"), 1);
+  EXPECT_EQ(Select(uri, table, "\"offset\"", "topic = 'other'"), 1);
+}
+
+TEST(PostgresSinkTest, LargeBatchLoadsEveryRecordByteForByte) {
+  KLAG_REQUIRE_POSTGRES(uri);
+  const std::string table = UniqueTable();
+  auto sink = PostgresSink::Create({.uri = uri, .table = table});
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  // More than one COPY chunk (1 MB), values of every kind: JSON, text, binary, empty, null.
+  std::vector<Record> batch;
+  for (int i = 0; i < 6000; ++i) {
+    Record r{.topic = "bulk", .partition = i % 3, .offset = i, .timestamp_ms = 1700000000000 + i};
+    switch (i % 5) {
+      case 0:
+        r.value = absl::StrCat(R"({"i":)", i, R"(,"pad":")", std::string(200, 'x'), R"("})");
+        break;
+      case 1:
+        r.value = std::string(300, static_cast<char>('a' + i % 26));
+        break;
+      case 2:
+        r.value = std::string("\x00\x01\xFE\xFF\n\\", 6);
+        break;
+      case 3:
+        r.value = "";
+        break;
+      default:
+        r.value = std::nullopt;
+    }
+    if (i % 2 == 0) r.key = absl::StrCat("k", i);
+    if (i % 7 == 0) r.headers = {{"h", absl::StrCat("v", i)}, {"n", std::nullopt}};
+    batch.push_back(std::move(r));
+  }
+  ASSERT_TRUE((*sink)->Write(batch, NeverAbandon()).ok());
+  EXPECT_EQ(Select(uri, table, "count(*)"), 6000);
+  EXPECT_EQ(Select(uri, table, "count(*)", "value_json->>'i' = \"offset\"::text"), 1200);
+  EXPECT_EQ(Select(uri, table, "count(*)", "value = '\\x0001feff0a5c'::bytea"), 1200);
+  EXPECT_EQ(Select(uri, table, "count(*)", "value = ''::bytea AND value_json IS NULL"), 1200);
+  EXPECT_EQ(Select(uri, table, "count(*)", "value IS NULL"), 1200);
+  EXPECT_EQ(Select(uri, table, "count(*)", "length(value) = 300 AND value_json IS NULL"), 1200);
+  EXPECT_EQ(Select(uri, table, "count(*)", "key = convert_to('k' || \"offset\", 'UTF8')"), 3000);
+  EXPECT_EQ(Select(uri, table, "count(*)",
+                   "\"timestamp\" = to_timestamp((1700000000000 + \"offset\") / 1000.0)"),
+            6000);
+  EXPECT_EQ(Select(uri, table, "count(*)",
+                   "headers->0->>'value' = 'v' || \"offset\" AND headers->1->'value' = "
+                   "'null'::jsonb"),
+            858);
+}
+
+TEST(PostgresSinkTest, TimestampOutsidePostgresRangeIsARecordRejection) {
+  KLAG_REQUIRE_POSTGRES(uri);
+  const std::string table = UniqueTable();
+  auto sink = PostgresSink::Create({.uri = uri, .table = table});
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  std::vector<Record> batch = Batch();
+  batch[1].timestamp_ms = INT64_MAX;
+  absl::Status s = (*sink)->Write(batch, NeverAbandon());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_TRUE(IsRecordRejection(s));
+  EXPECT_EQ(Select(uri, table, "count(*)"), 0);
+  batch[1].timestamp_ms = -62135596800000;  // 0001-01-01, inside the range
+  ASSERT_TRUE((*sink)->Write(batch, NeverAbandon()).ok());
+  EXPECT_EQ(Select(uri, table, "count(*)"), 3);
+  EXPECT_EQ(Select(uri, table, "count(*)", "\"timestamp\" = '0001-01-01 00:00:00+00'"), 1);
 }
 
 TEST(PostgresSinkTest, BatchBlockedByALockIsAbandonedAndRolledBack) {

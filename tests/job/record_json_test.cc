@@ -38,6 +38,39 @@ TEST(IsValidUtf8Test, Table) {
   }
 }
 
+// The eight-bytes-at-a-time ASCII scan: an invalid byte at every position of longer inputs.
+TEST(IsValidUtf8Test, InvalidByteAtAnyPositionOfALongValue) {
+  for (size_t len : {7u, 8u, 9u, 16u, 17u, 64u}) {
+    const std::string ascii(len, 'a');
+    EXPECT_TRUE(IsValidUtf8(ascii)) << len;
+    for (size_t at = 0; at < len; ++at) {
+      std::string bad = ascii;
+      bad[at] = '\xFF';
+      EXPECT_FALSE(IsValidUtf8(bad)) << len << " at " << at;
+      std::string good = ascii;
+      good.replace(at, 1, "\xC3\xA9");
+      EXPECT_TRUE(IsValidUtf8(good)) << len << " at " << at;
+    }
+  }
+}
+
+// Every byte a JSON string must escape, in runs and alone: the line parses back to the bytes.
+TEST(AppendJsonLineTest, EscapesRoundTripThroughAJsonParser) {
+  std::string value = "plain run ";
+  for (int c = 0; c < 0x80; ++c) value.push_back(static_cast<char>(c));
+  value += "\xE2\x82\xAC tail \"quoted\" back\\slash";
+  Record r{.topic = "t\"x", .partition = 1, .offset = 2, .key = "k\n", .value = value};
+  std::string line;
+  AppendJsonLine(r, &line);
+  ASSERT_EQ(line.back(), '\n');
+  EXPECT_EQ(line.find('\n'), line.size() - 1) << "one line";
+  nlohmann::json j = nlohmann::json::parse(line);
+  EXPECT_EQ(j["topic"], "t\"x");
+  EXPECT_EQ(j["key"], "k\n");
+  EXPECT_EQ(j["value"].get<std::string>(), value);
+  EXPECT_NE(line.find("\\u001f"), std::string::npos) << line;  // control bytes as \u00XX
+}
+
 TEST(RecordJsonTest, TextRecordIsOneJsonLine) {
   Record r{.topic = "prices",
            .partition = 2,
