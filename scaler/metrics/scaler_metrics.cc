@@ -1,5 +1,6 @@
 #include "scaler/metrics/scaler_metrics.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -76,7 +77,14 @@ ScalerMetrics::ScalerMetrics(ScalerMetricsOptions options, BuildInfo build)
                .Name("klag_scaler_evaluation_failures_total")
                .Help("Fresh evaluations that failed, by gRPC status code name (Kafka errors: "
                      "UNAVAILABLE, DEADLINE_EXCEEDED, NOT_FOUND, PERMISSION_DENIED, ...)")
-               .Register(*rpc_registry_)) {}
+               .Register(*rpc_registry_)),
+      data_age_(&prometheus::BuildHistogram()
+                     .Name("klag_evaluation_data_age_seconds")
+                     .Help("Age of the offsets behind each fresh evaluation when it was computed: "
+                           "evaluation time minus the send time of the ListOffsets "
+                           "(offsets=\"end\", bounded by --end-offsets-max-age) or of the "
+                           "OffsetFetch (offsets=\"committed\", read for this evaluation)")
+                     .Register(*rpc_registry_)) {}
 
 void ScalerMetrics::SetSources(MetricsSources sources) { sources_ = std::move(sources); }
 
@@ -102,6 +110,19 @@ void ScalerMetrics::Evaluated(const TriggerRef& ref, const TriggerSpec& spec,
     evaluation_failures_
         ->Add({{"code", CodeName(static_cast<grpc::StatusCode>(result.status().code()))}})
         .Increment();
+  }
+  if (result.ok()) {
+    // 1 ms to 10 s: a committed offset read for this evaluation is milliseconds old, end offsets
+    // up to --end-offsets-max-age (1 s) plus the round trip.
+    static const prometheus::Histogram::BucketBoundaries kAgeBuckets = {
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 5, 10};
+    const Evaluation& e = **result;
+    for (const auto& [label, read_at] :
+         {std::pair{"end", e.end_offsets_read_at}, std::pair{"committed", e.committed_read_at}}) {
+      if (read_at == absl::InfinitePast()) continue;  // the reader did not say
+      data_age_->Add({{"offsets", label}}, kAgeBuckets)
+          .Observe(std::max(0.0, absl::ToDoubleSeconds(e.evaluated_at - read_at)));
+    }
   }
   const absl::Time now = options_.now();
   TriggerLabels key{ref.namespace_, ref.name, spec.consumer_group, absl::StrJoin(spec.topics, ",")};

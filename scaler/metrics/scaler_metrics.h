@@ -130,6 +130,7 @@ class ScalerMetrics final : public prometheus::Collectable,
   prometheus::Family<prometheus::Counter>* rpcs_;
   prometheus::Family<prometheus::Histogram>* rpc_duration_;
   prometheus::Family<prometheus::Counter>* evaluation_failures_;
+  prometheus::Family<prometheus::Histogram>* data_age_;
   std::atomic<int64_t> open_streams_{0};
   std::atomic<int64_t> dropped_triggers_{0};
   std::atomic<int64_t> dropped_partitions_{0};

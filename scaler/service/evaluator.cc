@@ -366,6 +366,8 @@ absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::RunEvaluation(
   }
   evaluation->trigger = trigger;
   evaluation->evaluated_at = options_.now();
+  evaluation->end_offsets_read_at = offsets->end_offsets_read_at;
+  evaluation->committed_read_at = offsets->committed_read_at;
   return std::shared_ptr<const Evaluation>(std::move(evaluation));
 }
 

@@ -87,6 +87,10 @@ struct Evaluation {
   ParsedTrigger trigger;
   LagReport report;
   absl::Time evaluated_at;
+  // When the offsets behind `report` were read (kafka::GroupOffsets): the send time of the
+  // oldest ListOffsets and of the OffsetFetch. InfinitePast when the reader does not say.
+  absl::Time end_offsets_read_at = absl::InfinitePast();
+  absl::Time committed_read_at = absl::InfinitePast();
 };
 
 // Receives the outcome of each evaluation that was started for Kafka (not of answers reused from
