@@ -1,22 +1,22 @@
 #include "job/no_work.h"
 
 #include <algorithm>
+#include <limits>
+
+#include "kafka/partition_work.h"
 
 namespace klag::job {
 
 int64_t PendingLag(const kafka::GroupOffsets& offsets, OffsetReset reset) {
+  // The scaler's rule (kafka/partition_work.h), so that this Job finds work whenever the scaler
+  // reported lag: under latest a partition without a commit counts 1 (the Job must commit its
+  // end, or the scaler would start Jobs forever).
+  const kafka::PartitionWorkRule rule{.reset_to_earliest = reset == OffsetReset::kEarliest};
   int64_t lag = 0;
   for (const kafka::PartitionOffsets& p : offsets.partitions) {
-    if (p.committed.has_value() && *p.committed >= p.log_start) {
-      lag += std::max<int64_t>(0, p.end - *p.committed);
-    } else if (reset == OffsetReset::kEarliest) {
-      lag += std::max<int64_t>(0, p.end - p.log_start);
-    } else {
-      // Under latest there is nothing to read, but the group must commit the end: the scaler
-      // (KEDA's rule) counts a partition without a commit as lag 1, and a commit below the log
-      // start as the records after it, so skipping the commit would start Jobs forever.
-      lag += 1;
-    }
+    const int64_t work = kafka::PartitionWork(p, rule);
+    lag = work > std::numeric_limits<int64_t>::max() - lag ? std::numeric_limits<int64_t>::max()
+                                                           : lag + work;
   }
   return lag;
 }

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "kafka/connection_config.h"
+#include "kafka/partition_work.h"
 
 namespace klag::scaler {
 namespace {
@@ -30,13 +31,6 @@ int64_t SaturatingMul(int64_t a, int64_t b) {  // a, b >= 0
   return a > kMax / b ? kMax : a * b;
 }
 
-// Records between `from` and `end`, never negative.
-int64_t Distance(int64_t from, int64_t end) {
-  int64_t d = 0;
-  if (__builtin_sub_overflow(end, from, &d)) return end > from ? kMax : 0;
-  return std::max<int64_t>(d, 0);
-}
-
 // KEDA's getNextFactorThatBalancesConsumersToTopicPartitions: the smallest divisor f of
 // `partitions` (ascending, as FindFactors sorts them) with f * threshold >= total_lag, or
 // `partitions` when none is.
@@ -47,19 +41,12 @@ int64_t NextFactor(int64_t total_lag, int64_t partitions, int64_t threshold) {
   return partitions;
 }
 
-// The lag of one partition, counted for activity (before excludePersistentLag).
+// The lag of one partition, counted for activity (before excludePersistentLag): the rule klag-job's
+// no-work check shares (kafka/partition_work.h).
 int64_t PartitionLagFor(const TriggerSpec& spec, const kafka::PartitionOffsets& p) {
-  if (!p.committed.has_value()) {
-    // No commit: KEDA returns 0 with scaleToZeroOnInvalidOffset whatever the policy; else 1 for
-    // latest (whatever the end offset, even for an empty partition: one consumer has to start
-    // to establish a position) and the whole retained log for earliest (KEDA: the end offset).
-    if (spec.scale_to_zero_on_invalid_offset) return 0;
-    if (spec.offset_reset_policy == OffsetResetPolicy::kLatest) return 1;
-    return Distance(p.log_start, p.end);
-  }
-  // Records below the log start were deleted by retention and can never be consumed; a commit
-  // beyond the end (a truncated or recreated topic) is no lag, not a negative one.
-  return Distance(std::max(*p.committed, p.log_start), p.end);
+  return kafka::PartitionWork(
+      p, {.reset_to_earliest = spec.offset_reset_policy == OffsetResetPolicy::kEarliest,
+          .scale_to_zero_on_invalid_offset = spec.scale_to_zero_on_invalid_offset});
 }
 
 // partitionLimitation as sorted, merged ranges, so each partition is checked in O(log R): a
