@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -21,6 +22,16 @@ namespace klag::scaler {
 namespace {
 
 using externalscaler::ExternalScaler;
+
+// Resident memory of this process now, in KiB (-1 if unknown).
+long RssKib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
 
 // Threads of this process now.
 int ThreadCount() {
@@ -177,6 +188,7 @@ TEST_F(ServingModelTest, ElevenHundredOpenStreamsHoldNoThreadsAndOtherNamespaces
         ServiceOptions{.stream_poll_interval = absl::Milliseconds(500),
                        .max_streams_per_namespace = kStreams});
   const int threads_before = ThreadCount();
+  const long rss_before = RssKib();
   struct Stream {
     grpc::ClientContext context;
     std::unique_ptr<grpc::ClientReader<externalscaler::IsActiveResponse>> reader;
@@ -198,6 +210,11 @@ TEST_F(ServingModelTest, ElevenHundredOpenStreamsHoldNoThreadsAndOtherNamespaces
   const int threads_with_streams = ThreadCount();
   std::printf("threads: %d before the streams, %d with %d streams open\n", threads_before,
               threads_with_streams, kStreams);
+  // Client and server side together (one process): an upper bound for the server's share.
+  const long rss_with_streams = RssKib();
+  std::printf("rss: %ld KiB before the streams, %ld KiB with %d streams open (%.1f KiB each)\n",
+              rss_before, rss_with_streams, kStreams,
+              static_cast<double>(rss_with_streams - rss_before) / kStreams);
   EXPECT_LT(threads_with_streams, 200) << "threads must not grow with open streams";
 
   // Another tenant, on another connection, is served: all three RPCs of a poll succeed.
