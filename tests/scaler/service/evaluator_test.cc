@@ -466,6 +466,51 @@ TEST(EvaluatorProfileTest, ACachedParseSeesAProfileChangeWhenTheProfileIsReRead)
   fs::remove_all(dir);
 }
 
+TEST(EvaluatorProfileTest, AProfileMovingATriggerToAClusterOverTheBoundIsRefused) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / testing::UniqueName("klag-evaluator-bound");
+  fs::create_directories(dir / "p");
+  auto write = [&](const std::string& key, const std::string& value) {
+    std::ofstream(dir / "p" / key) << value;
+  };
+  write("allowedNamespaces", "ns");
+  write("bootstrapServers", "a:9092");
+  auto reader = std::make_shared<testing::FakeOffsetReader>();
+  auto provider =
+      [&](const kafka::ConnectionConfig&) -> absl::StatusOr<std::shared_ptr<kafka::OffsetReader>> {
+    return reader;
+  };
+  ProfileStore always(dir.string(), absl::ZeroDuration());  // re-read at every use
+  Evaluator evaluator(provider, &always, EvaluatorOptions{.max_clusters_per_namespace = 1});
+  const TriggerRef via_profile{
+      .name = "job",
+      .namespace_ = "ns",
+      .metadata = {
+          {"authProfile", "p"}, {"consumerGroup", "g"}, {"topic", "t"}, {"lagThreshold", "5"}}};
+  const TriggerRef direct{.name = "other",
+                          .namespace_ = "ns",
+                          .metadata = {{"bootstrapServers", "a:9092"},
+                                       {"consumerGroup", "g"},
+                                       {"topic", "t"},
+                                       {"lagThreshold", "5"}}};
+  ASSERT_TRUE(evaluator.ParseCached(via_profile).ok());
+  ASSERT_TRUE(evaluator.ParseCached(direct).ok());
+  // The profile now names another cluster, while "other" still uses a:9092: a second cluster.
+  write("bootstrapServers", "b:9092");
+  auto moved = evaluator.ParseCached(via_profile);
+  EXPECT_EQ(moved.status().code(), absl::StatusCode::kResourceExhausted) << moved.status();
+  EXPECT_NE(moved.status().message().find("--max-clusters-per-namespace=1"),
+            absl::string_view::npos)
+      << moved.status();
+  EXPECT_TRUE(evaluator.ParseCached(direct).ok());
+  EXPECT_EQ(evaluator.Stats().clusters, 1);
+  // The profile back on a:9092: served again.
+  write("bootstrapServers", "a:9092");
+  EXPECT_TRUE(evaluator.ParseCached(via_profile).ok());
+  EXPECT_EQ(evaluator.Stats().clusters, 1);
+  fs::remove_all(dir);
+}
+
 TEST(TriggerKeyTest, DependsOnNamespaceNameAndMetadata) {
   TriggerRef a{.name = "j", .namespace_ = "ns", .metadata = {{"topic", "t"}}};
   TriggerRef b = a;
