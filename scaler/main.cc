@@ -63,6 +63,12 @@ struct Options {
   int64_t kafka_workers_per_cluster = KafkaExecutorOptions{}.workers_per_cluster;
   int64_t kafka_queue = KafkaExecutorOptions{}.max_queued;
   int64_t kafka_queue_per_cluster = KafkaExecutorOptions{}.max_queued_per_cluster;
+  int64_t max_streams = ServiceOptions{}.max_streams;
+  int64_t max_streams_per_namespace = ServiceOptions{}.max_streams_per_namespace;
+  int64_t max_triggers = EvaluatorOptions{}.max_triggers;
+  int64_t max_triggers_per_namespace = EvaluatorOptions{}.max_triggers_per_namespace;
+  int64_t max_clusters = EvaluatorOptions{}.max_clusters;
+  int64_t max_clusters_per_namespace = EvaluatorOptions{}.max_clusters_per_namespace;
   std::string log_format = "text";
   std::string log_level = "info";
   bool version = false;
@@ -133,6 +139,25 @@ void RegisterFlags(FlagSet& flags, Options& o) {
   flags.Int("kafka-queue-per-cluster", "KLAG_KAFKA_QUEUE_PER_CLUSTER",
             "evaluations that may wait for a Kafka worker, per cluster (more: RESOURCE_EXHAUSTED)",
             &o.kafka_queue_per_cluster);
+  flags.Int("max-streams", "KLAG_MAX_STREAMS",
+            "open StreamIsActive streams, over all namespaces (more: RESOURCE_EXHAUSTED)",
+            &o.max_streams);
+  flags.Int("max-streams-per-namespace", "KLAG_MAX_STREAMS_PER_NAMESPACE",
+            "open StreamIsActive streams per namespace (more: RESOURCE_EXHAUSTED)",
+            &o.max_streams_per_namespace);
+  flags.Int("max-triggers", "KLAG_MAX_TRIGGERS",
+            "triggers whose state the scaler keeps, over all namespaces (a new one past it: "
+            "RESOURCE_EXHAUSTED; state unused for --client-idle-timeout frees its slot)",
+            &o.max_triggers);
+  flags.Int("max-triggers-per-namespace", "KLAG_MAX_TRIGGERS_PER_NAMESPACE",
+            "triggers whose state the scaler keeps, per namespace", &o.max_triggers_per_namespace);
+  flags.Int("max-clusters", "KLAG_MAX_CLUSTERS",
+            "distinct Kafka clusters (connection settings; one librdkafka client each) the "
+            "triggers of all namespaces may name (a new one past it: RESOURCE_EXHAUSTED)",
+            &o.max_clusters);
+  flags.Int("max-clusters-per-namespace", "KLAG_MAX_CLUSTERS_PER_NAMESPACE",
+            "distinct Kafka clusters the triggers of one namespace may name",
+            &o.max_clusters_per_namespace);
   flags.Duration("shutdown-grace", "KLAG_SHUTDOWN_GRACE",
                  "on SIGTERM, how long running RPCs may take to finish", &o.shutdown_grace);
   flags.String("metrics-listen", "KLAG_METRICS_LISTEN",
@@ -191,6 +216,10 @@ struct Wiring {
                           absl::StrSplit(o.allowed_bootstrap_servers, ',', absl::SkipWhitespace()),
                       .connection_policy = {.kerberos_keytab_dir = o.kerberos_keytab_dir},
                       .observer = metrics.get(),
+                      .max_triggers = o.max_triggers,
+                      .max_triggers_per_namespace = o.max_triggers_per_namespace,
+                      .max_clusters = o.max_clusters,
+                      .max_clusters_per_namespace = o.max_clusters_per_namespace,
                       .executor = {
                           .workers = static_cast<int>(o.kafka_workers),
                           .workers_per_cluster = static_cast<int>(o.kafka_workers_per_cluster),
@@ -283,9 +312,12 @@ int Serve(const Options& options) {
 
   spdlog::info("{} starting", VersionLine("klag-scaler", Libraries()));
   Wiring wiring(options);
-  ExternalScalerService service(&wiring.evaluator,
-                                ServiceOptions{.stream_poll_interval = options.stream_poll_interval,
-                                               .observer = wiring.metrics.get()});
+  ExternalScalerService service(
+      &wiring.evaluator,
+      ServiceOptions{.stream_poll_interval = options.stream_poll_interval,
+                     .max_streams = options.max_streams,
+                     .max_streams_per_namespace = options.max_streams_per_namespace,
+                     .observer = wiring.metrics.get()});
   std::unique_ptr<MetricsExposer> metrics_exposer;
   if (!options.metrics_listen.empty()) {
     absl::StatusOr<std::unique_ptr<MetricsExposer>> exposer =
@@ -375,9 +407,22 @@ int Main(int argc, char** argv) {
        {std::pair<const char*, int64_t>{"--kafka-workers", options.kafka_workers},
         {"--kafka-workers-per-cluster", options.kafka_workers_per_cluster},
         {"--kafka-queue", options.kafka_queue},
-        {"--kafka-queue-per-cluster", options.kafka_queue_per_cluster}}) {
+        {"--kafka-queue-per-cluster", options.kafka_queue_per_cluster},
+        {"--max-streams", options.max_streams},
+        {"--max-streams-per-namespace", options.max_streams_per_namespace},
+        {"--max-clusters", options.max_clusters},
+        {"--max-clusters-per-namespace", options.max_clusters_per_namespace}}) {
     if (value < 1 || value > 1'000'000) {
       std::cerr << "klag-scaler: " << flag << " must be between 1 and 1000000, got " << value
+                << "\n";
+      return 2;
+    }
+  }
+  for (const auto& [flag, value] :
+       {std::pair<const char*, int64_t>{"--max-triggers", options.max_triggers},
+        {"--max-triggers-per-namespace", options.max_triggers_per_namespace}}) {
+    if (value < 1 || value > 100'000'000) {
+      std::cerr << "klag-scaler: " << flag << " must be between 1 and 100000000, got " << value
                 << "\n";
       return 2;
     }

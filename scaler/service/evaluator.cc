@@ -43,6 +43,10 @@ struct Evaluator::TriggerState {
   // Snapshot of the previous poll, for excludePersistentLag.
   std::optional<LagSnapshot> previous ABSL_GUARDED_BY(mu);
   absl::Time last_used ABSL_GUARDED_BY(mu);
+  // What the bounds count this state under; guarded by the Evaluator's mu_.
+  std::string namespace_;
+  std::string cluster_key;
+  bool counted = false;  // in triggers_ (false once dropped as idle)
 };
 
 namespace {
@@ -94,6 +98,11 @@ std::string MetadataDigest(const Metadata& metadata, absl::string_view secret) {
 std::string TriggerKey(const TriggerRef& ref) {
   return absl::StrCat(ref.namespace_, "/", ref.name, "#",
                       internal::MetadataDigest(ref.metadata, ProcessSecret()));
+}
+
+std::string ForMessage(absl::string_view text, size_t max) {
+  if (text.size() <= max) return std::string(text);
+  return absl::StrCat(text.substr(0, max), "...");
 }
 
 bool MatchesServerPattern(absl::string_view pattern, absl::string_view server) {
@@ -167,26 +176,130 @@ absl::StatusOr<ParsedTrigger> Evaluator::ParseUntil(const TriggerRef& ref,
   return parsed;
 }
 
-std::shared_ptr<Evaluator::TriggerState> Evaluator::StateFor(const std::string& key,
-                                                             const TriggerSpec& spec) {
+absl::StatusOr<std::shared_ptr<Evaluator::TriggerState>> Evaluator::StateFor(
+    const std::string& key, const TriggerRef& ref, const CachedParse& parse) {
+  const TriggerSpec& spec = *parse.trigger.spec;
   absl::MutexLock lock(&mu_);
   const absl::Time now = options_.now();
   if (now - last_sweep_ > absl::Minutes(1)) DropIdleLocked(now);
-  auto [it, inserted] = triggers_.try_emplace(key);
-  if (inserted) {
-    it->second = std::make_shared<TriggerState>();
-    {
-      absl::MutexLock state_lock(&it->second->mu);
-      it->second->last_used = now;
+  if (auto it = triggers_.find(key); it != triggers_.end()) return it->second;  // a racing call
+  if (absl::Status s =
+          AdmitLocked(ref.namespace_, parse.cluster_key, spec.connection.bootstrap_servers,
+                      /*new_trigger=*/true, now);
+      !s.ok()) {
+    counters_.over_bound.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
+  auto state = std::make_shared<TriggerState>();
+  state->namespace_ = ref.namespace_;
+  state->cluster_key = parse.cluster_key;
+  {
+    absl::MutexLock state_lock(&state->mu);
+    state->last_used = now;
+  }
+  CountLocked(state->namespace_, state->cluster_key, 1);
+  state->counted = true;
+  triggers_.emplace(key, state);
+  if (!spec.unknown_keys.empty()) {
+    // Once per trigger: KEDA forwards the trigger's keys verbatim, so a typo such as
+    // lagTreshold would otherwise silently fall back to a default.
+    spdlog::warn("trigger {}: ignoring unknown metadata keys: {}", key,
+                 absl::StrJoin(spec.unknown_keys, ", "));
+  }
+  return state;
+}
+
+absl::Status Evaluator::MoveCluster(TriggerState& state, const CachedParse& parse) {
+  absl::MutexLock lock(&mu_);
+  if (state.cluster_key == parse.cluster_key) return absl::OkStatus();
+  if (!state.counted) {
+    // Dropped as idle meanwhile: this call finishes with it, the next one counts a new state.
+    state.cluster_key = parse.cluster_key;
+    return absl::OkStatus();
+  }
+  UncountLocked(state.namespace_, state.cluster_key, 0);
+  if (absl::Status s =
+          AdmitLocked(state.namespace_, parse.cluster_key,
+                      parse.trigger.spec->connection.bootstrap_servers, false, options_.now());
+      !s.ok()) {
+    CountLocked(state.namespace_, state.cluster_key, 0);
+    counters_.over_bound.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
+  state.cluster_key = parse.cluster_key;
+  CountLocked(state.namespace_, state.cluster_key, 0);
+  return absl::OkStatus();
+}
+
+absl::Status Evaluator::CheckBoundsLocked(const std::string& ns, const std::string& cluster_key,
+                                          absl::string_view cluster_name, bool new_trigger) const {
+  const auto use = namespaces_.find(ns);
+  const NamespaceUse* ns_use = use == namespaces_.end() ? nullptr : &use->second;
+  if (new_trigger) {
+    if (static_cast<int64_t>(triggers_.size()) >= options_.max_triggers) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("klag-scaler already tracks ", triggers_.size(),
+                       " triggers (--max-triggers=", options_.max_triggers, ")"));
     }
-    if (!spec.unknown_keys.empty()) {
-      // Once per trigger: KEDA forwards the trigger's keys verbatim, so a typo such as
-      // lagTreshold would otherwise silently fall back to a default.
-      spdlog::warn("trigger {}: ignoring unknown metadata keys: {}", key,
-                   absl::StrJoin(spec.unknown_keys, ", "));
+    if (ns_use != nullptr && ns_use->triggers >= options_.max_triggers_per_namespace) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "namespace ", ForMessage(ns), " has ", ns_use->triggers,
+          " tracked triggers (--max-triggers-per-namespace=", options_.max_triggers_per_namespace,
+          ")"));
     }
   }
-  return it->second;
+  const int64_t ns_clusters = ns_use == nullptr ? 0 : static_cast<int64_t>(ns_use->clusters.size());
+  if ((ns_use == nullptr || !ns_use->clusters.contains(cluster_key)) &&
+      ns_clusters >= options_.max_clusters_per_namespace) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "namespace ", ForMessage(ns), " already uses ", ns_clusters,
+        " Kafka clusters (--max-clusters-per-namespace=", options_.max_clusters_per_namespace,
+        "); cluster ", ForMessage(cluster_name), " would be one more"));
+  }
+  if (!clusters_.contains(cluster_key) &&
+      static_cast<int64_t>(clusters_.size()) >= options_.max_clusters) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "klag-scaler already uses ", clusters_.size(), " Kafka clusters (--max-clusters=",
+        options_.max_clusters, "); cluster ", ForMessage(cluster_name), " would be one more"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Evaluator::AdmitLocked(const std::string& ns, const std::string& cluster_key,
+                                    absl::string_view cluster_name, bool new_trigger,
+                                    absl::Time now) {
+  absl::Status s = CheckBoundsLocked(ns, cluster_key, cluster_name, new_trigger);
+  // Idle state frees slots: sweep before refusing (at most once a second, so a tenant retrying
+  // at its bound does not make every call walk every trigger).
+  if (!s.ok() && now - last_sweep_ >= absl::Seconds(1)) {
+    DropIdleLocked(now);
+    s = CheckBoundsLocked(ns, cluster_key, cluster_name, new_trigger);
+  }
+  return s;
+}
+
+void Evaluator::CountLocked(const std::string& ns, const std::string& cluster_key,
+                            int delta_triggers) {
+  NamespaceUse& use = namespaces_[ns];
+  use.triggers += delta_triggers;
+  ++use.clusters[cluster_key];
+  ++clusters_[cluster_key];
+}
+
+void Evaluator::UncountLocked(const std::string& ns, const std::string& cluster_key,
+                              int delta_triggers) {
+  auto use = namespaces_.find(ns);
+  if (use != namespaces_.end()) {
+    use->second.triggers -= delta_triggers;
+    if (auto c = use->second.clusters.find(cluster_key);
+        c != use->second.clusters.end() && --c->second == 0) {
+      use->second.clusters.erase(c);
+    }
+    if (use->second.triggers == 0 && use->second.clusters.empty()) namespaces_.erase(use);
+  }
+  if (auto c = clusters_.find(cluster_key); c != clusters_.end() && --c->second == 0) {
+    clusters_.erase(c);
+  }
 }
 
 void Evaluator::DropIdleLocked(absl::Time now) {
@@ -198,6 +311,8 @@ void Evaluator::DropIdleLocked(absl::Time now) {
       idle = it->second->flight == nullptr && now - it->second->last_used > options_.idle_ttl;
     }
     if (idle) {
+      UncountLocked(it->second->namespace_, it->second->cluster_key, 1);
+      it->second->counted = false;
       triggers_.erase(it++);
     } else {
       ++it;
@@ -230,7 +345,12 @@ absl::StatusOr<Evaluator::Resolved> Evaluator::Resolve(const TriggerRef& ref) {
   if (!parsed.ok()) return parsed.status();
   parse->trigger = *std::move(parsed);
   parse->cluster_key = parse->trigger.spec->connection.Key();
-  if (state == nullptr) state = StateFor(key, *parse->trigger.spec);
+  if (state == nullptr) {
+    absl::StatusOr<std::shared_ptr<TriggerState>> created = StateFor(key, ref, *parse);
+    if (!created.ok()) return created.status();
+    state = *std::move(created);
+  }
+  if (absl::Status s = MoveCluster(*state, *parse); !s.ok()) return s;
   absl::MutexLock lock(&state->mu);
   state->parsed = parse;
   return Resolved{.state = std::move(state), .parse = std::move(parse)};
@@ -379,11 +499,13 @@ EvaluatorStats Evaluator::Stats() const {
   stats.failures = counters_.failures.load(std::memory_order_relaxed);
   stats.rejected = counters_.rejected.load(std::memory_order_relaxed);
   stats.expired = counters_.expired.load(std::memory_order_relaxed);
+  stats.over_bound = counters_.over_bound.load(std::memory_order_relaxed);
   const KafkaExecutorStats executor = executor_->Stats();
   stats.queued = executor.queued;
   stats.running = executor.running;
   absl::MutexLock lock(&mu_);
   stats.triggers = static_cast<int64_t>(triggers_.size());
+  stats.clusters = static_cast<int64_t>(clusters_.size());
   return stats;
 }
 

@@ -18,6 +18,12 @@
 // (parsed once, re-parsed only when its credentials profile is due to be re-read), its last
 // evaluation and the previous snapshot; state of triggers not asked about for `idle_ttl` is
 // dropped.
+//
+// Triggers come from untrusted tenants, so what they can make the scaler hold is bounded: tracked
+// triggers (in total and per namespace) and the distinct Kafka clusters their triggers name (in
+// total and per namespace; each is one librdkafka client in the ClusterRegistry). A request that
+// would go over a bound is refused with kResourceExhausted naming the flag, before any parse
+// state is kept or any client created; other namespaces are not affected.
 #pragma once
 
 #include <atomic>
@@ -66,6 +72,13 @@ struct EvaluatorOptions {
   // Told about every Kafka evaluation (not about answers reused from the window or joined);
   // e.g. the Prometheus metrics (scaler/metrics). Null: none. Must outlive the Evaluator.
   EvaluationObserver* observer = nullptr;
+  // Bounds (--max-triggers, --max-triggers-per-namespace, --max-clusters,
+  // --max-clusters-per-namespace). A trigger counts while it has state (until idle_ttl unused);
+  // a cluster counts while a trigger with state names it, for the namespaces whose triggers do.
+  int64_t max_triggers = 100000;
+  int64_t max_triggers_per_namespace = 10000;
+  int64_t max_clusters = 100;
+  int64_t max_clusters_per_namespace = 10;
   // The worker pool that runs the blocking Kafka reads (--kafka-workers and friends).
   KafkaExecutorOptions executor;
   // Injected for tests.
@@ -117,6 +130,8 @@ struct EvaluatorStats {
   int64_t expired = 0;      // waited for a worker past the deadline (DEADLINE_EXCEEDED)
   int64_t queued = 0;       // evaluations waiting for a worker now
   int64_t running = 0;      // evaluations on a worker now
+  int64_t clusters = 0;     // distinct clusters named by triggers with state now
+  int64_t over_bound = 0;   // requests refused by a trigger or cluster bound
 };
 
 using EvaluationCallback =
@@ -137,16 +152,20 @@ class Evaluator {
   absl::StatusOr<ParsedTrigger> Parse(const TriggerRef& ref) const;
 
   // Parse, answered from the trigger's state when this metadata was parsed before (and its
-  // profile, if any, is not due to be re-read); creates the state on success. Thread-safe.
+  // profile, if any, is not due to be re-read); creates the state on success. Errors: Parse's;
+  // kResourceExhausted naming the bound when a new trigger, or a cluster new to the namespace or
+  // to the scaler, would go over max_triggers*, max_clusters* (idle state is swept first).
+  // Thread-safe.
   absl::StatusOr<ParsedTrigger> ParseCached(const TriggerRef& ref);
 
   // Calls `done` exactly once with the evaluation of `ref` for this poll: inline when answered
   // from the window or on bad metadata, else from a worker (or the executor's timer thread) when
   // the evaluation this call started or joined completes. Errors: those of Parse, the reader's
   // (kNotFound, kUnavailable, kDeadlineExceeded, kPermissionDenied): never a made-up 0;
-  // kResourceExhausted when the work queue is full; kDeadlineExceeded naming the cluster when no
-  // worker was free within kafka_timeout; kCancelled when the Evaluator is destroyed first.
-  // `done` must not block (it runs on a Kafka worker). Thread-safe, never blocks on Kafka.
+  // kResourceExhausted when the work queue is full or a bound is hit (ParseCached);
+  // kDeadlineExceeded naming the cluster when no worker was free within kafka_timeout; kCancelled
+  // when the Evaluator is destroyed first. `done` must not block (it runs on a Kafka worker).
+  // Thread-safe, never blocks on Kafka.
   void EvaluateAsync(const TriggerRef& ref, EvaluationCallback done);
 
   // EvaluateAsync, waiting for the answer (within about kafka_timeout). Must not be called from
@@ -168,7 +187,28 @@ class Evaluator {
   // The trigger's state (created on first use) and its parsed metadata (parsed when not cached
   // or stale); marks the state used.
   absl::StatusOr<Resolved> Resolve(const TriggerRef& ref);
-  std::shared_ptr<TriggerState> StateFor(const std::string& key, const TriggerSpec& spec);
+  // The state for `key`, created (and counted) when there is none; kResourceExhausted when
+  // creating it would go over a bound.
+  absl::StatusOr<std::shared_ptr<TriggerState>> StateFor(const std::string& key,
+                                                         const TriggerRef& ref,
+                                                         const CachedParse& parse);
+  // Moves an existing state's cluster accounting to `parse`'s cluster (its profile now names
+  // another one); kResourceExhausted, and no change, when that goes over a cluster bound.
+  absl::Status MoveCluster(TriggerState& state, const CachedParse& parse);
+  // OK when a trigger of `ns` (a new one if `new_trigger`) naming `cluster_key` fits the bounds
+  // as counted now; else kResourceExhausted naming the bound.
+  absl::Status CheckBoundsLocked(const std::string& ns, const std::string& cluster_key,
+                                 absl::string_view cluster_name, bool new_trigger) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // CheckBoundsLocked; when over a bound, sweeps idle state (at most once a second) and checks
+  // again.
+  absl::Status AdmitLocked(const std::string& ns, const std::string& cluster_key,
+                           absl::string_view cluster_name, bool new_trigger, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CountLocked(const std::string& ns, const std::string& cluster_key, int delta_triggers)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UncountLocked(const std::string& ns, const std::string& cluster_key, int delta_triggers)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::shared_ptr<const Evaluation>> RunEvaluation(TriggerState& state,
                                                                   const ParsedTrigger& trigger,
                                                                   absl::Time deadline);
@@ -184,6 +224,15 @@ class Evaluator {
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<TriggerState>> triggers_ ABSL_GUARDED_BY(mu_);
   absl::Time last_sweep_ ABSL_GUARDED_BY(mu_);
+  // What the bounds count: per namespace, its triggers with state and, per cluster key, how many
+  // of them name it; over all namespaces, per cluster key, how many triggers name it. Entries
+  // at zero are erased.
+  struct NamespaceUse {
+    int64_t triggers = 0;
+    absl::flat_hash_map<std::string, int64_t> clusters;
+  };
+  absl::flat_hash_map<std::string, NamespaceUse> namespaces_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int64_t> clusters_ ABSL_GUARDED_BY(mu_);
   // Lock order: mu_ before any TriggerState::mu. The counters are atomics so that code holding a
   // TriggerState::mu never needs mu_.
   struct Counters {
@@ -193,6 +242,7 @@ class Evaluator {
     std::atomic<int64_t> failures{0};
     std::atomic<int64_t> rejected{0};
     std::atomic<int64_t> expired{0};
+    std::atomic<int64_t> over_bound{0};
   };
   Counters counters_;
   // Last member: destroyed first, so the work it cancels still finds the rest of the Evaluator.
@@ -208,6 +258,10 @@ std::string TriggerKey(const TriggerRef& ref);
 // True when `server` ("host:port") matches `pattern`: '*' matches any run of characters, the
 // rest compares case-insensitively.
 bool MatchesServerPattern(absl::string_view pattern, absl::string_view server);
+
+// `text` (from a request) as echoed in an error or a log line: at most `max` bytes, cut ones
+// marked with "...".
+std::string ForMessage(absl::string_view text, size_t max = 100);
 
 namespace internal {
 // The digest part of TriggerKey under an explicit secret; exposed for tests.

@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "scaler/service/grpc_status.h"
 
 namespace klag::scaler {
@@ -50,6 +51,13 @@ class ExternalScalerService::IsActiveStream
   // registers it with the timer and starts the first evaluation.
   void Start() {
     self_ = shared_from_this();
+    // The bound first: a refused stream keeps no state.
+    if (absl::Status s = service_->ReserveStream(trigger_.namespace_); !s.ok()) {
+      LogFailure("StreamIsActive", trigger_, s);
+      FinishOnce(ToGrpcStatus(s));
+      return;
+    }
+    reserved_ = true;
     if (absl::StatusOr<ParsedTrigger> parsed = service_->evaluator_->ParseCached(trigger_);
         !parsed.ok()) {
       // Bad metadata never gets better: fail the stream at once.
@@ -119,6 +127,7 @@ class ExternalScalerService::IsActiveStream
   void OnDone() override {
     std::shared_ptr<IsActiveStream> keep = std::move(self_);  // deleted when this returns
     if (registered_) service_->Unregister(id_);
+    if (reserved_) service_->ReleaseStream(trigger_.namespace_);
     if (opened_) {
       if (service_->options_.observer != nullptr) service_->options_.observer->StreamClosed();
     }
@@ -172,6 +181,7 @@ class ExternalScalerService::IsActiveStream
   const absl::Time start_;
   std::shared_ptr<IsActiveStream> self_;
   // Set in Start, before any other thread sees the stream.
+  bool reserved_ = false;  // holds a stream slot
   bool opened_ = false;
   bool registered_ = false;  // with the timer, under id_
   uint64_t id_ = 0;
@@ -219,6 +229,33 @@ void ExternalScalerService::Shutdown() {
 int ExternalScalerService::open_streams() const {
   absl::MutexLock lock(&mu_);
   return static_cast<int>(streams_.size());
+}
+
+absl::Status ExternalScalerService::ReserveStream(const std::string& ns) {
+  absl::MutexLock lock(&mu_);
+  if (reserved_streams_ >= options_.max_streams) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("klag-scaler has ", reserved_streams_,
+                     " open StreamIsActive streams (--max-streams=", options_.max_streams, ")"));
+  }
+  int64_t& in_namespace = namespace_streams_[ns];
+  if (in_namespace >= options_.max_streams_per_namespace) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("namespace ", ForMessage(ns), " has ", in_namespace,
+                     " open StreamIsActive streams (--max-streams-per-namespace=",
+                     options_.max_streams_per_namespace, ")"));
+  }
+  ++in_namespace;
+  ++reserved_streams_;
+  return absl::OkStatus();
+}
+
+void ExternalScalerService::ReleaseStream(const std::string& ns) {
+  absl::MutexLock lock(&mu_);
+  --reserved_streams_;
+  if (auto it = namespace_streams_.find(ns); it != namespace_streams_.end() && --it->second == 0) {
+    namespace_streams_.erase(it);
+  }
 }
 
 bool ExternalScalerService::Register(const std::shared_ptr<IsActiveStream>& stream, uint64_t* id) {

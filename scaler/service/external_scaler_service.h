@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <queue>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -50,6 +51,11 @@ struct ServiceOptions {
   // How often an open StreamIsActive re-evaluates its trigger (an evaluation still running is
   // not started again).
   absl::Duration stream_poll_interval = absl::Seconds(10);
+  // Open StreamIsActive streams allowed in total (--max-streams) and per namespace
+  // (--max-streams-per-namespace); one more fails at once with RESOURCE_EXHAUSTED naming the
+  // bound. A stream's slot is freed when gRPC is done with it (closed, cancelled or failed).
+  int64_t max_streams = 10000;
+  int64_t max_streams_per_namespace = 1000;
   // Null: none. Must outlive the service.
   RpcObserver* observer = nullptr;
 };
@@ -66,7 +72,8 @@ class ExternalScalerService final : public externalscaler::ExternalScaler::Callb
                                      externalscaler::IsActiveResponse* response) override;
   // The current state first, then every change (at most one write outstanding; a change seen
   // while writing is compared again when the write completes). Bad metadata fails the stream at
-  // once; a Kafka error keeps it open (logged).
+  // once; a Kafka error keeps it open (logged). Over max_streams or max_streams_per_namespace, or
+  // over an Evaluator bound, it fails at once with RESOURCE_EXHAUSTED naming the bound.
   grpc::ServerWriteReactor<externalscaler::IsActiveResponse>* StreamIsActive(
       grpc::CallbackServerContext* context, const externalscaler::ScaledObjectRef* ref) override;
   grpc::ServerUnaryReactor* GetMetricSpec(grpc::CallbackServerContext* context,
@@ -86,6 +93,9 @@ class ExternalScalerService final : public externalscaler::ExternalScaler::Callb
  private:
   class IsActiveStream;
 
+  // Takes a stream slot for `ns`; kResourceExhausted naming the bound when none is left.
+  absl::Status ReserveStream(const std::string& ns);
+  void ReleaseStream(const std::string& ns);
   // Adds an opened stream to the timer's schedule; false after Shutdown.
   bool Register(const std::shared_ptr<IsActiveStream>& stream, uint64_t* id);
   void Unregister(uint64_t id);
@@ -98,6 +108,9 @@ class ExternalScalerService final : public externalscaler::ExternalScaler::Callb
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<uint64_t, std::weak_ptr<IsActiveStream>> streams_ ABSL_GUARDED_BY(mu_);
+  // Stream slots taken, in total and per namespace (entries at zero erased).
+  int64_t reserved_streams_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<std::string, int64_t> namespace_streams_ ABSL_GUARDED_BY(mu_);
   // (next poll, stream id), earliest first; ids of closed streams are skipped when they surface.
   using Due = std::pair<absl::Time, uint64_t>;
   std::priority_queue<Due, std::vector<Due>, std::greater<Due>> schedule_ ABSL_GUARDED_BY(mu_);

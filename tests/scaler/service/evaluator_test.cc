@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,7 @@
 
 #include "absl/hash/hash.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "tests/testing/fake_offset_reader.h"
 #include "tests/testing/test_env.h"
 
@@ -305,6 +307,123 @@ TEST_F(EvaluatorTest, EachDistinctMetadataIsParsedOnce) {
   EXPECT_EQ(third->spec->lag_threshold, 7);
 }
 
+// An Evaluator with the given bounds and a fake clock; every reader handed out is recorded by the
+// cluster it is for (what ClusterRegistry would create a client for).
+class EvaluatorBoundsTest : public ::testing::Test {
+ protected:
+  void Make(EvaluatorOptions options) {
+    reader_->SetDefault(kafka::GroupOffsets{
+        .partitions = {{.topic = "t", .partition = 0, .committed = 2, .end = 10}}});
+    options.idle_ttl = absl::Minutes(30);
+    options.now = [this] { return clock_.Now(); };
+    evaluator_ = std::make_unique<Evaluator>(
+        [this](const kafka::ConnectionConfig& c)
+            -> absl::StatusOr<std::shared_ptr<kafka::OffsetReader>> {
+          absl::MutexLock lock(&mu_);
+          clusters_.push_back(c.bootstrap_servers);
+          return std::shared_ptr<kafka::OffsetReader>(reader_);
+        },
+        nullptr, std::move(options));
+  }
+
+  static TriggerRef Ref(const std::string& ns, const std::string& name,
+                        const std::string& cluster = "kafka:9092") {
+    return TriggerRef{.name = name,
+                      .namespace_ = ns,
+                      .metadata = {{"bootstrapServers", cluster},
+                                   {"consumerGroup", "g-" + name},
+                                   {"topic", "t"},
+                                   {"lagThreshold", "5"}}};
+  }
+
+  bool ReaderAskedFor(const std::string& cluster) {
+    absl::MutexLock lock(&mu_);
+    return std::find(clusters_.begin(), clusters_.end(), cluster) != clusters_.end();
+  }
+
+  static void ExpectExhausted(const absl::Status& status, const std::string& text) {
+    EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+    EXPECT_NE(status.message().find(text), absl::string_view::npos) << status;
+  }
+
+  FakeClock clock_;
+  std::shared_ptr<testing::FakeOffsetReader> reader_ =
+      std::make_shared<testing::FakeOffsetReader>();
+  absl::Mutex mu_;
+  std::vector<std::string> clusters_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Evaluator> evaluator_;
+};
+
+TEST_F(EvaluatorBoundsTest, NewTriggersOverTheirBoundsAreRefusedAndIdleStateFreesSlots) {
+  Make(EvaluatorOptions{.max_triggers = 3, .max_triggers_per_namespace = 2});
+  ASSERT_TRUE(evaluator_->Evaluate(Ref("a", "j0")).ok());
+  ASSERT_TRUE(evaluator_->Evaluate(Ref("a", "j1")).ok());
+  // a's third trigger: refused by every entry point, without Kafka.
+  auto over = evaluator_->Evaluate(Ref("a", "j2"));
+  ExpectExhausted(over.status(),
+                  "namespace a has 2 tracked triggers (--max-triggers-per-namespace=2)");
+  ExpectExhausted(evaluator_->ParseCached(Ref("a", "j2")).status(),
+                  "--max-triggers-per-namespace=2");
+  EXPECT_EQ(reader_->calls("g-j2"), 0);
+  // a's known triggers and another namespace are still served.
+  clock_.Advance(absl::Seconds(3));  // past the window
+  EXPECT_TRUE(evaluator_->Evaluate(Ref("a", "j0")).ok());
+  ASSERT_TRUE(evaluator_->Evaluate(Ref("b", "j0")).ok());
+  // The total: a third namespace finds no slot.
+  ExpectExhausted(evaluator_->Evaluate(Ref("c", "j0")).status(),
+                  "klag-scaler already tracks 3 triggers (--max-triggers=3)");
+  EXPECT_EQ(evaluator_->Stats().triggers, 3);
+  EXPECT_EQ(evaluator_->Stats().over_bound, 3);
+
+  // Idle state frees slots: a/j1 and b/j0 unused for over idle_ttl, a/j0 used meanwhile.
+  clock_.Advance(absl::Minutes(20));
+  ASSERT_TRUE(evaluator_->Evaluate(Ref("a", "j0")).ok());
+  clock_.Advance(absl::Minutes(11));
+  EXPECT_TRUE(evaluator_->Evaluate(Ref("a", "j2")).ok());
+  EXPECT_TRUE(evaluator_->Evaluate(Ref("c", "j0")).ok());
+  EXPECT_EQ(evaluator_->Stats().triggers, 3);
+}
+
+TEST_F(EvaluatorBoundsTest, ClustersOverTheirBoundsAreRefusedWithoutANewClient) {
+  Make(EvaluatorOptions{.max_clusters = 3, .max_clusters_per_namespace = 2});
+  ASSERT_TRUE(evaluator_->Evaluate(Ref("a", "j1", "k1:9092")).ok());
+  ASSERT_TRUE(evaluator_->Evaluate(Ref("a", "j2", "k2:9092")).ok());
+  ASSERT_TRUE(evaluator_->Evaluate(Ref("a", "j3", "k1:9092")).ok()) << "a cluster a already uses";
+  // a's third cluster: refused before a reader is asked for.
+  ExpectExhausted(evaluator_->Evaluate(Ref("a", "j4", "k3:9092")).status(),
+                  "namespace a already uses 2 Kafka clusters (--max-clusters-per-namespace=2); "
+                  "cluster k3:9092 would be one more");
+  ExpectExhausted(evaluator_->ParseCached(Ref("a", "j4", "k3:9092")).status(),
+                  "--max-clusters-per-namespace=2");
+  EXPECT_FALSE(ReaderAskedFor("k3:9092"));
+  // Another namespace's new cluster is served, up to the total.
+  ASSERT_TRUE(evaluator_->Evaluate(Ref("b", "j1", "k3:9092")).ok());
+  EXPECT_TRUE(ReaderAskedFor("k3:9092"));
+  EXPECT_EQ(evaluator_->Stats().clusters, 3);
+  ExpectExhausted(evaluator_->Evaluate(Ref("c", "j1", "k4:9092")).status(),
+                  "klag-scaler already uses 3 Kafka clusters (--max-clusters=3); cluster "
+                  "k4:9092 would be one more");
+  EXPECT_FALSE(ReaderAskedFor("k4:9092"));
+  EXPECT_TRUE(evaluator_->Evaluate(Ref("c", "j2", "k1:9092")).ok()) << "a cluster in use";
+
+  // A cluster stops counting once no trigger with state names it: a/j2 (k2) goes idle.
+  clock_.Advance(absl::Minutes(20));
+  for (const char* name : {"j1", "j3"})
+    ASSERT_TRUE(evaluator_->Evaluate(Ref("a", name, "k1:9092")).ok());
+  ASSERT_TRUE(evaluator_->Evaluate(Ref("b", "j1", "k3:9092")).ok());
+  ASSERT_TRUE(evaluator_->Evaluate(Ref("c", "j2", "k1:9092")).ok());
+  clock_.Advance(absl::Minutes(11));
+  EXPECT_TRUE(evaluator_->Evaluate(Ref("a", "j4", "k3:9092")).ok());
+  EXPECT_EQ(evaluator_->Stats().clusters, 2);  // k1, k3
+  EXPECT_TRUE(evaluator_->Evaluate(Ref("c", "j1", "k4:9092")).ok());
+  EXPECT_EQ(evaluator_->Stats().clusters, 3);
+}
+
+TEST(ForMessageTest, CutsLongTextAndMarksIt) {
+  EXPECT_EQ(ForMessage("short"), "short");
+  EXPECT_EQ(ForMessage(std::string(150, 'x'), 100), std::string(100, 'x') + "...");
+}
+
 TEST(EvaluatorProfileTest, ACachedParseSeesAProfileChangeWhenTheProfileIsReRead) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::temp_directory_path() / testing::UniqueName("klag-evaluator-profile");
@@ -344,6 +463,51 @@ TEST(EvaluatorProfileTest, ACachedParseSeesAProfileChangeWhenTheProfileIsReRead)
   auto c = fresh.ParseCached(ref);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->spec->connection.bootstrap_servers, "c:9092");
+  fs::remove_all(dir);
+}
+
+TEST(EvaluatorProfileTest, AProfileMovingATriggerToAClusterOverTheBoundIsRefused) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / testing::UniqueName("klag-evaluator-bound");
+  fs::create_directories(dir / "p");
+  auto write = [&](const std::string& key, const std::string& value) {
+    std::ofstream(dir / "p" / key) << value;
+  };
+  write("allowedNamespaces", "ns");
+  write("bootstrapServers", "a:9092");
+  auto reader = std::make_shared<testing::FakeOffsetReader>();
+  auto provider =
+      [&](const kafka::ConnectionConfig&) -> absl::StatusOr<std::shared_ptr<kafka::OffsetReader>> {
+    return reader;
+  };
+  ProfileStore always(dir.string(), absl::ZeroDuration());  // re-read at every use
+  Evaluator evaluator(provider, &always, EvaluatorOptions{.max_clusters_per_namespace = 1});
+  const TriggerRef via_profile{
+      .name = "job",
+      .namespace_ = "ns",
+      .metadata = {
+          {"authProfile", "p"}, {"consumerGroup", "g"}, {"topic", "t"}, {"lagThreshold", "5"}}};
+  const TriggerRef direct{.name = "other",
+                          .namespace_ = "ns",
+                          .metadata = {{"bootstrapServers", "a:9092"},
+                                       {"consumerGroup", "g"},
+                                       {"topic", "t"},
+                                       {"lagThreshold", "5"}}};
+  ASSERT_TRUE(evaluator.ParseCached(via_profile).ok());
+  ASSERT_TRUE(evaluator.ParseCached(direct).ok());
+  // The profile now names another cluster, while "other" still uses a:9092: a second cluster.
+  write("bootstrapServers", "b:9092");
+  auto moved = evaluator.ParseCached(via_profile);
+  EXPECT_EQ(moved.status().code(), absl::StatusCode::kResourceExhausted) << moved.status();
+  EXPECT_NE(moved.status().message().find("--max-clusters-per-namespace=1"),
+            absl::string_view::npos)
+      << moved.status();
+  EXPECT_TRUE(evaluator.ParseCached(direct).ok());
+  EXPECT_EQ(evaluator.Stats().clusters, 1);
+  // The profile back on a:9092: served again.
+  write("bootstrapServers", "a:9092");
+  EXPECT_TRUE(evaluator.ParseCached(via_profile).ok());
+  EXPECT_EQ(evaluator.Stats().clusters, 1);
   fs::remove_all(dir);
 }
 

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <string>
@@ -21,6 +22,16 @@ namespace klag::scaler {
 namespace {
 
 using externalscaler::ExternalScaler;
+
+// Resident memory of this process now, in KiB (-1 if unknown).
+long RssKib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  }
+  return -1;
+}
 
 // Threads of this process now.
 int ThreadCount() {
@@ -171,10 +182,13 @@ class ServingModelTest : public ::testing::Test {
 };
 
 TEST_F(ServingModelTest, ElevenHundredOpenStreamsHoldNoThreadsAndOtherNamespacesAreServed) {
-  Start(EvaluatorOptions{.kafka_timeout = absl::Seconds(5), .window = absl::Seconds(1)},
-        ServiceOptions{.stream_poll_interval = absl::Milliseconds(500)});
-  const int threads_before = ThreadCount();
   constexpr int kStreams = 1100;
+  // Above the default per-namespace bound (1,000), to show the serving model itself.
+  Start(EvaluatorOptions{.kafka_timeout = absl::Seconds(5), .window = absl::Seconds(1)},
+        ServiceOptions{.stream_poll_interval = absl::Milliseconds(500),
+                       .max_streams_per_namespace = kStreams});
+  const int threads_before = ThreadCount();
+  const long rss_before = RssKib();
   struct Stream {
     grpc::ClientContext context;
     std::unique_ptr<grpc::ClientReader<externalscaler::IsActiveResponse>> reader;
@@ -196,6 +210,11 @@ TEST_F(ServingModelTest, ElevenHundredOpenStreamsHoldNoThreadsAndOtherNamespaces
   const int threads_with_streams = ThreadCount();
   std::printf("threads: %d before the streams, %d with %d streams open\n", threads_before,
               threads_with_streams, kStreams);
+  // Client and server side together (one process): an upper bound for the server's share.
+  const long rss_with_streams = RssKib();
+  std::printf("rss: %ld KiB before the streams, %ld KiB with %d streams open (%.1f KiB each)\n",
+              rss_before, rss_with_streams, kStreams,
+              static_cast<double>(rss_with_streams - rss_before) / kStreams);
   EXPECT_LT(threads_with_streams, 200) << "threads must not grow with open streams";
 
   // Another tenant, on another connection, is served: all three RPCs of a poll succeed.
@@ -356,6 +375,145 @@ TEST_F(ServingModelTest, CancellingAStreamFreesIt) {
   const int calls = live_->calls("g-so");
   absl::SleepFor(absl::Milliseconds(100));  // five poll intervals
   EXPECT_EQ(live_->calls("g-so"), calls);
+}
+
+// Issue 8: one namespace at a bound is refused with RESOURCE_EXHAUSTED naming the flag; other
+// namespaces are served; a closed stream frees its slot.
+TEST_F(ServingModelTest, StreamsOverTheirBoundsAreRefusedAndOtherNamespacesAreServed) {
+  Start(EvaluatorOptions{.kafka_timeout = absl::Seconds(5), .window = absl::Seconds(1)},
+        ServiceOptions{.stream_poll_interval = absl::Seconds(1),
+                       .max_streams = 8,
+                       .max_streams_per_namespace = 5});
+  struct Stream {
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReader<externalscaler::IsActiveResponse>> reader;
+  };
+  auto open = [&](const std::string& ns, const std::string& name) {
+    auto s = std::make_unique<Stream>();
+    s->reader = stub_->StreamIsActive(&s->context, Ref(ns, name));
+    return s;
+  };
+  auto expect_refused = [](Stream& s, const std::string& text) {
+    externalscaler::IsActiveResponse message;
+    EXPECT_FALSE(s.reader->Read(&message));
+    const grpc::Status status = s.reader->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_NE(status.error_message().find(text), std::string::npos) << status.error_message();
+  };
+  std::vector<std::unique_ptr<Stream>> a;
+  for (int i = 0; i < 5; ++i) {
+    a.push_back(open("tenant-a", absl::StrCat("so-", i)));
+    externalscaler::IsActiveResponse message;
+    ASSERT_TRUE(a.back()->reader->Read(&message));
+  }
+  // tenant-a's sixth stream (its per-namespace bound + 1) fails at once.
+  std::unique_ptr<Stream> sixth = open("tenant-a", "so-5");
+  expect_refused(*sixth,
+                 "namespace tenant-a has 5 open StreamIsActive streams "
+                 "(--max-streams-per-namespace=5)");
+  EXPECT_EQ(live_->calls("g-so-5"), 0);
+
+  // tenant-b opens streams (up to the total) and is answered.
+  std::vector<std::unique_ptr<Stream>> b;
+  for (int i = 0; i < 3; ++i) {
+    b.push_back(open("tenant-b", absl::StrCat("so-", i)));
+    externalscaler::IsActiveResponse message;
+    ASSERT_TRUE(b.back()->reader->Read(&message));
+    EXPECT_TRUE(message.result());
+  }
+  grpc::ClientContext metrics_ctx;
+  externalscaler::GetMetricsResponse metrics;
+  grpc::Status metrics_status =
+      stub_->GetMetrics(&metrics_ctx, MetricsRequest(Ref("tenant-b", "job")), &metrics);
+  ASSERT_TRUE(metrics_status.ok()) << metrics_status.error_message();
+  EXPECT_EQ(metrics.metricvalues(0).metricvalue(), 7);
+  EXPECT_EQ(service_->open_streams(), 8);
+
+  // The total: a third namespace finds no slot.
+  std::unique_ptr<Stream> c = open("tenant-c", "so-0");
+  expect_refused(*c, "klag-scaler has 8 open StreamIsActive streams (--max-streams=8)");
+  EXPECT_TRUE(Eventually([&] {  // OnDone may run after the client has seen the status
+    return observer_.finished("StreamIsActive", grpc::StatusCode::RESOURCE_EXHAUSTED) == 2;
+  }));
+
+  // Closing one of tenant-a's streams frees its slot.
+  a[0]->context.TryCancel();
+  ASSERT_TRUE(Eventually([&] { return observer_.closed.load() == 1; }));
+  EXPECT_EQ(a[0]->reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  std::unique_ptr<Stream> again = open("tenant-a", "so-5");
+  externalscaler::IsActiveResponse message;
+  ASSERT_TRUE(again->reader->Read(&message));
+  EXPECT_TRUE(message.result());
+
+  service_->Shutdown();
+  for (auto* streams : {&a, &b}) {
+    for (size_t i = (streams == &a ? 1 : 0); i < streams->size(); ++i) {
+      EXPECT_TRUE((*streams)[i]->reader->Finish().ok());
+    }
+  }
+  EXPECT_TRUE(again->reader->Finish().ok());
+}
+
+TEST_F(ServingModelTest, TriggersAndClustersOverTheirBoundsAreRefusedAndOtherNamespacesServed) {
+  Start(EvaluatorOptions{.kafka_timeout = absl::Seconds(5),
+                         .window = absl::Seconds(1),
+                         .max_triggers_per_namespace = 3,
+                         .max_clusters_per_namespace = 1},
+        ServiceOptions{});
+  auto get_metrics = [&](const externalscaler::ScaledObjectRef& ref) {
+    grpc::ClientContext ctx;
+    externalscaler::GetMetricsResponse response;
+    return stub_->GetMetrics(&ctx, MetricsRequest(ref), &response);
+  };
+  auto expect_refused = [](const grpc::Status& status, const std::string& text) {
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << status.error_message();
+    EXPECT_NE(status.error_message().find(text), std::string::npos) << status.error_message();
+  };
+  ASSERT_TRUE(get_metrics(Ref("tenant-a", "j0")).ok());
+  ASSERT_TRUE(get_metrics(Ref("tenant-a", "j1")).ok());
+  // A second cluster for tenant-a: refused, nothing asked of it.
+  expect_refused(get_metrics(Ref("tenant-a", "j2", "dead:9092")),
+                 "namespace tenant-a already uses 1 Kafka clusters "
+                 "(--max-clusters-per-namespace=1); cluster dead:9092 would be one more");
+  EXPECT_EQ(dead_->calls(), 0);
+  ASSERT_TRUE(get_metrics(Ref("tenant-a", "j2")).ok());
+  // tenant-a's fourth trigger: refused by every RPC.
+  const externalscaler::ScaledObjectRef fourth = Ref("tenant-a", "j3");
+  const std::string bound =
+      "namespace tenant-a has 3 tracked triggers "
+      "(--max-triggers-per-namespace=3)";
+  expect_refused(get_metrics(fourth), bound);
+  {
+    grpc::ClientContext ctx;
+    externalscaler::GetMetricSpecResponse spec;
+    expect_refused(stub_->GetMetricSpec(&ctx, fourth, &spec), bound);
+  }
+  {
+    grpc::ClientContext ctx;
+    externalscaler::IsActiveResponse active;
+    expect_refused(stub_->IsActive(&ctx, fourth, &active), bound);
+  }
+  {
+    grpc::ClientContext ctx;
+    auto stream = stub_->StreamIsActive(&ctx, fourth);
+    externalscaler::IsActiveResponse message;
+    EXPECT_FALSE(stream->Read(&message));
+    expect_refused(stream->Finish(), bound);
+  }
+  EXPECT_EQ(live_->calls("g-j3"), 0);
+  EXPECT_EQ(service_->open_streams(), 0);
+
+  // tenant-b: a new trigger on the cluster tenant-a may not add is served (a new client), its
+  // other triggers too.
+  grpc::ClientContext spec_ctx;
+  externalscaler::GetMetricSpecResponse spec;
+  ASSERT_TRUE(stub_->GetMetricSpec(&spec_ctx, Ref("tenant-b", "j0", "dead:9092"), &spec).ok());
+  grpc::Status b_status = get_metrics(Ref("tenant-b", "j0", "dead:9092"));
+  ASSERT_TRUE(b_status.ok()) << b_status.error_message();
+  EXPECT_EQ(dead_->calls(), 1);
+  ASSERT_TRUE(get_metrics(Ref("tenant-b", "j1", "dead:9092")).ok());
+  ASSERT_TRUE(get_metrics(Ref("tenant-b", "j2", "dead:9092")).ok());
+  EXPECT_EQ(evaluator_->Stats().clusters, 2);
 }
 
 }  // namespace
