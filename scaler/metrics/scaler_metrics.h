@@ -136,6 +136,7 @@ class ScalerMetrics final : public prometheus::Collectable,
   std::atomic<int64_t> dropped_partitions_{0};
 
   mutable absl::Mutex mu_;
+  absl::Time last_sweep_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   // Mutable: Collect() (const) removes expired series.
   mutable std::map<TriggerLabels, TriggerValues> triggers_ ABSL_GUARDED_BY(mu_);
   mutable std::map<PartitionLabels, PartitionValues> partitions_ ABSL_GUARDED_BY(mu_);

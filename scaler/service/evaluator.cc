@@ -128,6 +128,26 @@ bool MatchesServerPattern(absl::string_view pattern, absl::string_view server) {
   return p == pattern.size();
 }
 
+absl::Status CheckRefNames(const TriggerRef& ref) {
+  // KEDA sends Kubernetes names: a namespace is a DNS label (at most 63 bytes), a ScaledJob or
+  // ScaledObject name a DNS subdomain (at most 253). Longer ones come from a direct caller and
+  // would otherwise end up, whole, in trigger keys, log lines and metric labels.
+  if (ref.namespace_.size() > kMaxNamespaceBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("ScaledObjectRef.namespace is ",
+                                                   ref.namespace_.size(),
+                                                   " bytes; a Kubernetes namespace "
+                                                   "name has at most ",
+                                                   kMaxNamespaceBytes));
+  }
+  if (ref.name.size() > kMaxNameBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("ScaledObjectRef.name is ", ref.name.size(),
+                                                   " bytes; a Kubernetes object name has at "
+                                                   "most ",
+                                                   kMaxNameBytes));
+  }
+  return absl::OkStatus();
+}
+
 Evaluator::Evaluator(ReaderProvider readers, ProfileStore* profiles, EvaluatorOptions options)
     : readers_(std::move(readers)),
       profiles_(profiles),
@@ -144,6 +164,7 @@ absl::StatusOr<ParsedTrigger> Evaluator::Parse(const TriggerRef& ref) const {
 absl::StatusOr<ParsedTrigger> Evaluator::ParseUntil(const TriggerRef& ref,
                                                     absl::Time* fresh_until) const {
   *fresh_until = absl::InfiniteFuture();
+  if (absl::Status s = CheckRefNames(ref); !s.ok()) return s;
   const Metadata* effective = &ref.metadata;
   absl::StatusOr<Metadata> merged;
   if (profiles_ != nullptr) {
@@ -321,6 +342,8 @@ void Evaluator::DropIdleLocked(absl::Time now) {
 }
 
 absl::StatusOr<Evaluator::Resolved> Evaluator::Resolve(const TriggerRef& ref) {
+  // Before the key is made: names are part of every key, log line and metric label.
+  if (absl::Status s = CheckRefNames(ref); !s.ok()) return s;
   const std::string key = TriggerKey(ref);
   std::shared_ptr<TriggerState> state;
   {

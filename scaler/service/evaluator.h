@@ -255,6 +255,15 @@ class Evaluator {
 // tells nothing about them (no offline guessing of a weak password from a logged key).
 std::string TriggerKey(const TriggerRef& ref);
 
+// Limits on ScaledObjectRef names (Kubernetes': a namespace is a DNS label, an object name a
+// DNS subdomain).
+inline constexpr size_t kMaxNamespaceBytes = 63;
+inline constexpr size_t kMaxNameBytes = 253;
+
+// kInvalidArgument (saying how long, never echoing the name) when `ref`'s namespace or name is
+// longer than Kubernetes allows. Every Evaluator entry point checks it first.
+absl::Status CheckRefNames(const TriggerRef& ref);
+
 // True when `server` ("host:port") matches `pattern`: '*' matches any run of characters, the
 // rest compares case-insensitively.
 bool MatchesServerPattern(absl::string_view pattern, absl::string_view server);

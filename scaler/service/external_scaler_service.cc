@@ -14,18 +14,22 @@ namespace {
 
 void LogFailure(const char* rpc, const TriggerRef& ref, const absl::Status& status) {
   // Bad metadata is the user's to fix and comes back to KEDA as INVALID_ARGUMENT; Kafka trouble
-  // is ours to see.
+  // is ours to see. Names are cut to Kubernetes' limits (longer ones are refused anyway).
+  const std::string ns = ref.namespace_.substr(0, kMaxNamespaceBytes);
+  const std::string name = ref.name.substr(0, kMaxNameBytes);
   if (status.code() == absl::StatusCode::kInvalidArgument) {
-    spdlog::info("{} {}/{}: {}", rpc, ref.namespace_, ref.name, status.ToString());
+    spdlog::info("{} {}/{}: {}", rpc, ns, name, status.ToString());
   } else {
-    spdlog::warn("{} {}/{}: {}", rpc, ref.namespace_, ref.name, status.ToString());
+    spdlog::warn("{} {}/{}: {}", rpc, ns, name, status.ToString());
   }
 }
 
 // Who asked, for logs: the reference without its metadata (which may hold secrets and is not
 // needed once the evaluation has started).
 TriggerRef Who(const TriggerRef& ref) {
-  return TriggerRef{.name = ref.name, .namespace_ = ref.namespace_};
+  // Cut for the logs: a request refused for over-long names is still logged (CheckRefNames).
+  return TriggerRef{.name = ref.name.substr(0, kMaxNameBytes),
+                    .namespace_ = ref.namespace_.substr(0, kMaxNamespaceBytes)};
 }
 
 // Reports one RPC's code and latency to the observer (if any), then finishes it.
@@ -51,8 +55,10 @@ class ExternalScalerService::IsActiveStream
   // registers it with the timer and starts the first evaluation.
   void Start() {
     self_ = shared_from_this();
-    // The bound first: a refused stream keeps no state.
-    if (absl::Status s = service_->ReserveStream(trigger_.namespace_); !s.ok()) {
+    // Names and then the bound first: a refused stream keeps no state.
+    absl::Status s = CheckRefNames(trigger_);
+    if (s.ok()) s = service_->ReserveStream(trigger_.namespace_);
+    if (!s.ok()) {
       LogFailure("StreamIsActive", trigger_, s);
       FinishOnce(ToGrpcStatus(s));
       return;

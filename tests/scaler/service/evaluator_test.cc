@@ -161,6 +161,31 @@ TEST_F(EvaluatorTest, BadMetadataIsInvalidArgumentWithoutKafka) {
   EXPECT_TRUE(connections_.empty());
 }
 
+TEST_F(EvaluatorTest, NamesLongerThanKubernetesAllowsAreInvalidArgumentWithoutState) {
+  // At the limits: served.
+  TriggerRef ok = Ref(BaseMetadata(), std::string(kMaxNameBytes, 'n'));
+  ok.namespace_ = std::string(kMaxNamespaceBytes, 's');
+  ASSERT_TRUE(evaluator_.Evaluate(ok).ok());
+  // One byte over: refused before any state, parse or Kafka call, and the name is not echoed.
+  TriggerRef long_ns = ok;
+  long_ns.namespace_ = std::string(kMaxNamespaceBytes + 1, 'x');
+  TriggerRef long_name = Ref(BaseMetadata(), std::string(kMaxNameBytes + 1, 'y'));
+  const int64_t triggers = evaluator_.Stats().triggers;
+  const int calls = reader_->calls();
+  for (const TriggerRef& ref : {long_ns, long_name}) {
+    for (const absl::Status& status :
+         {evaluator_.Evaluate(ref).status(), evaluator_.ParseCached(ref).status(),
+          evaluator_.Parse(ref).status()}) {
+      EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_NE(status.message().find("bytes"), absl::string_view::npos) << status;
+      EXPECT_EQ(status.message().find("xxxx"), absl::string_view::npos) << status;
+      EXPECT_EQ(status.message().find("yyyy"), absl::string_view::npos) << status;
+    }
+  }
+  EXPECT_EQ(evaluator_.Stats().triggers, triggers);
+  EXPECT_EQ(reader_->calls(), calls);
+}
+
 TEST_F(EvaluatorTest, PartitionLimitationSelectingNoExistingPartitionIsAnErrorNotZero) {
   reader_->SetOffsets("g", {{.topic = "t", .partition = 0, .committed = 2, .end = 10},
                             {.topic = "t", .partition = 1, .committed = 7, .end = 10}});
