@@ -76,6 +76,8 @@ class OpenTransaction {
   absl::StatusOr<std::vector<int64_t>> Produce(const std::string& topic, int32_t partition,
                                                int count, size_t value_size = 16,
                                                absl::Duration timeout = kAdminTimeout);
+  // Both return once the transaction's markers are in the log of every partition it wrote to
+  // (the broker answers EndTxn before it writes them).
   absl::Status Commit(absl::Duration timeout = kAdminTimeout);
   absl::Status Abort(absl::Duration timeout = kAdminTimeout);
 
