@@ -45,6 +45,13 @@ struct PartitionOffsets {
   // Offset the next produced record will get (high watermark), or the last stable offset under
   // read_committed.
   int64_t end = 0;
+  // Estimated time at which the oldest record the group has not consumed was produced: when the
+  // end offset moved past max(committed, log_start) (log_start without a commit), interpolated
+  // from the reader's history of (end offset, time) samples. Lag in seconds is
+  // GroupOffsets::committed_read_at minus this. nullopt when nothing is unconsumed
+  // (that offset >= end) or the reader cannot tell (no history covers it yet, or the reader
+  // keeps none).
+  std::optional<absl::Time> unconsumed_since;
 
   friend bool operator==(const PartitionOffsets&, const PartitionOffsets&) = default;
 };
