@@ -67,6 +67,44 @@ absl::Status Client::ErrorStatus(rd_kafka_resp_err_t err, absl::string_view cont
 absl::StatusOr<MetadataPtr> Client::Metadata(rd_kafka_topic_t* rkt, absl::Time deadline,
                                              absl::Duration probe, absl::string_view context,
                                              std::atomic<int64_t>& requests) {
+  // While the news is bad, one caller at a time probes; the others answer at once (see header).
+  bool prober = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (last_down_ > last_up_) {
+      const bool recent_failure =
+          failed_probe_seq_ > last_up_ && (probing_ || absl::Now() - failed_probe_at_ < probe);
+      if (recent_failure) {
+        probe_fast_failures_.fetch_add(1);
+        return UnreachableStatusLocked(context);
+      }
+      if (!probing_) {
+        probing_ = true;
+        prober = true;
+      }
+    }
+  }
+  absl::StatusOr<MetadataPtr> result = MetadataAttempts(rkt, deadline, probe, context, requests);
+  // Any call that found no usable broker counts as a failed probe, the first of an outage too
+  // (it waited before the news turned bad).
+  const bool unreachable =
+      absl::IsUnavailable(result.status()) || absl::IsUnauthenticated(result.status());
+  if (prober || unreachable) {
+    absl::MutexLock lock(&mu_);
+    probes_.fetch_add(1);
+    if (prober) probing_ = false;
+    if (unreachable) {
+      failed_probe_at_ = absl::Now();
+      failed_probe_seq_ = ++seq_;
+    }
+  }
+  return result;
+}
+
+absl::StatusOr<MetadataPtr> Client::MetadataAttempts(rd_kafka_topic_t* rkt, absl::Time deadline,
+                                                     absl::Duration probe,
+                                                     absl::string_view context,
+                                                     std::atomic<int64_t>& requests) {
   // Whether a request went out unanswered: a broker was usable, so wait on for the answer.
   bool sent_unanswered = false;
   while (true) {

@@ -17,7 +17,11 @@
 // Fast failure: while the news is bad, Metadata() waits at most one `probe` for a usable broker
 // connection (librdkafka starts a connection attempt when asked for one) and then answers
 // kUnavailable, instead of waiting for the whole deadline; a cluster whose connections are
-// refused or whose names do not resolve fails in about `probe`.
+// refused or whose names do not resolve fails in about `probe`. One probe at a time: while the
+// news is bad and a probe is waiting, or one failed less than its `probe` ago with no good news
+// since, Metadata() answers kUnavailable at once without waiting; so a dead cluster costs its
+// callers one waiting call per `probe` however many arrive, and the probes go on (one per
+// `probe`) to notice the cluster coming back.
 #pragma once
 
 #include <librdkafka/rdkafka.h>
@@ -85,11 +89,21 @@ class Client {
   // statistics event.
   int64_t broker_requests() const { return broker_requests_.load(); }
 
+  // Metadata() calls that waited for a connection while the news was bad or found none
+  // (probes), and those answered kUnavailable at once because a probe was waiting or had just
+  // failed.
+  int64_t probes() const { return probes_.load(); }
+  int64_t probe_fast_failures() const { return probe_fast_failures_.load(); }
+
  private:
   Client() = default;
 
   absl::Status UnreachableStatusLocked(absl::string_view context) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Metadata() without the one-probe-at-a-time gate.
+  absl::StatusOr<MetadataPtr> MetadataAttempts(rd_kafka_topic_t* rkt, absl::Time deadline,
+                                               absl::Duration probe, absl::string_view context,
+                                               std::atomic<int64_t>& requests);
   void PollLoop();
   static void OnError(rd_kafka_t* rk, int err_int, const char* reason, void* opaque);
   static int OnStats(rd_kafka_t* rk, char* json, size_t json_len, void* opaque);
@@ -98,6 +112,8 @@ class Client {
   std::atomic<bool> stop_{false};
   std::thread poller_;
   std::atomic<int64_t> broker_requests_{0};
+  std::atomic<int64_t> probes_{0};
+  std::atomic<int64_t> probe_fast_failures_{0};
 
   mutable absl::Mutex mu_;
   uint64_t seq_ ABSL_GUARDED_BY(mu_) = 0;
@@ -105,6 +121,11 @@ class Client {
   uint64_t last_up_ ABSL_GUARDED_BY(mu_) = 0;
   rd_kafka_resp_err_t last_connection_err_ ABSL_GUARDED_BY(mu_) = RD_KAFKA_RESP_ERR__TRANSPORT;
   std::string last_connection_error_ ABSL_GUARDED_BY(mu_);
+  // The probe in progress while the news is bad, and the latest failed one: its time and the
+  // news sequence number it got (good news after it, last_up_ > failed_probe_seq_, ends it).
+  bool probing_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time failed_probe_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  uint64_t failed_probe_seq_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace klag::kafka::rdkafka

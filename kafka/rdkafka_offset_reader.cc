@@ -610,6 +610,8 @@ RdkafkaOffsetReaderStats RdkafkaOffsetReader::Impl::Stats() const {
   for (const auto& lane : lanes_) {
     if (lane == nullptr) continue;
     stats.broker_requests += lane->client->broker_requests();
+    stats.unreachable_probes += lane->client->probes();
+    stats.unreachable_fast_failures += lane->client->probe_fast_failures();
     const EndOffsetsCache::Stats cache = lane->offsets->GetStats();
     stats.snapshot_answers += cache.snapshot_answers;
     stats.snapshot_refreshes += cache.fetches;

@@ -10,7 +10,8 @@
 // How one ReadOffsets is answered (everything bounded by its deadline):
 //   - a cluster known to be down (every connection refused, names not resolving, all brokers
 //     down) answers kUnavailable after one probe of at most `unreachable_probe`, not at the
-//     deadline; the first broker that answers again ends that (rdkafka_client.h);
+//     deadline, and calls arriving while a probe waits or within `unreachable_probe` of a failed
+//     one answer at once; the first broker that answers again ends that (rdkafka_client.h);
 //   - partitions: per-topic metadata cache, refreshed after `metadata_max_age` and at once after
 //     "unknown topic"/"not leader"-style errors (rdkafka_topic_metadata.h);
 //   - committed offsets: admin ListConsumerGroupOffsets (one OffsetFetch for the group), started
@@ -94,6 +95,11 @@ struct RdkafkaOffsetReaderStats {
   int64_t offset_fetch_shared = 0;
   // Calls answered kUnavailable by the reachability probe (the cluster known down).
   int64_t unreachable_probe_failures = 0;
+  // Of the Metadata calls made while the cluster was known down: those that waited for a
+  // connection (one at a time per client), and those answered at once because a probe was
+  // waiting or had just failed (rdkafka_client.h).
+  int64_t unreachable_probes = 0;
+  int64_t unreachable_fast_failures = 0;
   // Requests this reader's librdkafka clients sent to brokers (every API, including metadata
   // refreshes and connection set-up), from librdkafka's statistics ("tx" per broker), as of the
   // last statistics event; 0 when statistics are off.

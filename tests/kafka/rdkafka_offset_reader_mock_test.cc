@@ -770,6 +770,51 @@ TEST(RdkafkaOffsetReaderMockTest, DeadClusterFailsFast) {
   }
 }
 
+// Once a probe of a dead cluster failed, calls arriving within the next probe interval (or while
+// a probe waits) answer kUnavailable without waiting for a connection of their own: many
+// concurrent callers cost one waiting call, and probing goes on after the interval.
+TEST(RdkafkaOffsetReaderMockTest, DeadClusterProbesOneAtATime) {
+  RdkafkaOffsetReaderOptions options;
+  options.unreachable_probe = absl::Seconds(2);  // long enough that the burst lands inside it
+  ConnectionConfig config;
+  config.bootstrap_servers = "127.0.0.1:1";
+  absl::StatusOr<std::unique_ptr<RdkafkaOffsetReader>> reader =
+      RdkafkaOffsetReader::Create(config, options);
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  const OffsetQuery query{.group = "g", .topics = {"t"}};
+  // The first calls learn that connections are refused.
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ((*reader)->ReadOffsets(query, absl::Now() + absl::Seconds(5)).status().code(),
+              absl::StatusCode::kUnavailable);
+  }
+  const RdkafkaOffsetReaderStats before = (*reader)->Stats();
+  ASSERT_GT(before.unreachable_probes, 0);
+  constexpr int kCallers = 32;
+  std::atomic<int> unavailable{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCallers; ++i) {
+    threads.emplace_back([&] {
+      absl::StatusOr<GroupOffsets> offsets =
+          (*reader)->ReadOffsets(query, absl::Now() + absl::Seconds(5));
+      if (absl::IsUnavailable(offsets.status())) ++unavailable;
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  const RdkafkaOffsetReaderStats after = (*reader)->Stats();
+  std::printf(
+      "%d callers of a refused cluster: %lld probes, %lld answered at once\n", kCallers,
+      static_cast<long long>(after.unreachable_probes - before.unreachable_probes),
+      static_cast<long long>(after.unreachable_fast_failures - before.unreachable_fast_failures));
+  EXPECT_EQ(unavailable.load(), kCallers);
+  EXPECT_LE(after.unreachable_probes - before.unreachable_probes, 1);
+  EXPECT_GE(after.unreachable_fast_failures - before.unreachable_fast_failures, kCallers - 1);
+  // After the interval the next call probes again (so a cluster coming back is noticed).
+  absl::SleepFor(options.unreachable_probe + absl::Milliseconds(100));
+  EXPECT_EQ((*reader)->ReadOffsets(query, absl::Now() + absl::Seconds(5)).status().code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ((*reader)->Stats().unreachable_probes, after.unreachable_probes + 1);
+}
+
 // All brokers down: fast kUnavailable; back up: answers again within about a reconnect backoff.
 TEST(RdkafkaOffsetReaderMockTest, BrokersDownFailFastAndRecoverWhenBackUp) {
   MockCluster cluster(1);
