@@ -93,6 +93,18 @@ std::string FormatRanges(const std::vector<PartitionRange>& ranges) {
 // At most this many topics are listed in the error (a trigger may name hundreds).
 constexpr size_t kMaxTopicsListed = 10;
 
+// The age of the oldest unconsumed record of a partition with `lag` records counted: 0 without
+// lag; otherwise how long before the committed offsets were read the end offset passed the
+// first unconsumed offset (kafka::PartitionOffsets::unconsumed_since), when known.
+std::optional<double> LagSeconds(int64_t lag, const kafka::PartitionOffsets& p,
+                                 absl::Time committed_read_at) {
+  if (lag <= 0) return 0.0;
+  if (!p.unconsumed_since.has_value() || committed_read_at == absl::InfinitePast()) {
+    return std::nullopt;
+  }
+  return std::max(0.0, absl::ToDoubleSeconds(committed_read_at - *p.unconsumed_since));
+}
+
 }  // namespace
 
 absl::Status CheckPartitionLimitation(const TriggerSpec& spec, const kafka::GroupOffsets& offsets) {
@@ -135,6 +147,9 @@ LagReport ComputeLag(const TriggerSpec& spec, const kafka::GroupOffsets& offsets
   const bool limited = !spec.topics.empty() && !spec.partition_limitation.empty();
   const AllowedPartitions allowed(limited ? spec.partition_limitation
                                           : std::vector<PartitionRange>{});
+  bool any_lag = false;
+  bool any_lag_seconds = false;
+  double max_lag_seconds = 0;
   for (const kafka::PartitionOffsets& p : offsets.partitions) {
     if (limited && !allowed.Contains(p.partition)) continue;
     PartitionLag lag{.topic = p.topic,
@@ -143,6 +158,7 @@ LagReport ComputeLag(const TriggerSpec& spec, const kafka::GroupOffsets& offsets
                      .log_start = p.log_start,
                      .end = p.end};
     lag.lag = PartitionLagFor(spec, p);
+    lag.lag_seconds = LagSeconds(lag.lag, p, offsets.committed_read_at);
     const kafka::TopicPartition tp{p.topic, p.partition};
     if (spec.exclude_persistent_lag && previous != nullptr && p.committed.has_value() &&
         lag.lag > 0) {
@@ -153,9 +169,17 @@ LagReport ComputeLag(const TriggerSpec& spec, const kafka::GroupOffsets& offsets
     report.total_lag = SaturatingAdd(report.total_lag, metric_lag);
     report.total_lag_with_persistent = SaturatingAdd(report.total_lag_with_persistent, lag.lag);
     if (metric_lag > 0) ++report.partitions_with_lag;
+    if (lag.lag > 0) {
+      any_lag = true;
+      if (lag.lag_seconds.has_value()) {
+        any_lag_seconds = true;
+        max_lag_seconds = std::max(max_lag_seconds, *lag.lag_seconds);
+      }
+    }
     report.snapshot.committed[tp] = p.committed;
     report.partitions.push_back(std::move(lag));
   }
+  if (!any_lag || any_lag_seconds) report.max_lag_seconds = max_lag_seconds;
   std::sort(report.partitions.begin(), report.partitions.end(),
             [](const PartitionLag& a, const PartitionLag& b) {
               return std::tie(a.topic, a.partition) < std::tie(b.topic, b.partition);
@@ -176,7 +200,9 @@ LagReport ComputeLag(const TriggerSpec& spec, const kafka::GroupOffsets& offsets
     metric = std::min(metric, SaturatingMul(upper, threshold));
   }
   report.metric_value = metric;
-  report.active = report.total_lag_with_persistent > spec.activation_lag_threshold;
+  report.active = report.total_lag_with_persistent > spec.activation_lag_threshold ||
+                  (spec.activation_lag_seconds.has_value() &&
+                   report.max_lag_seconds.value_or(0) > *spec.activation_lag_seconds);
   return report;
 }
 

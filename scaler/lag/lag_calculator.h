@@ -33,6 +33,10 @@ struct PartitionLag {
   // True when excludePersistentLag dropped this partition's lag from the metric (its commit did
   // not move since the previous evaluation).
   bool persistent = false;
+  // Age of the oldest unconsumed record when the committed offsets were read
+  // (committed_read_at - unconsumed_since, >= 0): 0 without lag; nullopt when the reader could
+  // not estimate it (no end-offset history covers the record yet).
+  std::optional<double> lag_seconds;
 };
 
 struct LagReport {
@@ -42,8 +46,14 @@ struct LagReport {
   int64_t total_lag_with_persistent = 0;  // sum of every partition's lag (activity)
   int64_t partitions_with_lag = 0;
   int64_t metric_value = 0;  // what GetMetrics returns (>= 0, capped)
-  bool active = false;       // total_lag_with_persistent > activation_lag_threshold
-  LagSnapshot snapshot;      // pass as `previous` to the next evaluation of this trigger
+  // The largest lag_seconds of the counted partitions with lag (persistent lag included): 0
+  // when none has lag; nullopt when some have lag but none has an estimate (with estimates for
+  // only some, a lower bound).
+  std::optional<double> max_lag_seconds;
+  // total_lag_with_persistent > activation_lag_threshold, or (with activationLagSeconds)
+  // max_lag_seconds > activation_lag_seconds.
+  bool active = false;
+  LagSnapshot snapshot;  // pass as `previous` to the next evaluation of this trigger
 };
 
 // KEDA fails a trigger whose partitionLimitation selects none of the named topics' partitions;

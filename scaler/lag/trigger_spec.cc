@@ -28,7 +28,7 @@ using kafka::Setting;
 absl::Status Invalid(absl::string_view message) { return absl::InvalidArgumentError(message); }
 
 // Keys of KEDA's `kafka` trigger read here (the connection keys are kafka::ConnectionSettingKeys).
-constexpr std::array<absl::string_view, 13> kTriggerKeys = {
+constexpr std::array<absl::string_view, 14> kTriggerKeys = {
     "consumerGroup",
     "topic",
     "partitionLimitation",
@@ -41,7 +41,8 @@ constexpr std::array<absl::string_view, 13> kTriggerKeys = {
     "limitToPartitionsWithLag",
     "ensureEvenDistributionOfPartitions",
     "version",
-    "isolationLevel",  // klag extension
+    "isolationLevel",        // klag extension
+    "activationLagSeconds",  // klag extension
 };
 
 // Keys of KEDA's `kafka` trigger (v2.20.2) that have no effect here, accepted so they are not
@@ -55,6 +56,29 @@ constexpr std::array<absl::string_view, 3> kIgnoredKafkaKeys = {"kerberosConfig"
 constexpr std::array<absl::string_view, 7> kPassThroughKeys = {
     "scalerAddress", "enableTLS",    "unsafeSsl",  "caCert",
     "tlsClientCert", "tlsClientKey", "authProfile"};
+
+// A duration in seconds: a non-negative decimal number ("300", "1.5"), at most 10 years. No
+// exponent, sign, unit or surrounding spaces, so a value means what it looks like.
+absl::StatusOr<double> ParseSeconds(const Setting& setting) {
+  constexpr double kMaxSeconds = 10.0 * 365 * 24 * 3600;
+  const absl::string_view v = setting.value;
+  const size_t dot = v.find('.');
+  const absl::string_view whole = v.substr(0, dot);
+  const absl::string_view fraction =
+      dot == absl::string_view::npos ? absl::string_view() : v.substr(dot + 1);
+  auto digits = [](absl::string_view d) {
+    return std::all_of(d.begin(), d.end(),
+                       [](char c) { return absl::ascii_isdigit(static_cast<unsigned char>(c)); });
+  };
+  double seconds = 0;
+  if (whole.empty() || !digits(whole) || (dot != absl::string_view::npos && fraction.empty()) ||
+      !digits(fraction) || !absl::SimpleAtod(v, &seconds) || seconds > kMaxSeconds) {
+    return Invalid(absl::StrCat(setting.key,
+                                " must be a number of seconds >= 0 (at most 10 years), got ",
+                                QuoteValue(setting.value)));
+  }
+  return seconds;
+}
 
 bool IsKnownKey(absl::string_view key) {
   auto in = [](const auto& keys, absl::string_view k) {
@@ -202,6 +226,12 @@ absl::StatusOr<TriggerSpec> ParseTriggerSpec(const Metadata& metadata,
       return Invalid(absl::StrCat(activation->key, " must be a non-negative number, got ",
                                   QuoteValue(activation->value)));
     }
+  }
+
+  ASSIGN_OR_RETURN(std::optional<Setting> activation_seconds,
+                   LookupSetting(metadata, "activationLagSeconds"));
+  if (activation_seconds.has_value()) {
+    ASSIGN_OR_RETURN(spec.activation_lag_seconds, ParseSeconds(*activation_seconds));
   }
 
   ASSIGN_OR_RETURN(std::optional<Setting> policy, LookupSetting(metadata, "offsetResetPolicy"));

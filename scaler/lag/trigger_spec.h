@@ -40,6 +40,10 @@ struct TriggerSpec {
   std::vector<PartitionRange> partition_limitation;
   int64_t lag_threshold = 10;
   int64_t activation_lag_threshold = 0;
+  // klag extension `activationLagSeconds`: also active when the oldest unconsumed record of a
+  // counted partition is older than this (lag in seconds, estimated from the end-offset history),
+  // whatever the count. nullopt: count only (KEDA's rule).
+  std::optional<double> activation_lag_seconds;
   OffsetResetPolicy offset_reset_policy = OffsetResetPolicy::kLatest;
   bool allow_idle_consumers = false;
   bool exclude_persistent_lag = false;

@@ -154,6 +154,7 @@ void ScalerMetrics::Evaluated(const TriggerRef& ref, const TriggerSpec& spec,
   t.active = report.active;
   t.lag = report.total_lag_with_persistent;
   t.partitions_with_lag = report.partitions_with_lag;
+  t.lag_seconds = report.max_lag_seconds;
   for (const PartitionLag& p : report.partitions) {
     PartitionLabels pkey{spec.consumer_group, p.topic, p.partition};
     auto pit = partitions_.find(pkey);
@@ -168,6 +169,7 @@ void ScalerMetrics::Evaluated(const TriggerRef& ref, const TriggerSpec& spec,
                                   .log_start = p.log_start,
                                   .end = p.end,
                                   .lag = p.lag,
+                                  .lag_seconds = p.lag_seconds,
                                   .updated = now};
   }
 }
@@ -264,12 +266,18 @@ std::vector<MetricFamily> ScalerMetrics::Collect() const {
              MetricType::Gauge);
   MetricFamily t_active = Family("klag_trigger_active",
                                  "1 when the trigger was last active (lag above "
-                                 "activationLagThreshold), 0 otherwise",
+                                 "activationLagThreshold, or older than activationLagSeconds), "
+                                 "0 otherwise",
                                  MetricType::Gauge);
   MetricFamily t_lag = Family("klag_trigger_lag_records",
                               "Sum of the lag of the trigger's partitions (including persistent "
                               "lag), at the last successful evaluation",
                               MetricType::Gauge);
+  MetricFamily t_lag_seconds =
+      Family("klag_trigger_lag_seconds",
+             "Estimated age of the oldest unconsumed record of the trigger's partitions (the "
+             "largest partition lag in seconds; absent when unknown)",
+             MetricType::Gauge);
   MetricFamily t_with_lag = Family("klag_trigger_partitions_with_lag",
                                    "Partitions of the trigger with lag > 0", MetricType::Gauge);
   MetricFamily t_time =
@@ -293,6 +301,11 @@ std::vector<MetricFamily> ScalerMetrics::Collect() const {
                               "end - max(committed, log start), never negative; without a "
                               "committed offset, as offsetResetPolicy says",
                               MetricType::Gauge);
+  MetricFamily p_lag_seconds =
+      Family("klag_partition_lag_seconds",
+             "Estimated age of the oldest unconsumed record (0 without lag; absent when "
+             "unknown), interpolated from the history of end offsets",
+             MetricType::Gauge);
   {
     absl::MutexLock lock(&mu_);
     SweepLocked(options_.now());
@@ -308,6 +321,7 @@ std::vector<MetricFamily> ScalerMetrics::Collect() const {
       AddSample(t_active, labels, t.active ? 1 : 0);
       AddSample(t_lag, labels, static_cast<double>(t.lag));
       AddSample(t_with_lag, labels, static_cast<double>(t.partitions_with_lag));
+      if (t.lag_seconds.has_value()) AddSample(t_lag_seconds, labels, *t.lag_seconds);
     }
     for (const auto& [key, p] : partitions_) {
       const auto& [group, topic, partition] = key;
@@ -319,6 +333,7 @@ std::vector<MetricFamily> ScalerMetrics::Collect() const {
       AddSample(p_end, labels, static_cast<double>(p.end));
       AddSample(p_start, labels, static_cast<double>(p.log_start));
       AddSample(p_lag, labels, static_cast<double>(p.lag));
+      if (p.lag_seconds.has_value()) AddSample(p_lag_seconds, labels, *p.lag_seconds);
     }
     MetricFamily series = Family("klag_metrics_series",
                                  "Per-trigger plus per-partition series held now (bounded by "
@@ -327,8 +342,9 @@ std::vector<MetricFamily> ScalerMetrics::Collect() const {
     AddSample(series, {}, static_cast<double>(SeriesLocked()));
     out.push_back(std::move(series));
   }
-  for (MetricFamily* f : {&t_value, &t_target, &t_active, &t_lag, &t_with_lag, &t_time, &t_code,
-                          &p_committed, &p_end, &p_start, &p_lag}) {
+  for (MetricFamily* f :
+       {&t_value, &t_target, &t_active, &t_lag, &t_lag_seconds, &t_with_lag, &t_time, &t_code,
+        &p_committed, &p_end, &p_start, &p_lag, &p_lag_seconds}) {
     out.push_back(std::move(*f));
   }
   return out;

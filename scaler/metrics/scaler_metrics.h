@@ -28,6 +28,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -71,8 +72,8 @@ class ScalerMetrics final : public prometheus::Collectable,
                             public EvaluationObserver,
                             public RpcObserver {
  public:
-  static constexpr int64_t kSeriesPerTrigger = 7;
-  static constexpr int64_t kSeriesPerPartition = 4;
+  static constexpr int64_t kSeriesPerTrigger = 8;
+  static constexpr int64_t kSeriesPerPartition = 5;
 
   ScalerMetrics(ScalerMetricsOptions options, BuildInfo build);
 
@@ -106,6 +107,7 @@ class ScalerMetrics final : public prometheus::Collectable,
     bool active = false;
     int64_t lag = 0;
     int64_t partitions_with_lag = 0;
+    std::optional<double> lag_seconds;
     absl::Time evaluated_at;
     int result_code = 0;
     absl::Time updated;
@@ -115,6 +117,7 @@ class ScalerMetrics final : public prometheus::Collectable,
     int64_t log_start = 0;
     int64_t end = 0;
     int64_t lag = 0;
+    std::optional<double> lag_seconds;
     absl::Time updated;
   };
 

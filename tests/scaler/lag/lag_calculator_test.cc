@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/time/time.h"
+
 namespace klag::scaler {
 namespace {
 
@@ -551,6 +553,95 @@ TEST(CheckPartitionLimitationTest, ComputeLagAloneWouldAnswerZero) {
   const LagReport report = ComputeLag(spec, offsets, nullptr);
   EXPECT_EQ(report.metric_value, 0);
   EXPECT_FALSE(report.active);
+}
+
+// Lag in seconds: committed_read_at minus each partition's unconsumed_since, and
+// activationLagSeconds as a second way to be active (klag extension).
+class LagSecondsTest : public ::testing::Test {
+ protected:
+  const absl::Time read_at_ = absl::FromUnixSeconds(1'800'000'000);
+
+  kafka::GroupOffsets Offsets(std::vector<kafka::PartitionOffsets> partitions) const {
+    kafka::GroupOffsets offsets;
+    offsets.partitions = std::move(partitions);
+    offsets.committed_read_at = read_at_;
+    return offsets;
+  }
+  kafka::PartitionOffsets Aged(int32_t partition, int64_t committed, int64_t end,
+                               std::optional<absl::Duration> age) const {
+    kafka::PartitionOffsets p = P("t", partition, committed, 0, end);
+    if (age.has_value()) p.unconsumed_since = read_at_ - *age;
+    return p;
+  }
+};
+
+TEST_F(LagSecondsTest, PerPartitionAgeAndTheLargestOfThePartitionsWithLag) {
+  TriggerSpec spec = BaseSpec();
+  const LagReport report =
+      ComputeLag(spec,
+                 Offsets({Aged(0, 5, 9, absl::Seconds(42)), Aged(1, 3, 4, absl::Milliseconds(1500)),
+                          Aged(2, 7, 7, std::nullopt)}),
+                 nullptr);
+  ASSERT_EQ(report.partitions.size(), 3u);
+  EXPECT_EQ(report.partitions[0].lag_seconds, 42.0);
+  EXPECT_EQ(report.partitions[1].lag_seconds, 1.5);
+  EXPECT_EQ(report.partitions[2].lag_seconds, 0.0);  // no lag: 0, estimate or not
+  EXPECT_EQ(report.max_lag_seconds, 42.0);
+}
+
+TEST_F(LagSecondsTest, UnknownAgesAreNulloptAndNoLagIsZero) {
+  TriggerSpec spec = BaseSpec();
+  LagReport report = ComputeLag(spec, Offsets({Aged(0, 5, 9, std::nullopt)}), nullptr);
+  EXPECT_EQ(report.partitions[0].lag_seconds, std::nullopt);
+  EXPECT_EQ(report.max_lag_seconds, std::nullopt);
+  // One known, one unknown: the known one is a lower bound.
+  report = ComputeLag(spec, Offsets({Aged(0, 5, 9, std::nullopt), Aged(1, 0, 1, absl::Seconds(3))}),
+                      nullptr);
+  EXPECT_EQ(report.max_lag_seconds, 3.0);
+  report = ComputeLag(spec, Offsets({Aged(0, 9, 9, std::nullopt)}), nullptr);
+  EXPECT_EQ(report.max_lag_seconds, 0.0);
+  // A reader without read times (fake) gives no ages.
+  kafka::GroupOffsets no_time = Offsets({Aged(0, 5, 9, absl::Seconds(42))});
+  no_time.committed_read_at = absl::InfinitePast();
+  EXPECT_EQ(ComputeLag(spec, no_time, nullptr).max_lag_seconds, std::nullopt);
+  // An estimate after the read (clocks) is an age of 0, never negative.
+  report = ComputeLag(spec, Offsets({Aged(0, 5, 9, absl::Seconds(-2))}), nullptr);
+  EXPECT_EQ(report.max_lag_seconds, 0.0);
+}
+
+TEST_F(LagSecondsTest, ActivationLagSecondsActivatesBelowTheCountThreshold) {
+  TriggerSpec spec = BaseSpec();
+  spec.activation_lag_threshold = 1000;  // 4 records never activate by count
+  const kafka::GroupOffsets offsets = Offsets({Aged(0, 5, 9, absl::Seconds(42))});
+  EXPECT_FALSE(ComputeLag(spec, offsets, nullptr).active);  // count only (KEDA's rule)
+  spec.activation_lag_seconds = 30;
+  LagReport report = ComputeLag(spec, offsets, nullptr);
+  EXPECT_TRUE(report.active);
+  EXPECT_EQ(report.metric_value, 4);  // the metric is still the count
+  spec.activation_lag_seconds = 42;   // strictly older, like activationLagThreshold
+  EXPECT_FALSE(ComputeLag(spec, offsets, nullptr).active);
+  spec.activation_lag_seconds = 60;
+  EXPECT_FALSE(ComputeLag(spec, offsets, nullptr).active);
+  // Unknown age: the count decides.
+  spec.activation_lag_seconds = 0;
+  EXPECT_FALSE(ComputeLag(spec, Offsets({Aged(0, 5, 9, std::nullopt)}), nullptr).active);
+  // The count still activates on its own.
+  spec.activation_lag_seconds = 60;
+  spec.activation_lag_threshold = 3;
+  EXPECT_TRUE(ComputeLag(spec, offsets, nullptr).active);
+}
+
+TEST_F(LagSecondsTest, PersistentLagAgesCountForActivityNotForTheMetric) {
+  TriggerSpec spec = BaseSpec();
+  spec.exclude_persistent_lag = true;
+  spec.activation_lag_threshold = 1000;
+  spec.activation_lag_seconds = 30;
+  const LagSnapshot previous = Snap({{"t", 0, 5}});
+  const LagReport report = ComputeLag(spec, Offsets({Aged(0, 5, 9, absl::Seconds(42))}), &previous);
+  EXPECT_TRUE(report.partitions[0].persistent);
+  EXPECT_EQ(report.metric_value, 0);
+  EXPECT_EQ(report.max_lag_seconds, 42.0);
+  EXPECT_TRUE(report.active);  // as the count rule: total_lag_with_persistent counts too
 }
 
 }  // namespace

@@ -51,15 +51,22 @@ TriggerSpec Spec(std::string group, std::vector<std::string> topics) {
 std::shared_ptr<const Evaluation> OrdersEvaluation(absl::Time at) {
   auto e = std::make_shared<Evaluation>();
   e->report.partitions = {
-      PartitionLag{
-          .topic = "orders", .partition = 0, .committed = 5, .log_start = 0, .end = 12, .lag = 7},
+      PartitionLag{.topic = "orders",
+                   .partition = 0,
+                   .committed = 5,
+                   .log_start = 0,
+                   .end = 12,
+                   .lag = 7,
+                   .lag_seconds = 42.5},
       PartitionLag{.topic = "orders",
                    .partition = 1,
                    .committed = std::nullopt,
                    .log_start = 1,
                    .end = 3,
-                   .lag = 0},
+                   .lag = 0,
+                   .lag_seconds = std::nullopt},  // as if unknown: no series
   };
+  e->report.max_lag_seconds = 42.5;
   e->report.total_lag = 7;
   e->report.total_lag_with_persistent = 7;
   e->report.partitions_with_lag = 1;
@@ -83,6 +90,7 @@ TEST(ScalerMetricsTest, ExportsTriggerAndPartitionValuesUnderPrometheusNames) {
   EXPECT_THAT(text, HasSubstr("klag_trigger_active" + t + " 1\n"));
   EXPECT_THAT(text, HasSubstr("klag_trigger_lag_records" + t + " 7\n"));
   EXPECT_THAT(text, HasSubstr("klag_trigger_partitions_with_lag" + t + " 1\n"));
+  EXPECT_THAT(text, HasSubstr("klag_trigger_lag_seconds" + t + " 42.5\n"));
   EXPECT_THAT(text,
               HasSubstr("klag_trigger_last_evaluation_timestamp_seconds" + t + " 1700000000\n"));
   EXPECT_THAT(text, HasSubstr("klag_trigger_last_result_code" + t + " 0\n"));
@@ -92,6 +100,9 @@ TEST(ScalerMetricsTest, ExportsTriggerAndPartitionValuesUnderPrometheusNames) {
   EXPECT_THAT(text, HasSubstr("klag_partition_end_offset" + p0 + " 12\n"));
   EXPECT_THAT(text, HasSubstr("klag_partition_log_start_offset" + p0 + " 0\n"));
   EXPECT_THAT(text, HasSubstr("klag_partition_lag_records" + p0 + " 7\n"));
+  EXPECT_THAT(text, HasSubstr("klag_partition_lag_seconds" + p0 + " 42.5\n"));
+  // Unknown age: no lag-seconds series (not a made-up 0).
+  EXPECT_THAT(text, Not(HasSubstr("klag_partition_lag_seconds" + p1)));
   // No committed offset: no committed series (not a made-up -1 or 0).
   EXPECT_THAT(text, Not(HasSubstr("klag_partition_committed_offset" + p1)));
   EXPECT_THAT(text, HasSubstr("klag_partition_end_offset" + p1 + " 3\n"));

@@ -71,6 +71,48 @@ TEST(CheckReportTest, JsonHoldsTheSameFacts) {
   EXPECT_EQ(j["keda"]["target"], 1);
   EXPECT_EQ(j["keda"]["active"], true);
   EXPECT_EQ(j["keda"]["activation_lag_threshold"], 0);
+  // The fixture's reader has no end-offset history: ages unknown, never a made-up 0.
+  EXPECT_TRUE(j["partitions"][0]["lag_seconds"].is_null());
+  EXPECT_TRUE(j["max_lag_seconds"].is_null());
+  EXPECT_TRUE(j["keda"]["activation_lag_seconds"].is_null());
+}
+
+TEST(CheckReportTest, ShowsLagInSecondsAndActivationBySeconds) {
+  absl::StatusOr<TriggerSpec> spec = ParseTriggerSpec({{"bootstrapServers", "k:9092"},
+                                                       {"consumerGroup", "g"},
+                                                       {"topic", "t"},
+                                                       {"activationLagThreshold", "100"},
+                                                       {"activationLagSeconds", "30"}});
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const absl::Time read_at = absl::FromUnixSeconds(1'800'000'000);
+  kafka::GroupOffsets offsets{{{.topic = "t",
+                                .partition = 0,
+                                .committed = 40,
+                                .end = 42,
+                                .unconsumed_since = read_at - absl::Milliseconds(95'250)},
+                               {.topic = "t", .partition = 1, .committed = 7, .end = 7}}};
+  offsets.committed_read_at = read_at;
+  Evaluation e;
+  e.trigger.spec = std::make_shared<const TriggerSpec>(*spec);
+  e.trigger.metric_name = MetricName(*spec);
+  e.report = ComputeLag(*spec, offsets, nullptr);
+
+  const std::string text = FormatCheckReport(e);
+  EXPECT_NE(text.find("LAG-SECONDS"), std::string::npos) << text;
+  EXPECT_NE(text.find("t              0         40          0   42    2         95.2"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("oldest unconsumed record 95.2 s old"), std::string::npos) << text;
+  EXPECT_NE(text.find("active       true   (lag 2 <= 100 activationLagThreshold or 95.2 s > 30.0 s "
+                      "activationLagSeconds)"),
+            std::string::npos)
+      << text;
+  const nlohmann::json j = nlohmann::json::parse(FormatCheckReportJson(e));
+  EXPECT_DOUBLE_EQ(j["partitions"][0]["lag_seconds"].get<double>(), 95.25);
+  EXPECT_DOUBLE_EQ(j["partitions"][1]["lag_seconds"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(j["max_lag_seconds"].get<double>(), 95.25);
+  EXPECT_DOUBLE_EQ(j["keda"]["activation_lag_seconds"].get<double>(), 30.0);
+  EXPECT_EQ(j["keda"]["active"], true);
 }
 
 TEST(CheckReportTest, FromEnvKeysTakeTheValueOfTheVariableTheyName) {
