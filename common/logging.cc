@@ -6,12 +6,61 @@
 
 #include <algorithm>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 
 namespace klag {
 namespace {
+
+// The fields of the ScopedLogFields alive on this thread, outermost first.
+std::vector<std::pair<std::string, std::string>>& ThreadFields() {
+  thread_local std::vector<std::pair<std::string, std::string>> fields;
+  return fields;
+}
+
+// Writes this thread's fields as JSON members: ,"key":"value" for each.
+class JsonFieldsFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg&, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    for (const auto& [key, value] : ThreadFields()) {
+      const std::string member =
+          absl::StrCat(",\"", JsonEscape(key), "\":\"", JsonEscape(value), "\"");
+      dest.append(member.data(), member.data() + member.size());
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JsonFieldsFlag>();
+  }
+};
+
+// Writes this thread's fields as text: ` key=value` for each; a value that is empty or holds a
+// space, '"' or '=' is written quoted with '"' and '\' escaped; control characters as \n, \xNN.
+class TextFieldsFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg&, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    for (const auto& [key, value] : ThreadFields()) {
+      const bool quote = value.empty() || value.find_first_of(" \"=") != std::string::npos;
+      const std::string escaped = quote
+                                      ? absl::StrCat("\"",
+                                                     EscapeControlCharacters(absl::StrReplaceAll(
+                                                         value, {{"\\", "\\\\"}, {"\"", "\\\""}})),
+                                                     "\"")
+                                      : EscapeControlCharacters(value);
+      const std::string field = absl::StrCat(" ", key, "=", escaped);
+      dest.append(field.data(), field.data() + field.size());
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<TextFieldsFlag>();
+  }
+};
 
 // Writes the message payload JSON-escaped, so a log line stays one valid JSON object whatever
 // the message holds.
@@ -50,6 +99,14 @@ class TextMessageFlag final : public spdlog::custom_flag_formatter {
 
 }  // namespace
 
+ScopedLogFields::ScopedLogFields(
+    std::initializer_list<std::pair<absl::string_view, absl::string_view>> fields)
+    : previous_size_(ThreadFields().size()) {
+  for (const auto& [key, value] : fields) ThreadFields().emplace_back(key, value);
+}
+
+ScopedLogFields::~ScopedLogFields() { ThreadFields().resize(previous_size_); }
+
 absl::Status ParseLogFormat(absl::string_view text, LogFormat* out) {
   if (text == "text") {
     *out = LogFormat::kText;
@@ -82,10 +139,11 @@ absl::Status ConfigureLogging(const LogOptions& options) {
 std::unique_ptr<spdlog::formatter> MakeLogFormatter(LogFormat format) {
   auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
   if (format == LogFormat::kJson) {
-    formatter->add_flag<JsonMessageFlag>('*').set_pattern(
-        R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","msg":"%*"})");
+    formatter->add_flag<JsonMessageFlag>('*').add_flag<JsonFieldsFlag>('&').set_pattern(
+        R"({"time":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l"%&,"msg":"%*"})");
   } else {
-    formatter->add_flag<TextMessageFlag>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %L %*");
+    formatter->add_flag<TextMessageFlag>('*').add_flag<TextFieldsFlag>('&').set_pattern(
+        "%Y-%m-%dT%H:%M:%S.%eZ %L %*%&");
   }
   return formatter;
 }

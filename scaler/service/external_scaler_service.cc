@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/logging.h"
 #include "scaler/service/grpc_status.h"
 
 namespace klag::scaler {
@@ -15,12 +16,13 @@ namespace {
 void LogFailure(const char* rpc, const TriggerRef& ref, const absl::Status& status) {
   // Bad metadata is the user's to fix and comes back to KEDA as INVALID_ARGUMENT; Kafka trouble
   // is ours to see. Names are cut to Kubernetes' limits (longer ones are refused anyway).
-  const std::string ns = ref.namespace_.substr(0, kMaxNamespaceBytes);
-  const std::string name = ref.name.substr(0, kMaxNameBytes);
+  const absl::string_view ns = absl::string_view(ref.namespace_).substr(0, kMaxNamespaceBytes);
+  const absl::string_view name = absl::string_view(ref.name).substr(0, kMaxNameBytes);
+  const ScopedLogFields fields({{"namespace", ns}, {"scaledjob", name}});
   if (status.code() == absl::StatusCode::kInvalidArgument) {
-    spdlog::info("{} {}/{}: {}", rpc, ns, name, status.ToString());
+    spdlog::info("{}: {}", rpc, status.ToString());
   } else {
-    spdlog::warn("{} {}/{}: {}", rpc, ns, name, status.ToString());
+    spdlog::warn("{}: {}", rpc, status.ToString());
   }
 }
 
@@ -349,16 +351,18 @@ grpc::ServerUnaryReactor* ExternalScalerService::GetMetrics(
           return;
         }
         const Evaluation& e = **evaluation;
+        const ScopedLogFields fields({{"namespace", who.namespace_},
+                                      {"scaledjob", who.name},
+                                      {"metric", e.trigger.metric_name}});
         if (!request->metricname().empty() && request->metricname() != e.trigger.metric_name) {
-          spdlog::debug("GetMetrics {}/{}: asked for metric {}, this trigger's metric is {}",
-                        who.namespace_, who.name, request->metricname(), e.trigger.metric_name);
+          spdlog::debug("GetMetrics: asked for metric {}, not this trigger's",
+                        request->metricname());
         }
         externalscaler::MetricValue* value = response->add_metricvalues();
         value->set_metricname(e.trigger.metric_name);
         value->set_metricvalue(e.report.metric_value);
         value->set_metricvaluefloat(static_cast<double>(e.report.metric_value));
-        spdlog::debug("GetMetrics {}/{}: {}={} (lag {}, active {})", who.namespace_, who.name,
-                      e.trigger.metric_name, e.report.metric_value,
+        spdlog::debug("GetMetrics: value {} (lag {}, active {})", e.report.metric_value,
                       e.report.total_lag_with_persistent, e.report.active);
         FinishRpc(options_.observer, "GetMetrics", start, reactor, grpc::Status::OK);
       });

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
 
 namespace klag {
 namespace {
@@ -54,6 +55,43 @@ TEST(LoggingTest, JsonFormatIsOneObjectPerLine) {
   EXPECT_NE(line.find(R"(ns/job\n2026-01-01T00:00:00Z I forged\rline\u001b[31m)"),
             std::string::npos)
       << line;
+}
+
+TEST(LoggingTest, JsonFieldsAreMembersAndValuesAreEscaped) {
+  std::string line;
+  {
+    ScopedLogFields outer({{"namespace", "team-a"}, {"scaledjob", kForged}});
+    ScopedLogFields inner({{"metric", "kafka-orders"}});
+    line = LogOnce(LogFormat::kJson, "x");
+  }
+  const nlohmann::json j = nlohmann::json::parse(line);
+  EXPECT_EQ(j["namespace"], "team-a");
+  EXPECT_EQ(j["scaledjob"], kForged);  // parsed back exactly: escaped, not cut
+  EXPECT_EQ(j["metric"], "kafka-orders");
+  EXPECT_EQ(j["msg"], "trigger x: bad metadata");
+  EXPECT_EQ(j["level"], "info");
+  // Scopes ended: no fields on later lines.
+  const nlohmann::json after = nlohmann::json::parse(LogOnce(LogFormat::kJson, "y"));
+  EXPECT_FALSE(after.contains("namespace"));
+  EXPECT_FALSE(after.contains("metric"));
+}
+
+TEST(LoggingTest, TextFieldsFollowTheMessageOnTheSameLine) {
+  std::string line;
+  {
+    ScopedLogFields fields({{"namespace", "team-a"},
+                            {"scaledjob", "a b=\"c\"\\"},
+                            {"metric", "m\nI forged"},
+                            {"empty", ""}});
+    line = LogOnce(LogFormat::kText, "x");
+  }
+  std::vector<std::string> lines = absl::StrSplit(line, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 1u) << line;
+  EXPECT_NE(line.find(" I trigger x: bad metadata namespace=team-a scaledjob=\"a b=\\\"c\\\"\\\\\" "
+                      "metric=\"m\\nI forged\" empty=\"\"\n"),
+            std::string::npos)
+      << line;
+  EXPECT_EQ(LogOnce(LogFormat::kText, "y").find("namespace="), std::string::npos);
 }
 
 TEST(LoggingTest, EscapeControlCharacters) {

@@ -257,7 +257,7 @@ TEST(MetricsE2eTest, ScrapeShowsTheOffsetsLagAndRpcsOfARealTrigger) {
   expect(R"(klag_scaler_kafka_requests_total{api="OffsetFetch"})", "1");
   expect("klag_scaler_open_streams", "0");
   expect(R"(klag_metrics_series_dropped_total{kind="trigger"})", "0");
-  expect("klag_metrics_series", "19");  // 1 trigger x 7 + 3 partitions x 4
+  expect("klag_metrics_series", "23");  // 1 trigger x 8 + 3 partitions x 5
   bool build_info = false;
   for (const auto& [series, value] : samples) {
     if (series.rfind("klag_build_info{", 0) == 0) {
