@@ -156,7 +156,8 @@ void ScalerMetrics::Evaluated(const TriggerRef& ref, const TriggerSpec& spec,
   t.partitions_with_lag = report.partitions_with_lag;
   t.lag_seconds = report.max_lag_seconds;
   for (const PartitionLag& p : report.partitions) {
-    PartitionLabels pkey{spec.consumer_group, p.topic, p.partition};
+    PartitionLabels pkey{spec.connection.bootstrap_servers.substr(0, kMaxClusterLabel),
+                         spec.consumer_group, p.topic, p.partition};
     auto pit = partitions_.find(pkey);
     if (pit == partitions_.end()) {
       if (SeriesLocked() + kSeriesPerPartition > options_.max_series) {
@@ -324,9 +325,11 @@ std::vector<MetricFamily> ScalerMetrics::Collect() const {
       if (t.lag_seconds.has_value()) AddSample(t_lag_seconds, labels, *t.lag_seconds);
     }
     for (const auto& [key, p] : partitions_) {
-      const auto& [group, topic, partition] = key;
-      std::vector<ClientMetric::Label> labels = {
-          {"group", group}, {"topic", topic}, {"partition", absl::StrCat(partition)}};
+      const auto& [cluster, group, topic, partition] = key;
+      std::vector<ClientMetric::Label> labels = {{"cluster", cluster},
+                                                 {"group", group},
+                                                 {"topic", topic},
+                                                 {"partition", absl::StrCat(partition)}};
       if (p.committed.has_value()) {
         AddSample(p_committed, labels, static_cast<double>(*p.committed));
       }

@@ -74,6 +74,8 @@ class ScalerMetrics final : public prometheus::Collectable,
  public:
   static constexpr int64_t kSeriesPerTrigger = 8;
   static constexpr int64_t kSeriesPerPartition = 5;
+  // Bytes of the bootstrap servers kept in the `cluster` label.
+  static constexpr size_t kMaxClusterLabel = 256;
 
   ScalerMetrics(ScalerMetricsOptions options, BuildInfo build);
 
@@ -99,7 +101,8 @@ class ScalerMetrics final : public prometheus::Collectable,
 
  private:
   using TriggerLabels = std::tuple<std::string, std::string, std::string, std::string>;
-  using PartitionLabels = std::tuple<std::string, std::string, int32_t>;
+  // (cluster, group, topic, partition); cluster: the bootstrap servers, cut to kMaxClusterLabel.
+  using PartitionLabels = std::tuple<std::string, std::string, std::string, int32_t>;
   struct TriggerValues {
     bool has_report = false;
     int64_t metric_value = 0;

@@ -213,7 +213,8 @@ TEST(MetricsE2eTest, ScrapeShowsTheOffsetsLagAndRpcsOfARealTrigger) {
     }
   };
   auto partition = [&](int p) {
-    return absl::StrCat("{group=\"", group, "\",topic=\"", topic, "\",partition=\"", p, "\"}");
+    return absl::StrCat("{cluster=\"", bootstrap, "\",group=\"", group, "\",topic=\"", topic,
+                        "\",partition=\"", p, "\"}");
   };
   expect("klag_partition_committed_offset" + partition(0), "2");
   expect("klag_partition_end_offset" + partition(0), "5");

@@ -41,6 +41,7 @@ TriggerRef Ref(std::string ns, std::string name) {
 
 TriggerSpec Spec(std::string group, std::vector<std::string> topics) {
   TriggerSpec spec;
+  spec.connection.bootstrap_servers = "kafka:9092";
   spec.consumer_group = std::move(group);
   spec.topics = std::move(topics);
   spec.lag_threshold = 10;
@@ -94,8 +95,8 @@ TEST(ScalerMetricsTest, ExportsTriggerAndPartitionValuesUnderPrometheusNames) {
   EXPECT_THAT(text,
               HasSubstr("klag_trigger_last_evaluation_timestamp_seconds" + t + " 1700000000\n"));
   EXPECT_THAT(text, HasSubstr("klag_trigger_last_result_code" + t + " 0\n"));
-  const std::string p0 = R"({group="g1",topic="orders",partition="0"})";
-  const std::string p1 = R"({group="g1",topic="orders",partition="1"})";
+  const std::string p0 = R"({cluster="kafka:9092",group="g1",topic="orders",partition="0"})";
+  const std::string p1 = R"({cluster="kafka:9092",group="g1",topic="orders",partition="1"})";
   EXPECT_THAT(text, HasSubstr("klag_partition_committed_offset" + p0 + " 5\n"));
   EXPECT_THAT(text, HasSubstr("klag_partition_end_offset" + p0 + " 12\n"));
   EXPECT_THAT(text, HasSubstr("klag_partition_log_start_offset" + p0 + " 0\n"));
@@ -113,13 +114,35 @@ TEST(ScalerMetricsTest, ExportsTriggerAndPartitionValuesUnderPrometheusNames) {
                               "\n"));
 }
 
-TEST(ScalerMetricsTest, NoMetadataValueEverReachesALabel) {
+// Labels hold namespace, name, group, topic and the bootstrap servers (the cluster), never
+// another metadata value such as a password.
+TEST(ScalerMetricsTest, NoSecretEverReachesALabel) {
   Clock clock;
   ScalerMetrics metrics(Options(&clock), BuildInfo{});
   metrics.Evaluated(Ref("ns", "sj"), Spec("g", {"orders"}), OrdersEvaluation(clock.now), clock.now);
   const std::string text = Scrape(metrics);
   EXPECT_THAT(text, Not(HasSubstr("hunter2")));
-  EXPECT_THAT(text, Not(HasSubstr("kafka:9092")));
+  EXPECT_THAT(text, Not(HasSubstr("plaintext")));
+}
+
+// The same group and topic on two clusters are two partition series; a long bootstrap list is
+// cut in the label.
+TEST(ScalerMetricsTest, PartitionSeriesAreKeptApartByCluster) {
+  Clock clock;
+  ScalerMetrics metrics(Options(&clock), BuildInfo{});
+  TriggerSpec a = Spec("g", {"orders"});
+  TriggerSpec b = Spec("g", {"orders"});
+  b.connection.bootstrap_servers = std::string(300, 'b') + ":9092";
+  metrics.Evaluated(Ref("ns", "a"), a, OrdersEvaluation(clock.now), clock.now);
+  metrics.Evaluated(Ref("ns", "b"), b, OrdersEvaluation(clock.now), clock.now);
+  const std::string text = Scrape(metrics);
+  EXPECT_THAT(text, HasSubstr(R"(klag_partition_end_offset{cluster="kafka:9092",group="g")"));
+  EXPECT_THAT(text,
+              HasSubstr("klag_partition_end_offset{cluster=\"" +
+                        std::string(ScalerMetrics::kMaxClusterLabel, 'b') + "\",group=\"g\""));
+  EXPECT_THAT(text, Not(HasSubstr(std::string(ScalerMetrics::kMaxClusterLabel + 1, 'b'))));
+  EXPECT_EQ(metrics.series(),
+            2 * ScalerMetrics::kSeriesPerTrigger + 4 * ScalerMetrics::kSeriesPerPartition);
 }
 
 TEST(ScalerMetricsTest, RpcsCountByMethodAndCodeAndTimeUnaryCallsOnly) {
