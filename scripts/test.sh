@@ -52,7 +52,7 @@ Usage: scripts/test.sh [options]
   -h, --help       this text
 
 Environment: KLAG_BUILD_DIR (default build), KLAG_ASAN_BUILD_DIR (default build-asan),
-KLAG_FUZZ_BUILD_DIR (default build-fuzz), KLAG_FUZZ_SECONDS (per harness; default 30),
+KLAG_FUZZ_BUILD_DIR (default build-fuzz), KLAG_FUZZ_SECONDS (per harness; default 20),
 KLAG_TEST_TIMEOUT (seconds per test without its own TIMEOUT; default 300), CI=true (skipped
 tests fail the run). The brokers' logs are kept in .cache/kafka/test-logs/ when the run fails.
 EOF
@@ -426,10 +426,10 @@ if ((opt_fuzz)) && [[ -z "$opt_label" ]]; then
   step "configure and build ${FUZZ_BUILD} (clang, libFuzzer + address,undefined; target klag_fuzzers)"
   if configure_and_build "$FUZZ_BUILD" -DKLAG_FUZZ=ON -DKLAG_BUILD_TESTS=OFF \
     -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
-    "-DKLAG_FUZZ_SECONDS=${KLAG_FUZZ_SECONDS:-30}" --target klag_fuzzers; then
+    "-DKLAG_FUZZ_SECONDS=${KLAG_FUZZ_SECONDS:-20}" --target klag_fuzzers; then
     n="$(count_tests "$FUZZ_BUILD" -L '^fuzz$')"
     [[ "${n:-0}" -gt 0 ]] || fail "ctest found no tests labelled 'fuzz' in ${FUZZ_BUILD}"
-    step "ctest ${FUZZ_BUILD} -L fuzz (${KLAG_FUZZ_SECONDS:-30} s each)"
+    step "ctest ${FUZZ_BUILD} -L fuzz (${KLAG_FUZZ_SECONDS:-20} s each)"
     run_ctest "$FUZZ_BUILD" fuzz -L '^fuzz$'
   else
     fail "build of ${FUZZ_BUILD}"
