@@ -126,6 +126,46 @@ TEST(RdkafkaOffsetReaderMockTest, ReadsCommittedLogStartAndEnd) {
                           P(topic, 2, std::nullopt, 0, 5)));
 }
 
+TEST(RdkafkaOffsetReaderMockTest, UnconsumedSinceComesFromTheEndOffsetHistory) {
+  MockCluster cluster(3);
+  const std::string topic = cluster.Topic(3, {3, 0, 5});
+  const std::string group = UniqueName("mock-group");
+  ASSERT_TRUE(testing::CommitOffsets(cluster.bootstrap(), group, {{topic, 0, 2}}).ok());
+  const OffsetQuery query{.group = group, .topics = {topic}};
+
+  auto reader = NewReader(cluster.bootstrap(), {.end_offsets_max_age = absl::ZeroDuration()});
+  ASSERT_NE(reader, nullptr);
+  const absl::Time before = absl::Now();
+  absl::StatusOr<GroupOffsets> offsets = reader->ReadOffsets(query, before + absl::Seconds(5));
+  const absl::Time after = absl::Now();
+  ASSERT_TRUE(offsets.ok()) << offsets.status();
+  ASSERT_EQ(offsets->partitions.size(), 3u);
+  // Records older than the only sample: its time (the age is a lower bound).
+  for (int p : {0, 2}) {
+    const std::optional<absl::Time> since = offsets->partitions[p].unconsumed_since;
+    ASSERT_TRUE(since.has_value()) << p;
+    EXPECT_GE(*since, before) << p;
+    EXPECT_LE(*since, after) << p;
+  }
+  EXPECT_EQ(offsets->partitions[1].unconsumed_since, std::nullopt);  // empty: nothing unconsumed
+  EXPECT_GT(reader->Stats().lag_history_points, 0);
+
+  // Committed at the end: nothing unconsumed.
+  ASSERT_TRUE(testing::CommitOffsets(cluster.bootstrap(), group, {{topic, 0, 3}}).ok());
+  offsets = reader->ReadOffsets(query, absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(offsets.ok()) << offsets.status();
+  EXPECT_EQ(offsets->partitions[0].unconsumed_since, std::nullopt);
+
+  auto without = NewReader(cluster.bootstrap(), {.lag_history_points = 0});
+  ASSERT_NE(without, nullptr);
+  offsets = without->ReadOffsets(query, absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(offsets.ok()) << offsets.status();
+  for (const PartitionOffsets& p : offsets->partitions) {
+    EXPECT_EQ(p.unconsumed_since, std::nullopt) << p.partition;
+  }
+  EXPECT_EQ(without->Stats().lag_history_points, 0);
+}
+
 TEST(RdkafkaOffsetReaderMockTest, AllBrokersDownIsUnavailableWithinTheDeadline) {
   MockCluster cluster(3);
   const std::string topic = cluster.Topic(2, {1, 1});
