@@ -69,7 +69,9 @@ std::optional<absl::Time> EndOffsetHistory::TimeOf(int64_t offset) const {
     const double nanos_per_record = static_cast<double>(newest.unix_nanos - oldest.unix_nanos) /
                                     static_cast<double>(newest.end - oldest.end);
     const double back = nanos_per_record * static_cast<double>(oldest.end - target);
-    return oldest_time - absl::Nanoseconds(back);  // back >= 0: never later than oldest_time
+    // back >= 0: never later than oldest_time. A slow table and a far offset can reach back
+    // centuries; no record is older than the Unix epoch (Kafka timestamps are not negative).
+    return std::max(oldest_time - absl::Nanoseconds(back), absl::UnixEpoch());
   }
   // The first point whose end reached the target; the one before it is below the target, so the
   // segment between them rises.

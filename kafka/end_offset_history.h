@@ -57,7 +57,8 @@ class EndOffsetHistory {
   //   - offset below the oldest point's end (produced before the history starts): extrapolated
   //     back from the oldest point along the table's average rate (oldest to newest point) when
   //     the table rose at all, otherwise the oldest point's time; never later than the oldest
-  //     point's time, so the age it gives is a lower bound when the rate is unknown;
+  //     point's time (so the age it gives is a lower bound when the rate is unknown), never
+  //     before the Unix epoch;
   //   - no points: nullopt.
   std::optional<absl::Time> TimeOf(int64_t offset) const;
 

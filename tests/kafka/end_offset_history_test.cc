@@ -94,6 +94,13 @@ TEST(EndOffsetHistoryTest, OffsetBeforeTheHistoryIsExtrapolatedAtTheAverageRate)
   ExpectNear(h.TimeOf(99), At(10));
 }
 
+TEST(EndOffsetHistoryTest, ExtrapolationStopsAtTheUnixEpoch) {
+  EndOffsetHistory h;
+  h.Add(1'000'000'000'000, At(0));
+  h.Add(1'000'000'000'001, At(100'000'000));  // one record in ~3 years
+  EXPECT_EQ(h.TimeOf(0), absl::UnixEpoch());
+}
+
 TEST(EndOffsetHistoryTest, OffsetBeforeAFlatHistoryIsTheOldestTime) {
   EndOffsetHistory h;
   h.Add(100, At(10));
