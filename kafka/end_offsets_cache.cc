@@ -50,7 +50,8 @@ EndOffsetsCache::Answer EndOffsetsCache::Lookup(const std::vector<TopicPartition
     auto topic = snapshot_.find(tp.topic);
     if (topic != snapshot_.end()) {
       auto entry = topic->second.find(tp.partition);
-      if (entry != topic->second.end() && entry->second.read_at >= bound) {
+      if (entry != topic->second.end() && entry->second.has_value &&
+          entry->second.read_at >= bound) {
         answer.partitions[tp] = entry->second.offsets;
         answer.read_at = std::min(answer.read_at, entry->second.read_at);
         continue;
@@ -87,7 +88,9 @@ EndOffsetsCache::Answer EndOffsetsCache::Lookup(const std::vector<TopicPartition
         auto entries = snapshot_.find(topic);
         if (entries == snapshot_.end()) continue;
         for (const auto& [partition, entry] : entries->second) {
-          if (entry.read_at < bound) pending_->partitions.insert({topic, partition});
+          if (entry.has_value && entry.read_at < bound) {
+            pending_->partitions.insert({topic, partition});
+          }
         }
       }
     }
@@ -96,7 +99,9 @@ EndOffsetsCache::Answer EndOffsetsCache::Lookup(const std::vector<TopicPartition
       // The other stale partitions of the topic ride along: one call serves the topic.
       if (auto topic = snapshot_.find(tp.topic); topic != snapshot_.end()) {
         for (const auto& [partition, entry] : topic->second) {
-          if (entry.read_at < bound) pending_->partitions.insert({tp.topic, partition});
+          if (entry.has_value && entry.read_at < bound) {
+            pending_->partitions.insert({tp.topic, partition});
+          }
         }
       }
     }
@@ -125,13 +130,39 @@ EndOffsetsCache::Answer EndOffsetsCache::Lookup(const std::vector<TopicPartition
   return answer;
 }
 
+void EndOffsetsCache::DropValueLocked(const TopicPartition& tp) {
+  auto topic = snapshot_.find(tp.topic);
+  if (topic == snapshot_.end()) return;
+  auto it = topic->second.find(tp.partition);
+  if (it == topic->second.end()) return;
+  Entry& entry = it->second;
+  if (!entry.history.has_value() || entry.history->empty()) {
+    topic->second.erase(it);
+    return;
+  }
+  entry.has_value = false;
+  entry.offsets = Offsets{};
+  entry.read_at = absl::InfinitePast();
+}
+
 void EndOffsetsCache::Invalidate(const std::vector<TopicPartition>& partitions) {
   absl::MutexLock lock(&mu_);
-  for (const TopicPartition& tp : partitions) {
-    if (auto topic = snapshot_.find(tp.topic); topic != snapshot_.end()) {
-      topic->second.erase(tp.partition);
-    }
+  for (const TopicPartition& tp : partitions) DropValueLocked(tp);
+}
+
+std::vector<std::optional<absl::Time>> EndOffsetsCache::TimesOf(
+    const std::vector<TimeQuery>& queries) const {
+  std::vector<std::optional<absl::Time>> times(queries.size());
+  absl::MutexLock lock(&mu_);
+  for (size_t i = 0; i < queries.size(); ++i) {
+    const TopicPartition& tp = queries[i].partition;
+    auto topic = snapshot_.find(tp.topic);
+    if (topic == snapshot_.end()) continue;
+    auto entry = topic->second.find(tp.partition);
+    if (entry == topic->second.end() || !entry->second.history.has_value()) continue;
+    times[i] = entry->second.history->TimeOf(queries[i].offset);
   }
+  return times;
 }
 
 EndOffsetsCache::Stats EndOffsetsCache::GetStats() const {
@@ -139,7 +170,14 @@ EndOffsetsCache::Stats EndOffsetsCache::GetStats() const {
   Stats stats = stats_;
   stats.entries = 0;
   for (const auto& [topic, entries] : snapshot_) {
-    stats.entries += static_cast<int64_t>(entries.size());
+    for (const auto& [partition, entry] : entries) {
+      if (entry.has_value) ++stats.entries;
+      if (entry.history.has_value()) {
+        ++stats.histories;
+        stats.history_points += static_cast<int64_t>(entry.history->size());
+        stats.history_bytes += static_cast<int64_t>(entry.history->MemoryBytes());
+      }
+    }
   }
   return stats;
 }
@@ -180,16 +218,21 @@ void EndOffsetsCache::Run() {
       const bool ok = !skip && it != result.partitions.end() && it->second.error == 0;
       if (!ok) {
         // Never keep a value the latest fetch could not confirm.
-        if (!skip) {
-          if (auto topic = snapshot_.find(tp.topic); topic != snapshot_.end()) {
-            topic->second.erase(tp.partition);
-          }
-        }
+        if (!skip) DropValueLocked(tp);
         continue;
       }
       if (!topic_used_.contains(tp.topic)) continue;  // swept while in flight
       Entry& entry = snapshot_[tp.topic][tp.partition];
-      if (entry.read_at <= batch->sent_at) entry = Entry{it->second, batch->sent_at};
+      if (entry.read_at <= batch->sent_at) {
+        entry.has_value = true;
+        entry.offsets = it->second;
+        entry.read_at = batch->sent_at;
+      }
+      if (options_.history_points > 0) {
+        if (!entry.history.has_value()) entry.history.emplace(options_.history_points);
+        // A fetch that returned after a later one is ignored by the history itself.
+        entry.history->Add(it->second.end, batch->sent_at);
+      }
     }
     if (skip) batch->sent = false;
     batch->result = std::move(result);

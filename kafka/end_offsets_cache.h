@@ -17,6 +17,12 @@
 // partitions are never kept in the snapshot. Topics nobody looked up for `idle_ttl` are dropped
 // (memory stays bounded by the topics in use).
 //
+// Each partition also keeps a short history of (end offset, fetch start time) samples
+// (end_offset_history.h), fed by every successful fetch, from which TimesOf estimates when a
+// given offset was produced ("lag in seconds"). A history lives as long as its partition's entry:
+// failed fetches and Invalidate drop the value but keep the history (a leader move or a retried
+// error does not change what the end offsets were); idle_ttl drops both.
+//
 // Nothing here includes librdkafka: errors are the fetch function's own non-zero codes, passed
 // through untouched.
 #pragma once
@@ -24,6 +30,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -33,6 +40,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "kafka/end_offset_history.h"
 #include "kafka/offsets.h"
 
 namespace klag::kafka {
@@ -65,6 +73,9 @@ class EndOffsetsCache {
     absl::Duration window = absl::ZeroDuration();
     // Snapshot entries of topics not looked up for this long are dropped.
     absl::Duration idle_ttl = absl::Minutes(10);
+    // Points kept per partition in the end offset history (EndOffsetHistory; values below its
+    // kMinPoints mean kMinPoints). Zero: no history (TimesOf answers nullopt).
+    int history_points = EndOffsetHistory::kDefaultMaxPoints;
     // Time source for freshness and idleness (waiting for deadlines uses the real clock).
     std::function<absl::Time()> clock = [] { return absl::Now(); };
   };
@@ -89,6 +100,10 @@ class EndOffsetsCache {
     int64_t fetches = 0;           // fetch function calls
     int64_t fetched_partitions = 0;
     int64_t entries = 0;  // partitions in the snapshot now
+    // End offset histories: partitions that have one, points held, bytes of point storage held.
+    int64_t histories = 0;
+    int64_t history_points = 0;
+    int64_t history_bytes = 0;
   };
 
   EndOffsetsCache(FetchFn fetch, Options options);
@@ -101,8 +116,18 @@ class EndOffsetsCache {
   Answer Lookup(const std::vector<TopicPartition>& partitions, absl::Time deadline);
 
   // Drops the snapshot values of `partitions` (e.g. after their leader moved), so the next
-  // Lookup fetches them.
+  // Lookup fetches them. Their end offset histories stay.
   void Invalidate(const std::vector<TopicPartition>& partitions);
+
+  struct TimeQuery {
+    TopicPartition partition;
+    int64_t offset = 0;
+  };
+  // For each query, in order, the estimated time at which the partition's end offset moved past
+  // `offset` (EndOffsetHistory::TimeOf on the samples so far, e.g. right after a Lookup); nullopt
+  // when the partition has no history (history off, never fetched, or dropped as idle) or the
+  // history cannot tell. One lock for all queries. Thread-safe.
+  std::vector<std::optional<absl::Time>> TimesOf(const std::vector<TimeQuery>& queries) const;
 
   Stats GetStats() const;
 
@@ -117,12 +142,18 @@ class EndOffsetsCache {
     FetchResult result;
   };
   struct Entry {
+    // Whether `offsets` holds the latest fetch's value; false after a failure or Invalidate
+    // (the entry then stays only for its history).
+    bool has_value = false;
     Offsets offsets;
     absl::Time read_at = absl::InfinitePast();
+    std::optional<EndOffsetHistory> history;  // engaged on the first sample
   };
 
   void Run();
   void SweepLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets the value of `tp` but keeps its history (erases the entry when it has none).
+  void DropValueLocked(const TopicPartition& tp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const FetchFn fetch_;
   const Options options_;

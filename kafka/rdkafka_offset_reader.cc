@@ -216,7 +216,8 @@ absl::StatusOr<Lane*> RdkafkaOffsetReader::Impl::LaneFor(IsolationLevel isolatio
       EndOffsetsCache::Options{
           .max_age = options_.end_offsets_max_age,
           .window = options_.list_offsets_window,
-          .idle_ttl = std::max(absl::Minutes(10), 10 * options_.metadata_max_age)});
+          .idle_ttl = std::max(absl::Minutes(10), 10 * options_.metadata_max_age),
+          .history_points = std::max(0, options_.lag_history_points)});
   counters_.clients.fetch_add(1);
   spdlog::info("cluster {}: created librdkafka client {} ({})", name_,
                rd_kafka_name(lane->client->rk()), IsolationName(isolation));
@@ -592,6 +593,23 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
     p.end = end.at(tp);
     result.partitions.push_back(std::move(p));
   }
+  // The oldest unconsumed record: the committed offset, or the log start when there is no
+  // commit or retention deleted past it. Estimated only when the answer shows one unconsumed.
+  std::vector<EndOffsetsCache::TimeQuery> queries;
+  std::vector<size_t> queried;
+  for (size_t i = 0; i < result.partitions.size(); ++i) {
+    const PartitionOffsets& p = result.partitions[i];
+    const int64_t oldest = std::max(p.committed.value_or(p.log_start), p.log_start);
+    if (oldest >= p.end) continue;
+    queries.push_back({TopicPartition{p.topic, p.partition}, oldest});
+    queried.push_back(i);
+  }
+  if (!queries.empty() && options_.lag_history_points > 0) {
+    std::vector<std::optional<absl::Time>> times = lane.offsets->TimesOf(queries);
+    for (size_t j = 0; j < queried.size(); ++j) {
+      result.partitions[queried[j]].unconsumed_since = times[j];
+    }
+  }
   return result;
 }
 
@@ -616,6 +634,8 @@ RdkafkaOffsetReaderStats RdkafkaOffsetReader::Impl::Stats() const {
     stats.snapshot_answers += cache.snapshot_answers;
     stats.snapshot_refreshes += cache.fetches;
     stats.snapshot_partitions += cache.entries;
+    stats.lag_history_points += cache.history_points;
+    stats.lag_history_bytes += cache.history_bytes;
   }
   return stats;
 }

@@ -25,7 +25,10 @@
 //     ListOffsets per leader broker each), which concurrent callers share (one refresh in flight
 //     per isolation level; it also refreshes the other stale partitions of the same topics).
 //     GroupOffsets::end_offsets_read_at is the send time of the oldest ListOffsets behind the
-//     answer. So Kafka requests grow with groups, brokers and topics, not with triggers.
+//     answer. So Kafka requests grow with groups, brokers and topics, not with triggers;
+//   - unconsumed_since: every refresh also adds (end offset, its ListOffsets send time) to a
+//     bounded per-partition history (end_offset_history.h); once the committed offsets are
+//     known, the time the end moved past max(committed, log start) is interpolated from it.
 //
 // This header does not include librdkafka.
 #pragma once
@@ -61,6 +64,11 @@ struct RdkafkaOffsetReaderOptions {
   // "slow") and request counters. Zero disables statistics; reachability then rests on the
   // error callback alone.
   absl::Duration statistics_interval = absl::Seconds(1);
+  // Points of (end offset, time) history kept per partition and isolation level, from which
+  // PartitionOffsets::unconsumed_since is estimated (16 bytes a point, allocated as the end
+  // offset moves: a partition whose end never moves holds 2). Zero: no history,
+  // unconsumed_since is always nullopt. Values 1 and 2 mean 3.
+  int lag_history_points = 32;
   // Name used in error messages and logs; empty: the bootstrap servers. Must hold no secret.
   std::string cluster_name;
   // Extra librdkafka properties, applied after klag's own (so they can override them, e.g.
@@ -87,6 +95,9 @@ struct RdkafkaOffsetReaderStats {
   int64_t snapshot_refreshes = 0;
   // Partitions in the snapshots now (all isolation levels).
   int64_t snapshot_partitions = 0;
+  // End offset histories now (all isolation levels): points held and bytes of point storage.
+  int64_t lag_history_points = 0;
+  int64_t lag_history_bytes = 0;
   // ListConsumerGroupOffsets calls: one OffsetFetch each (plus a FindCoordinator when librdkafka
   // has no cached coordinator for the group).
   int64_t offset_fetch_requests = 0;

@@ -79,11 +79,14 @@ class FakeCluster {
 };
 
 struct Fixture {
-  explicit Fixture(bool open = true, absl::Duration max_age = absl::Seconds(1))
+  explicit Fixture(bool open = true, absl::Duration max_age = absl::Seconds(1),
+                   int history_points = EndOffsetHistory::kDefaultMaxPoints)
       : cluster(open),
         cache([this](const std::vector<TopicPartition>& p,
                      absl::Time /*deadline*/) { return cluster.Fetch(p); },
-              {.max_age = max_age, .clock = [this] { return clock.Now(); }}) {}
+              {.max_age = max_age, .history_points = history_points, .clock = [this] {
+                 return clock.Now();
+               }}) {}
   FakeClock clock;
   FakeCluster cluster;
   EndOffsetsCache cache;
@@ -242,6 +245,81 @@ TEST(EndOffsetsCacheTest, IdleTopicsAreDropped) {
   f.clock.Advance(absl::Minutes(11));  // past idle_ttl (10 min)
   ASSERT_FALSE(f.cache.Lookup({kA0}, kFar).timed_out);
   EXPECT_EQ(f.cache.GetStats().entries, 1);  // b/0 dropped, a/0 refreshed
+}
+
+// Fetches `tp` at end `end` at the fake clock's time (max_age is 1 s: each call is 2 s later).
+void FetchAt(Fixture& f, const TopicPartition& tp, int64_t end) {
+  f.clock.Advance(absl::Seconds(2));
+  f.cluster.SetEnd(tp, end);
+  ASSERT_FALSE(f.cache.Lookup({tp}, kFar).from_snapshot);
+}
+
+TEST(EndOffsetsCacheTest, EveryFetchFeedsTheHistoryWithItsStartTime) {
+  Fixture f;
+  const absl::Time t0 = f.clock.Now();
+  FetchAt(f, kA0, 100);  // at t0 + 2 s
+  FetchAt(f, kA0, 140);  // at t0 + 4 s: 20 records/s
+  FetchAt(f, kB0, 7);
+  std::vector<std::optional<absl::Time>> times =
+      f.cache.TimesOf({{kA0, 119}, {kA0, 140}, {kA1, 0}, {kB0, 3}, {kA0, 139}});
+  ASSERT_EQ(times.size(), 5u);
+  EXPECT_EQ(times[0], t0 + absl::Seconds(3));  // end reached 120 halfway
+  EXPECT_EQ(times[1], std::nullopt);           // nothing at or past the end
+  EXPECT_EQ(times[2], std::nullopt);           // never fetched
+  EXPECT_EQ(times[3], t0 + absl::Seconds(6));  // before b/0's only sample: its time
+  EXPECT_EQ(times[4], t0 + absl::Seconds(4));
+  const EndOffsetsCache::Stats stats = f.cache.GetStats();
+  EXPECT_EQ(stats.histories, 2);
+  EXPECT_EQ(stats.history_points, 3);
+}
+
+TEST(EndOffsetsCacheTest, SnapshotAnswersAddNoSample) {
+  Fixture f;
+  const absl::Time t0 = f.clock.Now();
+  FetchAt(f, kA0, 100);
+  f.cluster.SetEnd(kA0, 500);  // not fetched: the snapshot answers within max_age
+  f.clock.Advance(absl::Milliseconds(500));
+  ASSERT_TRUE(f.cache.Lookup({kA0}, kFar).from_snapshot);
+  EXPECT_EQ(f.cache.GetStats().history_points, 1);
+  EXPECT_EQ(f.cache.TimesOf({{kA0, 50}})[0], t0 + absl::Seconds(2));
+}
+
+TEST(EndOffsetsCacheTest, InvalidateAndFailedFetchesKeepTheHistory) {
+  Fixture f;
+  const absl::Time t0 = f.clock.Now();
+  FetchAt(f, kA0, 100);
+  FetchAt(f, kA0, 140);
+  f.cache.Invalidate({kA0});
+  EXPECT_EQ(f.cache.GetStats().entries, 0);
+  EXPECT_EQ(f.cache.TimesOf({{kA0, 119}})[0], t0 + absl::Seconds(3));
+  f.clock.Advance(absl::Seconds(2));
+  f.cluster.SetCallError(42);
+  EXPECT_EQ(f.cache.Lookup({kA0}, kFar).error, 42);
+  EXPECT_EQ(f.cache.GetStats().entries, 0);
+  EXPECT_EQ(f.cache.TimesOf({{kA0, 119}})[0], t0 + absl::Seconds(3));
+  // The value is fetched again, not taken from the kept entry.
+  f.cluster.SetCallError(0);
+  FetchAt(f, kA0, 150);
+  EXPECT_EQ(f.cluster.calls().size(), 4u);
+  EXPECT_EQ(f.cache.TimesOf({{kA0, 144}})[0], t0 + absl::Seconds(6));  // 140 at 4 s, 150 at 8 s
+}
+
+TEST(EndOffsetsCacheTest, IdleTopicsDropTheirHistory) {
+  Fixture f;
+  FetchAt(f, kA0, 100);
+  FetchAt(f, kA0, 140);
+  f.clock.Advance(absl::Minutes(11));  // past idle_ttl (10 min)
+  FetchAt(f, kB0, 1);                  // sweeps a
+  EXPECT_EQ(f.cache.TimesOf({{kA0, 119}})[0], std::nullopt);
+  EXPECT_EQ(f.cache.GetStats().histories, 1);
+}
+
+TEST(EndOffsetsCacheTest, ZeroHistoryPointsKeepsNoHistory) {
+  Fixture f(/*open=*/true, absl::Seconds(1), /*history_points=*/0);
+  FetchAt(f, kA0, 100);
+  FetchAt(f, kA0, 140);
+  EXPECT_EQ(f.cache.TimesOf({{kA0, 119}})[0], std::nullopt);
+  EXPECT_EQ(f.cache.GetStats().histories, 0);
 }
 
 }  // namespace

@@ -88,6 +88,13 @@ std::unique_ptr<RdkafkaOffsetReader> NewReader(const std::string& bootstrap,
   return reader.ok() ? *std::move(reader) : nullptr;
 }
 
+// The offsets without PartitionOffsets::unconsumed_since (an estimate from the reader's history,
+// tested in lag_seconds_e2e_test), for exact comparisons.
+std::vector<PartitionOffsets> WithoutEstimates(std::vector<PartitionOffsets> partitions) {
+  for (PartitionOffsets& p : partitions) p.unconsumed_since.reset();
+  return partitions;
+}
+
 PartitionOffsets P(const std::string& topic, int32_t partition, std::optional<int64_t> committed,
                    int64_t log_start, int64_t end) {
   return PartitionOffsets{topic, partition, committed, log_start, end};
@@ -114,9 +121,49 @@ TEST(RdkafkaOffsetReaderMockTest, ReadsCommittedLogStartAndEnd) {
   absl::StatusOr<GroupOffsets> offsets =
       reader->ReadOffsets({.group = group, .topics = {topic}}, absl::Now() + absl::Seconds(5));
   ASSERT_TRUE(offsets.ok()) << offsets.status();
-  EXPECT_THAT(offsets->partitions,
+  EXPECT_THAT(WithoutEstimates(offsets->partitions),
               ElementsAre(P(topic, 0, 2, 0, 3), P(topic, 1, std::nullopt, 0, 0),
                           P(topic, 2, std::nullopt, 0, 5)));
+}
+
+TEST(RdkafkaOffsetReaderMockTest, UnconsumedSinceComesFromTheEndOffsetHistory) {
+  MockCluster cluster(3);
+  const std::string topic = cluster.Topic(3, {3, 0, 5});
+  const std::string group = UniqueName("mock-group");
+  ASSERT_TRUE(testing::CommitOffsets(cluster.bootstrap(), group, {{topic, 0, 2}}).ok());
+  const OffsetQuery query{.group = group, .topics = {topic}};
+
+  auto reader = NewReader(cluster.bootstrap(), {.end_offsets_max_age = absl::ZeroDuration()});
+  ASSERT_NE(reader, nullptr);
+  const absl::Time before = absl::Now();
+  absl::StatusOr<GroupOffsets> offsets = reader->ReadOffsets(query, before + absl::Seconds(5));
+  const absl::Time after = absl::Now();
+  ASSERT_TRUE(offsets.ok()) << offsets.status();
+  ASSERT_EQ(offsets->partitions.size(), 3u);
+  // Records older than the only sample: its time (the age is a lower bound).
+  for (int p : {0, 2}) {
+    const std::optional<absl::Time> since = offsets->partitions[p].unconsumed_since;
+    ASSERT_TRUE(since.has_value()) << p;
+    EXPECT_GE(*since, before) << p;
+    EXPECT_LE(*since, after) << p;
+  }
+  EXPECT_EQ(offsets->partitions[1].unconsumed_since, std::nullopt);  // empty: nothing unconsumed
+  EXPECT_GT(reader->Stats().lag_history_points, 0);
+
+  // Committed at the end: nothing unconsumed.
+  ASSERT_TRUE(testing::CommitOffsets(cluster.bootstrap(), group, {{topic, 0, 3}}).ok());
+  offsets = reader->ReadOffsets(query, absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(offsets.ok()) << offsets.status();
+  EXPECT_EQ(offsets->partitions[0].unconsumed_since, std::nullopt);
+
+  auto without = NewReader(cluster.bootstrap(), {.lag_history_points = 0});
+  ASSERT_NE(without, nullptr);
+  offsets = without->ReadOffsets(query, absl::Now() + absl::Seconds(5));
+  ASSERT_TRUE(offsets.ok()) << offsets.status();
+  for (const PartitionOffsets& p : offsets->partitions) {
+    EXPECT_EQ(p.unconsumed_since, std::nullopt) << p.partition;
+  }
+  EXPECT_EQ(without->Stats().lag_history_points, 0);
 }
 
 TEST(RdkafkaOffsetReaderMockTest, AllBrokersDownIsUnavailableWithinTheDeadline) {
@@ -146,7 +193,7 @@ TEST(RdkafkaOffsetReaderMockTest, AllBrokersDownIsUnavailableWithinTheDeadline) 
     if (offsets.ok()) break;
   }
   ASSERT_TRUE(offsets.ok()) << offsets.status();
-  EXPECT_THAT(offsets->partitions,
+  EXPECT_THAT(WithoutEstimates(offsets->partitions),
               ElementsAre(P(topic, 0, std::nullopt, 0, 1), P(topic, 1, std::nullopt, 0, 1)));
 }
 
@@ -261,7 +308,7 @@ TEST(RdkafkaOffsetReaderMockTest, NotLeaderIsRetriedAfterAMetadataRefresh) {
                                     RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION);
   absl::StatusOr<GroupOffsets> offsets = reader->ReadOffsets(query, absl::Now() + absl::Seconds(5));
   ASSERT_TRUE(offsets.ok()) << offsets.status();
-  EXPECT_THAT(offsets->partitions,
+  EXPECT_THAT(WithoutEstimates(offsets->partitions),
               ElementsAre(P(topic, 0, std::nullopt, 0, 3), P(topic, 1, std::nullopt, 0, 1)));
   const RdkafkaOffsetReaderStats after = reader->Stats();
   EXPECT_GT(after.list_offsets_calls - before.list_offsets_calls, 2);  // retried
@@ -301,7 +348,7 @@ TEST(RdkafkaOffsetReaderMockTest, UnknownTopicIsNotFoundAndSeenAsSoonAsItExists)
   rd_kafka_mock_topic_set_error(cluster.get(), topic.c_str(), RD_KAFKA_RESP_ERR_NO_ERROR);
   offsets = reader->ReadOffsets(query, absl::Now() + absl::Seconds(5));
   ASSERT_TRUE(offsets.ok()) << offsets.status();
-  EXPECT_THAT(offsets->partitions,
+  EXPECT_THAT(WithoutEstimates(offsets->partitions),
               ElementsAre(P(topic, 0, std::nullopt, 0, 0), P(topic, 1, std::nullopt, 0, 3)));
 }
 
@@ -322,7 +369,7 @@ TEST(RdkafkaOffsetReaderMockTest, UnknownPartitionOnListOffsetsOfAListedTopicIsU
                                     RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
   absl::StatusOr<GroupOffsets> offsets = reader->ReadOffsets(query, absl::Now() + absl::Seconds(5));
   ASSERT_TRUE(offsets.ok()) << offsets.status();
-  EXPECT_THAT(offsets->partitions,
+  EXPECT_THAT(WithoutEstimates(offsets->partitions),
               ElementsAre(P(topic, 0, std::nullopt, 0, 3), P(topic, 1, std::nullopt, 0, 1)));
 
   // More than the retries: kUnavailable, saying it is transient.
@@ -419,7 +466,7 @@ TEST(RdkafkaOffsetReaderMockTest, CoordinatorMovingIsRetriedThenUnavailable) {
     absl::StatusOr<GroupOffsets> offsets =
         reader->ReadOffsets(query, absl::Now() + absl::Seconds(5));
     ASSERT_TRUE(offsets.ok()) << rd_kafka_err2name(err) << ": " << offsets.status();
-    EXPECT_THAT(offsets->partitions, ElementsAre(P(topic, 0, 2, 0, 5)));
+    EXPECT_THAT(WithoutEstimates(offsets->partitions), ElementsAre(P(topic, 0, 2, 0, 5)));
     EXPECT_EQ(reader->Stats().offset_fetch_requests - before.offset_fetch_requests, 3);
     // More than the retries: kUnavailable naming the error.
     rd_kafka_mock_push_request_errors(cluster.get(), kOffsetFetch, 3, err, err, err);
@@ -488,7 +535,7 @@ TEST(RdkafkaOffsetReaderMockTest, CoordinatorErrorsAndMovesUnderLoadDoNotCrashOr
                                   absl::Now() + absl::Seconds(5));
           absl::MutexLock lock(&mu);
           if (offsets.ok()) {
-            ++(offsets->partitions == expected(g) ? tally.exact : tally.wrong);
+            ++(WithoutEstimates(offsets->partitions) == expected(g) ? tally.exact : tally.wrong);
           } else if (offsets.status().code() == absl::StatusCode::kUnavailable) {
             ++tally.unavailable;
           } else {
