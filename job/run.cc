@@ -91,6 +91,7 @@ RunOutcome RunJob(const JobOptions& o, const std::atomic<bool>& stop) {
         kafka::RdkafkaOffsetReader::Create(o.connection,
                                            {.client_id = "klag-job",
                                             .list_offsets_window = absl::ZeroDuration(),
+                                            .lag_history_points = 0,  // one read: no history
                                             .extra_properties = o.kafka_properties});
     if (!reader.ok()) return Finish(o, Failed(reader.status()), start);
     absl::StatusOr<int64_t> lag = MeasureLag(**reader, o.group, o.topics, o.isolation, o.reset,

@@ -55,6 +55,7 @@ struct Options {
   absl::Duration stream_poll_interval = absl::Seconds(10);
   absl::Duration metadata_max_age = absl::Seconds(30);
   absl::Duration end_offsets_max_age = absl::Seconds(1);
+  int64_t lag_history_points = 32;
   absl::Duration client_idle_timeout = absl::Minutes(30);
   absl::Duration shutdown_grace = absl::Seconds(10);
   absl::Duration stats_interval = absl::ZeroDuration();
@@ -97,6 +98,11 @@ void RegisterFlags(FlagSet& flags, Options& o) {
                  "trigger on a topic; one ListOffsets per leader broker refreshes them); 0: read "
                  "them for every evaluation",
                  &o.end_offsets_max_age);
+  flags.Int("lag-history-points", "KLAG_LAG_HISTORY_POINTS",
+            "(end offset, time) points kept per partition for lag in seconds and "
+            "activationLagSeconds (16 bytes each; a partition whose end never moves holds 2); 0: "
+            "no lag in seconds",
+            &o.lag_history_points);
   flags.Duration("client-idle-timeout", "KLAG_CLIENT_IDLE_TIMEOUT",
                  "Kafka clients and trigger state unused this long are dropped",
                  &o.client_idle_timeout);
@@ -194,6 +200,7 @@ struct Wiring {
               kafka::RdkafkaOffsetReaderOptions reader_options;
               reader_options.metadata_max_age = o.metadata_max_age;
               reader_options.end_offsets_max_age = o.end_offsets_max_age;
+              reader_options.lag_history_points = static_cast<int>(o.lag_history_points);
               absl::StatusOr<std::unique_ptr<kafka::RdkafkaOffsetReader>> reader =
                   kafka::RdkafkaOffsetReader::Create(config, reader_options);
               if (!reader.ok()) return reader.status();
@@ -426,6 +433,11 @@ int Main(int argc, char** argv) {
                 << "\n";
       return 2;
     }
+  }
+  if (options.lag_history_points < 0 || options.lag_history_points > 10'000) {
+    std::cerr << "klag-scaler: --lag-history-points must be between 0 and 10000, got "
+              << options.lag_history_points << "\n";
+    return 2;
   }
   if (absl::Status s = kafka::ValidateKerberosKeytabDir(options.kerberos_keytab_dir); !s.ok()) {
     std::cerr << "klag-scaler: " << s.message() << "\n";

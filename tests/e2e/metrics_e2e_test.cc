@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -41,17 +43,13 @@ std::string ReadAll(const std::string& path) {
 // the ports from.
 class ScalerProcess {
  public:
-  ScalerProcess() {
+  // `flags`: more klag-scaler flags.
+  explicit ScalerProcess(const std::vector<std::string>& flags = {"--evaluation-window", "1m"}) {
     log_path_ = absl::StrCat(::testing::TempDir(), "/metrics_e2e_scaler_", getpid(), ".log");
-    std::vector<std::string> args = {KLAG_SCALER_BINARY,
-                                     "--listen",
-                                     "127.0.0.1:0",
-                                     "--metrics-listen",
-                                     "127.0.0.1:0",
-                                     "--evaluation-window",
-                                     "1m",
-                                     "--log-level",
-                                     "info"};
+    std::vector<std::string> args = {
+        KLAG_SCALER_BINARY, "--listen",    "127.0.0.1:0", "--metrics-listen",
+        "127.0.0.1:0",      "--log-level", "info"};
+    args.insert(args.end(), flags.begin(), flags.end());
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -270,6 +268,86 @@ TEST(MetricsE2eTest, ScrapeShowsTheOffsetsLagAndRpcsOfARealTrigger) {
   }
   EXPECT_TRUE(build_info) << text;
 
+  EXPECT_EQ(scaler.Stop(), 0) << scaler.log();
+}
+
+// activationLagSeconds over gRPC against the real broker: five records stay below
+// activationLagThreshold 1000 by count, and the trigger turns active once the oldest of them is
+// older than 3 s (estimated from the end offsets the scaler saw move); the lag-seconds metrics
+// show the same age.
+TEST(MetricsE2eTest, ActivationLagSecondsActivatesOldRecordsBelowTheCountThreshold) {
+  const std::string bootstrap = testing::BrokerBootstrap();
+  const std::string topic = testing::UniqueName("lag-seconds");
+  const std::string group = testing::UniqueName("lag-seconds-group");
+  ASSERT_TRUE(testing::CreateTopic(bootstrap, topic, 1).ok());
+  ASSERT_TRUE(testing::CommitOffsets(bootstrap, group, {{topic, 0, 0}}).ok());
+
+  // Evaluations and end-offset reads are not reused past 100 ms, so the end offsets the scaler
+  // samples while the test polls bracket the produce closely.
+  ScalerProcess scaler({"--evaluation-window", "100ms", "--end-offsets-max-age", "100ms"});
+  ASSERT_NE(scaler.grpc_port(), 0);
+  auto stub = externalscaler::ExternalScaler::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", scaler.grpc_port()), grpc::InsecureChannelCredentials()));
+  externalscaler::ScaledObjectRef ref;
+  ref.set_name("batch-job");
+  ref.set_namespace_("team-b");
+  ref.mutable_scalermetadata()->insert({{"bootstrapServers", bootstrap},
+                                        {"consumerGroup", group},
+                                        {"topic", topic},
+                                        {"activationLagThreshold", "1000"},
+                                        {"activationLagSeconds", "3"}});
+  auto is_active = [&]() -> bool {
+    grpc::ClientContext ctx;
+    externalscaler::IsActiveResponse response;
+    const grpc::Status status = stub->IsActive(&ctx, ref, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response.result();
+  };
+  EXPECT_FALSE(is_active());  // no lag; the scaler sees the end offset at 0
+  // KEDA-like polling every 100 ms from before the produce until activation.
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> active_at_nanos{0};
+  std::thread poller([&] {
+    while (!stop.load()) {
+      if (is_active() && active_at_nanos.load() == 0) active_at_nanos = absl::GetCurrentTimeNanos();
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+  });
+  absl::SleepFor(absl::Milliseconds(300));
+  const absl::Time produce_start = absl::Now();
+  const bool produced_ok = testing::Produce(bootstrap, topic, 0, 5).ok();
+  const absl::Time produced = absl::Now();
+  while (produced_ok && absl::Now() < produced + absl::Seconds(15) && active_at_nanos.load() == 0) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  stop = true;
+  poller.join();
+  ASSERT_TRUE(produced_ok);
+  ASSERT_NE(active_at_nanos.load(), 0) << "never active by age";
+  const absl::Time active_at = absl::FromUnixNanos(active_at_nanos.load());
+  std::printf(
+      "active %.2f s after the produce started, %.2f s after it returned (activationLagSeconds "
+      "3)\n",
+      absl::ToDoubleSeconds(active_at - produce_start),
+      absl::ToDoubleSeconds(active_at - produced));
+  // The records were appended between produce_start and produced; the estimate places them
+  // within one end-offset sampling gap (~100-200 ms here, 1 s allowed for a loaded machine), and
+  // activation comes at the first poll after the estimated age passes 3 s.
+  EXPECT_GE(active_at - produce_start, absl::Seconds(2)) << "active too early: age overestimated";
+  EXPECT_LE(active_at - produced, absl::Seconds(5)) << "active too late: age underestimated";
+
+  auto [http_status, text] = HttpGet(scaler.metrics_port(), "/metrics");
+  ASSERT_EQ(http_status, 200) << text;
+  const std::map<std::string, std::string> samples = Samples(text);
+  const std::string t = absl::StrCat("{namespace=\"team-b\",scaledjob=\"batch-job\",group=\"",
+                                     group, "\",topic=\"", topic, "\"}");
+  ASSERT_EQ(samples.count("klag_trigger_lag_seconds" + t), 1u) << text;
+  EXPECT_GE(std::stod(samples.at("klag_trigger_lag_seconds" + t)), 3.0);
+  EXPECT_EQ(samples.at("klag_trigger_lag_records" + t), "5");
+  EXPECT_EQ(samples.at("klag_trigger_active" + t), "1");
+  const std::string p0 = absl::StrCat("{cluster=\"", bootstrap, "\",group=\"", group, "\",topic=\"",
+                                      topic, "\",partition=\"0\"}");
+  ASSERT_EQ(samples.count("klag_partition_lag_seconds" + p0), 1u) << text;
   EXPECT_EQ(scaler.Stop(), 0) << scaler.log();
 }
 
