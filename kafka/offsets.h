@@ -71,7 +71,8 @@ struct GroupOffsets {
   // behind the end and log-start offsets (a reader may answer from a shared snapshot: the
   // RdkafkaOffsetReader guarantees end_offsets_read_at >= arrival - end_offsets_max_age).
   // committed_read_at: send time of the OffsetFetch behind the committed offsets, never before
-  // the ReadOffsets call arrived. InfinitePast when unknown (e.g. a fake reader).
+  // the ReadOffsets call arrived (minus the reader's committed_offsets_max_age, zero by default).
+  // InfinitePast when unknown (e.g. a fake reader).
   absl::Time end_offsets_read_at = absl::InfinitePast();
   absl::Time committed_read_at = absl::InfinitePast();
 };

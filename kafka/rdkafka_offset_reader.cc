@@ -190,6 +190,7 @@ class RdkafkaOffsetReader::Impl {
   absl::Mutex committed_mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<SharedCommitted>> committed_
       ABSL_GUARDED_BY(committed_mu_);
+  absl::Time last_committed_sweep_ ABSL_GUARDED_BY(committed_mu_);
 };
 
 absl::StatusOr<Lane*> RdkafkaOffsetReader::Impl::LaneFor(IsolationLevel isolation) {
@@ -333,11 +334,19 @@ absl::Status RdkafkaOffsetReader::Impl::BeginCommitted(
   {
     absl::MutexLock lock(&committed_mu_);
     auto it = committed_.find(read.key_);
-    // Only a read sent after this call arrived answers it ("read for this poll").
-    if (it != committed_.end() && !it->second->done && it->second->sent_at >= arrived) {
-      read.joined_ = it->second;
-      counters_.offset_fetch_shared.fetch_add(1);
-      return absl::OkStatus();
+    // Only a read sent after this call arrived answers it ("read for this poll"), or, with
+    // committed_offsets_max_age, one sent at most that long before it arrived: in flight, or done
+    // and successful.
+    const absl::Time oldest = arrived - options_.committed_offsets_max_age;
+    if (it != committed_.end()) {
+      const SharedCommitted& shared = *it->second;
+      const bool in_flight = !shared.done && shared.sent_at >= oldest;
+      const bool answered = shared.done && shared.result.ok() && shared.read_at >= oldest;
+      if (in_flight || answered) {
+        read.joined_ = it->second;
+        counters_.offset_fetch_shared.fetch_add(1);
+        return absl::OkStatus();
+      }
     }
   }
   if (absl::Status s = EnsureReachable(lane, deadline, context); !s.ok()) return s;
@@ -360,8 +369,24 @@ void RdkafkaOffsetReader::Impl::Publish(const std::string& key,
   shared->result = std::move(result);
   shared->read_at = read_at;
   shared->done = true;
-  if (auto it = committed_.find(key); it != committed_.end() && it->second == shared) {
+  const absl::Duration max_age = options_.committed_offsets_max_age;
+  if (auto it = committed_.find(key); it != committed_.end() && it->second == shared &&
+                                      (max_age <= absl::ZeroDuration() || !shared->result.ok())) {
     committed_.erase(it);
+  }
+  // With a max age, answers stay for later callers: drop those too old to serve anyone, at
+  // most once per max age (so the map holds the keys read within about two max ages).
+  const absl::Time now = absl::Now();
+  if (max_age > absl::ZeroDuration() && now - last_committed_sweep_ >= max_age) {
+    last_committed_sweep_ = now;
+    for (auto it = committed_.begin(); it != committed_.end();) {
+      const SharedCommitted& entry = *it->second;
+      if (entry.done && entry.read_at < now - max_age) {
+        committed_.erase(it++);  // flat_hash_map: erase(iterator) returns void
+      } else {
+        ++it;
+      }
+    }
   }
 }
 

@@ -15,9 +15,10 @@
 //   - partitions: per-topic metadata cache, refreshed after `metadata_max_age` and at once after
 //     "unknown topic"/"not leader"-style errors (rdkafka_topic_metadata.h);
 //   - committed offsets: admin ListConsumerGroupOffsets (one OffsetFetch for the group), started
-//     first and awaited last. Always read for this call: concurrent calls for the same (group,
-//     isolation level, partitions) share one OffsetFetch only when it was sent after they
-//     arrived; GroupOffsets::committed_read_at is its send time;
+//     first and awaited last. Read for this call by default: concurrent calls for the same
+//     (group, isolation level, partitions) share one OffsetFetch only when it was sent after
+//     they arrived (with `committed_offsets_max_age`, at most that long before, answered or in
+//     flight); GroupOffsets::committed_read_at is its send time;
 //   - end and log-start offsets: a snapshot per isolation level and partition shared by every
 //     caller (end_offsets_cache.h), answered from when every needed value comes from a ListOffsets
 //     sent at most `end_offsets_max_age` before the call; otherwise refreshed by
@@ -54,6 +55,13 @@ struct RdkafkaOffsetReaderOptions {
   // ListOffsets that read them). Zero: every call waits for a refresh of its own or one that
   // started after it arrived.
   absl::Duration end_offsets_max_age = absl::Seconds(1);
+  // How old committed offsets may be when returned (measured from the send time of the
+  // OffsetFetch that read them, back from the call's arrival). Zero (the default): always read
+  // for the call (shared only with calls that arrived before it was sent). Above zero, calls for
+  // the same group, isolation level and partitions within this age share one OffsetFetch, so S
+  // ScaledJobs on one group cost one OffsetFetch per max age instead of S; the lag they see may
+  // then miss commits made within that age (it overstates lag by at most that much consumption).
+  absl::Duration committed_offsets_max_age = absl::ZeroDuration();
   // How long a snapshot refresh waits after its first caller for others to join it. Zero: no
   // waiting (callers still share the next refresh while one is in flight).
   absl::Duration list_offsets_window = absl::ZeroDuration();

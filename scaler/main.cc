@@ -56,6 +56,7 @@ struct Options {
   absl::Duration metadata_max_age = absl::Seconds(30);
   absl::Duration end_offsets_max_age = absl::Seconds(1);
   int64_t lag_history_points = 32;
+  absl::Duration committed_offsets_max_age = absl::ZeroDuration();
   absl::Duration client_idle_timeout = absl::Minutes(30);
   absl::Duration shutdown_grace = absl::Seconds(10);
   absl::Duration stats_interval = absl::ZeroDuration();
@@ -98,6 +99,11 @@ void RegisterFlags(FlagSet& flags, Options& o) {
                  "trigger on a topic; one ListOffsets per leader broker refreshes them); 0: read "
                  "them for every evaluation",
                  &o.end_offsets_max_age);
+  flags.Duration("committed-offsets-max-age", "KLAG_COMMITTED_OFFSETS_MAX_AGE",
+                 "how old the committed offsets behind an answer may be; above 0, triggers of one "
+                 "group and topic share one OffsetFetch per this age (lag may then miss commits "
+                 "that recent); 0: read them for every evaluation",
+                 &o.committed_offsets_max_age);
   flags.Int("lag-history-points", "KLAG_LAG_HISTORY_POINTS",
             "(end offset, time) points kept per partition for lag in seconds and "
             "activationLagSeconds (16 bytes each; a partition whose end never moves holds 2); 0: "
@@ -201,6 +207,7 @@ struct Wiring {
               reader_options.metadata_max_age = o.metadata_max_age;
               reader_options.end_offsets_max_age = o.end_offsets_max_age;
               reader_options.lag_history_points = static_cast<int>(o.lag_history_points);
+              reader_options.committed_offsets_max_age = o.committed_offsets_max_age;
               absl::StatusOr<std::unique_ptr<kafka::RdkafkaOffsetReader>> reader =
                   kafka::RdkafkaOffsetReader::Create(config, reader_options);
               if (!reader.ok()) return reader.status();

@@ -792,6 +792,44 @@ TEST(RdkafkaOffsetReaderMockTest, ConcurrentReadersOfOneGroupShareOnlyFreshOffse
   EXPECT_EQ(fetches + shared, kReaders);  // each reader either sent one or shared one
 }
 
+// committed_offsets_max_age: sequential readers of one group share an answered OffsetFetch
+// while it is young enough, and committed_read_at says how old it is; without it (the default)
+// every sequential call reads its own.
+TEST(RdkafkaOffsetReaderMockTest, CommittedOffsetsMaxAgeSharesAnsweredOffsetFetches) {
+  MockCluster cluster(1);
+  const std::string topic = cluster.Topic(3, {1, 1, 1});
+  const OffsetQuery query{.group = UniqueName("mock-group"), .topics = {topic}};
+  constexpr absl::Duration kMaxAge = absl::Seconds(2);
+  for (const absl::Duration max_age : {absl::ZeroDuration(), kMaxAge}) {
+    auto reader = NewReader(cluster.bootstrap(), {.committed_offsets_max_age = max_age});
+    ASSERT_NE(reader, nullptr);
+    const absl::Time first = absl::Now();
+    constexpr int kReads = 5;
+    for (int i = 0; i < kReads; ++i) {
+      const absl::Time arrived = absl::Now();
+      absl::StatusOr<GroupOffsets> offsets = reader->ReadOffsets(query, arrived + absl::Seconds(5));
+      ASSERT_TRUE(offsets.ok()) << offsets.status();
+      EXPECT_GE(offsets->committed_read_at, arrived - max_age);
+    }
+    RdkafkaOffsetReaderStats stats = reader->Stats();
+    if (absl::Now() - first >= kMaxAge) GTEST_SKIP() << "reads too slow for the age bound";
+    if (max_age == absl::ZeroDuration()) {
+      EXPECT_EQ(stats.offset_fetch_requests, kReads);
+      EXPECT_EQ(stats.offset_fetch_shared, 0);
+      continue;
+    }
+    EXPECT_EQ(stats.offset_fetch_requests, 1);
+    EXPECT_EQ(stats.offset_fetch_shared, kReads - 1);
+    // Past the age, the next call reads again.
+    absl::SleepFor(kMaxAge + absl::Milliseconds(100));
+    const absl::Time arrived = absl::Now();
+    absl::StatusOr<GroupOffsets> offsets = reader->ReadOffsets(query, arrived + absl::Seconds(5));
+    ASSERT_TRUE(offsets.ok()) << offsets.status();
+    EXPECT_GE(offsets->committed_read_at, arrived);
+    EXPECT_EQ(reader->Stats().offset_fetch_requests, 2);
+  }
+}
+
 // A cluster whose connections are refused, or whose name does not resolve, answers kUnavailable
 // long before a 5 s deadline once the reader has seen the failure.
 TEST(RdkafkaOffsetReaderMockTest, DeadClusterFailsFast) {
