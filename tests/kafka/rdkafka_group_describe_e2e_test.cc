@@ -1,15 +1,11 @@
 // DescribeGroup against the real broker: a group with a live consumer (a librdkafka consumer
-// subscribed and polling in this test) and a group nobody uses.
+// subscribed and polling in this test, testing::LiveConsumer) and a group nobody uses.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <librdkafka/rdkafka.h>
-
-#include <atomic>
-#include <thread>
 
 #include "kafka/rdkafka_group_describe.h"
-#include "kafka/rdkafka_handle.h"
 #include "tests/testing/kafka_admin.h"
+#include "tests/testing/live_consumer.h"
 #include "tests/testing/test_env.h"
 
 namespace klag::kafka {
@@ -17,44 +13,6 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
-
-// A consumer in `group` subscribed to `topic`, polling on its own thread until destroyed.
-class LiveConsumer {
- public:
-  LiveConsumer(const std::string& bootstrap, const std::string& group, const std::string& topic) {
-    absl::StatusOr<rdkafka::HandlePtr> rk =
-        rdkafka::NewHandle(RD_KAFKA_CONSUMER, {{"bootstrap.servers", bootstrap},
-                                               {"group.id", group},
-                                               {"client.id", "describe-test-consumer"},
-                                               {"enable.auto.commit", "false"}});
-    if (!rk.ok()) {
-      ADD_FAILURE() << rk.status();
-      return;
-    }
-    rk_ = *std::move(rk);
-    rd_kafka_poll_set_consumer(rk_.get());
-    rdkafka::PartitionListPtr topics(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(topics.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
-    EXPECT_EQ(rd_kafka_subscribe(rk_.get(), topics.get()), RD_KAFKA_RESP_ERR_NO_ERROR);
-    poller_ = std::thread([this] {
-      while (!stop_.load()) {
-        if (rd_kafka_message_t* m = rd_kafka_consumer_poll(rk_.get(), 100); m != nullptr) {
-          rd_kafka_message_destroy(m);
-        }
-      }
-    });
-  }
-  ~LiveConsumer() {
-    stop_.store(true);
-    if (poller_.joinable()) poller_.join();
-    if (rk_ != nullptr) rd_kafka_consumer_close(rk_.get());
-  }
-
- private:
-  rdkafka::HandlePtr rk_;
-  std::atomic<bool> stop_{false};
-  std::thread poller_;
-};
 
 ConnectionConfig Plain(const std::string& bootstrap) {
   ConnectionConfig c;
@@ -67,7 +25,8 @@ TEST(RdkafkaGroupDescribeE2eTest, GroupWithLiveConsumerIsStableWithItsAssignment
   const std::string topic = testing::UniqueName("describe-topic");
   const std::string group = testing::UniqueName("describe-group");
   ASSERT_TRUE(testing::CreateTopic(bootstrap, topic, 2).ok());
-  LiveConsumer consumer(bootstrap, group, topic);
+  testing::LiveConsumer consumer(bootstrap, group, {topic}, "describe-test-consumer");
+  ASSERT_TRUE(consumer.status().ok()) << consumer.status();
 
   // The group settles after the join and sync rounds; ask until it is Stable with an assignment.
   absl::StatusOr<GroupDescription> g;
