@@ -98,6 +98,8 @@ std::string FormatGroup(const Evaluation& evaluation,
                         ")\n");
   }
   std::string out = absl::StrCat("\nconsumer group ", name, ": state ", group->state);
+  // What Kafka answers for a group id its coordinator has no state for (never used, or expired).
+  if (group->state == "Dead") absl::StrAppend(&out, " (the coordinator knows no such group)");
   if (!group->partition_assignor.empty()) {
     absl::StrAppend(&out, ", assignor ", group->partition_assignor);
   }

@@ -205,6 +205,12 @@ TEST(CheckReportTest, AGroupWithoutMembersOrThatCannotBeDescribedIsANoteNotAFail
   EXPECT_EQ(nlohmann::json::parse(FormatCheckReportJson(e, {.group = empty}))["group"]["members"],
             nlohmann::json::array());
 
+  kafka::GroupDescription dead{.group_id = "python_data_load", .state = "Dead"};
+  EXPECT_NE(FormatCheckReport(e, {.group = dead})
+                .find("consumer group python_data_load: state Dead (the coordinator knows no such "
+                      "group), 0 members\n"),
+            std::string::npos);
+
   const CheckContext denied{.group = absl::PermissionDeniedError(
                                 "cluster k:9092: group python_data_load: DescribeGroups: denied")};
   EXPECT_NE(FormatCheckReport(e, denied).find(
