@@ -132,8 +132,8 @@ std::string Origin(const YAML::Node& container, const std::string& variable) {
   }
   if (!origin.empty()) return origin;
   return Present(At(container, "envFrom"))
-             ? "is not a literal in its env (envFrom cannot be read offline)"
-             : "is not in its env (KEDA would leave the key out)";
+             ? "is not a literal in the container's env (envFrom cannot be read offline)"
+             : "is not in the container's env (KEDA would leave the key out)";
 }
 
 absl::StatusOr<ManifestTrigger> ParseUnchecked(absl::string_view yaml,

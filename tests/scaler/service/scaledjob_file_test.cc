@@ -93,7 +93,7 @@ spec:
                           Pair("passwordFromEnv", "from-shell"), Pair("usernameFromEnv", "alice")));
   EXPECT_THAT(t->notes,
               ElementsAre(HasSubstr("passwordFromEnv: PW comes from secretKeyRef creds/pw"),
-                          HasSubstr("usernameFromEnv: USER is not in its env")));
+                          HasSubstr("usernameFromEnv: USER is not in the container's env")));
 
   // Missing in both: the existing error names key and variable, never a value.
   metadata = t->metadata;
