@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
@@ -19,6 +20,7 @@
 #include "common/logging.h"
 #include "common/version.h"
 #include "kafka/cluster_registry.h"
+#include "kafka/rdkafka_group_describe.h"
 #include "kafka/rdkafka_offset_reader.h"
 #include "kafka/rdkafka_version.h"
 #include "scaler/metrics/metrics_exposer.h"
@@ -26,6 +28,7 @@
 #include "scaler/service/check_report.h"
 #include "scaler/service/evaluator.h"
 #include "scaler/service/external_scaler_service.h"
+#include "scaler/service/scaledjob_file.h"
 #include "scaler/service/server.h"
 
 namespace klag::scaler {
@@ -36,14 +39,20 @@ constexpr char kSummary[] = R"(klag-scaler: KEDA external scaler for Kafka consu
 Usage:
   klag-scaler [serve] [options]           serve KEDA's externalscaler.ExternalScaler over gRPC
   klag-scaler check [options] KEY=VALUE   evaluate one trigger's metadata once and print, per
-                                          partition, committed / log start / end / lag, and
-                                          what KEDA would receive (-o json: as JSON); a
-                                          <key>FromEnv=VAR takes VAR from this environment,
-                                          as KEDA takes it from the Job's
+                                          partition, committed / log start / end / lag, what
+                                          KEDA would receive, and the group's state and
+                                          members (-o json: as JSON); a <key>FromEnv=VAR takes
+                                          VAR from this environment, as KEDA takes it from the
+                                          Job's
+  klag-scaler check --scaledjob FILE [--trigger N] [--name NAME] [KEY=VALUE...]
+                                          the same for a trigger of a ScaledJob/ScaledObject
+                                          manifest; FromEnv from its container's literal env,
+                                          else this environment; KEY=VALUE overrides metadata
 
-Example:
+Examples:
   klag-scaler check bootstrapServers=kafka:9092 consumerGroup=python_data_load \
-      topic=ListedStockPrice lagThreshold=1)";
+      topic=ListedStockPrice lagThreshold=1
+  klag-scaler check --scaledjob deploy/jobs/scaledjob.yaml bootstrapServers=127.0.0.1:9092)";
 
 struct Options {
   ServerOptions server;
@@ -75,6 +84,9 @@ struct Options {
   std::string log_level = "info";
   bool version = false;
   std::string output = "text";  // check: text or json
+  std::string check_scaledjob;  // check: a ScaledJob/ScaledObject manifest to take the trigger from
+  std::string check_trigger;    // check: index into its spec.triggers; empty: the only evaluable
+  std::string check_name;       // check: the ScaledJob/ScaledObject's name; empty: the first
   std::string metrics_listen = "0.0.0.0:9022";
   int64_t metrics_max_series = 10000;
   absl::Duration metrics_series_ttl = absl::Minutes(10);
@@ -191,6 +203,17 @@ void RegisterFlags(FlagSet& flags, Options& o) {
                {"trace", "debug", "info", "warn", "error", "off"}, &o.log_level);
   flags.Choice("output", "", "check: what to print (-o is short for --output)", {"text", "json"},
                &o.output);
+  flags.String("scaledjob", "",
+               "check: take the trigger from this ScaledJob (or ScaledObject) YAML file",
+               &o.check_scaledjob);
+  flags.String("trigger", "",
+               "check --scaledjob: index of the trigger in spec.triggers (default: the only "
+               "external, external-push or kafka one)",
+               &o.check_trigger);
+  flags.String("name", "",
+               "check --scaledjob: the ScaledJob/ScaledObject of this name in a multi-document "
+               "file (default: the first)",
+               &o.check_name);
 }
 
 LibraryVersions Libraries() {
@@ -287,32 +310,75 @@ void LogStats(Wiring& wiring) {
 }
 
 int Check(const Options& options, const std::vector<std::string>& args) {
-  Metadata metadata;
+  TriggerRef ref{.name = "check", .namespace_ = "cli"};
+  EnvLookup env = ProcessEnv();
+  CheckContext context;
+  if (!options.check_scaledjob.empty()) {
+    ManifestSelection selection{.name = options.check_name};
+    if (!options.check_trigger.empty()) {
+      size_t index = 0;
+      if (!absl::SimpleAtoi(options.check_trigger, &index)) {
+        std::cerr << "klag-scaler check: --trigger takes an index into spec.triggers, got \""
+                  << options.check_trigger << "\"\n";
+        return 2;
+      }
+      selection.trigger_index = index;
+    }
+    // The path comes from the operator running check on their own machine.
+    absl::StatusOr<ManifestTrigger> trigger =
+        LoadManifestTrigger(options.check_scaledjob, selection);
+    if (!trigger.ok()) {
+      std::cerr << "klag-scaler check: " << trigger.status().message() << "\n";
+      return 2;
+    }
+    ref.metadata = trigger->metadata;
+    // The manifest's name and namespace, as KEDA would send them (a profile's allowedNamespaces
+    // is checked against the namespace).
+    if (!trigger->name.empty()) ref.name = trigger->name;
+    if (!trigger->namespace_.empty()) ref.namespace_ = trigger->namespace_;
+    context.source = absl::StrCat(
+        trigger->kind, " ", trigger->name, ", trigger ", trigger->index, " (", trigger->type,
+        trigger->trigger_name.empty() ? "" : absl::StrCat(" ", trigger->trigger_name), ") in ",
+        options.check_scaledjob,
+        trigger->env_source.empty() ? "" : absl::StrCat("; env of ", trigger->env_source));
+    context.notes = trigger->notes;
+    env = ManifestEnv(*trigger, ProcessEnv());
+  } else if (!options.check_trigger.empty() || !options.check_name.empty()) {
+    std::cerr << "klag-scaler check: --trigger and --name choose within --scaledjob FILE\n";
+    return 2;
+  }
+  // KEY=VALUE arguments: the metadata, or overrides of the manifest's (e.g. a port-forwarded
+  // bootstrapServers, or what a TriggerAuthentication would add).
   for (const std::string& arg : args) {
     std::pair<std::string, std::string> kv = absl::StrSplit(arg, absl::MaxSplits('=', 1));
     if (arg.find('=') == std::string::npos || kv.first.empty()) {
       std::cerr << "klag-scaler check: expected KEY=VALUE, got \"" << arg << "\"\n";
       return 2;
     }
-    metadata[kv.first] = kv.second;
+    ref.metadata[kv.first] = kv.second;
   }
-  if (metadata.empty()) {
-    std::cerr << "klag-scaler check: give the trigger's metadata as KEY=VALUE arguments\n";
+  if (ref.metadata.empty()) {
+    std::cerr << "klag-scaler check: give the trigger's metadata as KEY=VALUE arguments, or "
+                 "--scaledjob FILE\n";
     return 2;
   }
-  if (absl::Status s = ResolveFromEnv(ProcessEnv(), &metadata); !s.ok()) {
+  if (absl::Status s = ResolveFromEnv(env, &ref.metadata); !s.ok()) {
     std::cerr << "klag-scaler check: " << s.message() << "\n";
     return 2;
   }
   Wiring wiring(options);
-  absl::StatusOr<std::shared_ptr<const Evaluation>> evaluation = wiring.evaluator.Evaluate(
-      TriggerRef{.name = "check", .namespace_ = "cli", .metadata = std::move(metadata)});
+  absl::StatusOr<std::shared_ptr<const Evaluation>> evaluation =
+      wiring.evaluator.Evaluate(std::move(ref));
   if (!evaluation.ok()) {
     std::cerr << "klag-scaler check: " << evaluation.status().ToString() << "\n";
     return 1;
   }
-  std::cout << (options.output == "json" ? FormatCheckReportJson(**evaluation)
-                                         : FormatCheckReport(**evaluation));
+  // The group as its coordinator sees it (a client of its own, gone when this returns).
+  const TriggerSpec& spec = *(*evaluation)->trigger.spec;
+  context.group = kafka::DescribeGroup(spec.connection, spec.consumer_group,
+                                       absl::Now() + options.kafka_timeout);
+  std::cout << (options.output == "json" ? FormatCheckReportJson(**evaluation, context)
+                                         : FormatCheckReport(**evaluation, context));
   return 0;
 }
 

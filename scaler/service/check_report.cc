@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -25,9 +26,133 @@ nlohmann::json OptionalJson(std::optional<double> value) {
   return value.has_value() ? nlohmann::json(*value) : nlohmann::json(nullptr);
 }
 
+// The trigger's topics: as configured, or (without `topic`) those the report found commits for.
+std::set<std::string, std::less<>> TriggerTopics(const Evaluation& evaluation) {
+  std::set<std::string, std::less<>> topics(evaluation.trigger.spec->topics.begin(),
+                                            evaluation.trigger.spec->topics.end());
+  if (topics.empty()) {
+    for (const PartitionLag& p : evaluation.report.partitions) topics.insert(p.topic);
+  }
+  return topics;
+}
+
+// A member's assignment split into the trigger's topics and a count of the rest.
+struct MemberPartitions {
+  std::vector<kafka::TopicPartition> trigger;
+  size_t other = 0;
+};
+
+MemberPartitions SplitAssignment(const kafka::GroupMember& member,
+                                 const std::set<std::string, std::less<>>& topics) {
+  MemberPartitions out;
+  for (const kafka::TopicPartition& tp : member.assignment) {
+    if (topics.contains(tp.topic)) {
+      out.trigger.push_back(tp);
+    } else {
+      ++out.other;
+    }
+  }
+  return out;
+}
+
+// "orders:0,1 payments:3" (the assignment is sorted by topic, then partition).
+std::string FormatPartitions(const MemberPartitions& p) {
+  std::string out;
+  for (size_t i = 0; i < p.trigger.size(); ++i) {
+    const bool new_topic = i == 0 || p.trigger[i].topic != p.trigger[i - 1].topic;
+    absl::StrAppend(&out, new_topic ? (i == 0 ? "" : " ") : ",",
+                    new_topic ? absl::StrCat(p.trigger[i].topic, ":") : "", p.trigger[i].partition);
+  }
+  if (out.empty()) out = "-";
+  if (p.other > 0) absl::StrAppend(&out, " (+", p.other, " of other topics)");
+  return out;
+}
+
+// Columns two spaces apart (right-aligned where `numeric`), each line prefixed with `indent`.
+std::string FormatColumns(const std::vector<std::vector<std::string>>& rows,
+                          absl::string_view indent, const std::vector<bool>& numeric) {
+  std::vector<size_t> widths(rows.empty() ? 0 : rows[0].size(), 0);
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line(indent);
+    for (size_t i = 0; i < row.size(); ++i) {
+      absl::StrAppend(&line,
+                      numeric[i] ? absl::StrFormat("%*s", widths[i], row[i])
+                                 : absl::StrFormat("%-*s", widths[i], row[i]),
+                      i + 1 < row.size() ? "  " : "");
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    absl::StrAppend(&out, line, "\n");
+  }
+  return out;
+}
+
+std::string FormatGroup(const Evaluation& evaluation,
+                        const absl::StatusOr<kafka::GroupDescription>& group) {
+  const std::string& name = evaluation.trigger.spec->consumer_group;
+  if (!group.ok()) {
+    return absl::StrCat("\nconsumer group ", name, ": not described (", group.status().ToString(),
+                        ")\n");
+  }
+  std::string out = absl::StrCat("\nconsumer group ", name, ": state ", group->state);
+  // What Kafka answers for a group id its coordinator has no state for (never used, or expired).
+  if (group->state == "Dead") absl::StrAppend(&out, " (the coordinator knows no such group)");
+  if (!group->partition_assignor.empty()) {
+    absl::StrAppend(&out, ", assignor ", group->partition_assignor);
+  }
+  if (group->coordinator.has_value()) absl::StrAppend(&out, ", coordinator ", *group->coordinator);
+  absl::StrAppend(&out, ", ", group->members.size(),
+                  group->members.size() == 1 ? " member\n" : " members\n");
+  if (group->members.empty()) {
+    if (evaluation.report.total_lag_with_persistent > 0) {
+      absl::StrAppend(&out, "  no live consumer: nothing consumes the lag until a Job starts\n");
+    }
+    return out;
+  }
+  const std::set<std::string, std::less<>> topics = TriggerTopics(evaluation);
+  std::vector<std::vector<std::string>> rows = {{"CLIENT-ID", "HOST", "INSTANCE-ID", "PARTITIONS"}};
+  for (const kafka::GroupMember& m : group->members) {
+    rows.push_back({m.client_id, m.host, m.group_instance_id.value_or("-"),
+                    FormatPartitions(SplitAssignment(m, topics))});
+  }
+  absl::StrAppend(&out, FormatColumns(rows, "  ", {false, false, false, false}));
+  return out;
+}
+
+nlohmann::json GroupJson(const Evaluation& evaluation,
+                         const absl::StatusOr<kafka::GroupDescription>& group) {
+  if (!group.ok()) return {{"error", group.status().ToString()}};
+  const std::set<std::string, std::less<>> topics = TriggerTopics(evaluation);
+  nlohmann::json members = nlohmann::json::array();
+  for (const kafka::GroupMember& m : group->members) {
+    const MemberPartitions p = SplitAssignment(m, topics);
+    nlohmann::json partitions = nlohmann::json::array();
+    for (const kafka::TopicPartition& tp : p.trigger) {
+      partitions.push_back({{"topic", tp.topic}, {"partition", tp.partition}});
+    }
+    members.push_back(
+        {{"member_id", m.member_id},
+         {"client_id", m.client_id},
+         {"group_instance_id",
+          m.group_instance_id.has_value() ? nlohmann::json(*m.group_instance_id) : nullptr},
+         {"host", m.host},
+         {"partitions", std::move(partitions)},
+         {"other_partitions", p.other}});
+  }
+  return {{"state", group->state},
+          {"partition_assignor", group->partition_assignor},
+          {"simple", group->simple},
+          {"coordinator",
+           group->coordinator.has_value() ? nlohmann::json(*group->coordinator) : nullptr},
+          {"members", std::move(members)}};
+}
+
 }  // namespace
 
-std::string FormatCheckReport(const Evaluation& evaluation) {
+std::string FormatCheckReport(const Evaluation& evaluation, const CheckContext& context) {
   const TriggerSpec& spec = *evaluation.trigger.spec;
   const LagReport& report = evaluation.report;
 
@@ -49,26 +174,16 @@ std::string FormatCheckReport(const Evaluation& evaluation) {
                     absl::StrCat(p.log_start), absl::StrCat(p.end), absl::StrCat(p.lag),
                     FormatSeconds(p.lag_seconds), note});
   }
-  std::vector<size_t> widths(rows[0].size(), 0);
-  for (const auto& row : rows) {
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
-  }
-  std::string out = absl::StrCat(
-      "consumer group ", spec.consumer_group, ", topics ",
+  std::string out;
+  if (!context.source.empty()) absl::StrAppend(&out, "trigger: ", context.source, "\n");
+  for (const std::string& note : context.notes) absl::StrAppend(&out, "note: ", note, "\n");
+  if (!out.empty()) out += "\n";
+  absl::StrAppend(
+      &out, "consumer group ", spec.consumer_group, ", topics ",
       spec.topics.empty() ? "(from the group's commits)" : absl::StrJoin(spec.topics, ","), "\n\n");
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      // Numbers right-aligned, text left-aligned.
-      const bool numeric = i >= 1 && i <= 6;
-      absl::StrAppend(&line,
-                      numeric ? absl::StrFormat("%*s", widths[i], row[i])
-                              : absl::StrFormat("%-*s", widths[i], row[i]),
-                      i + 1 < row.size() ? "  " : "");
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    absl::StrAppend(&out, line, "\n");
-  }
+  // Numbers right-aligned, text left-aligned.
+  absl::StrAppend(&out,
+                  FormatColumns(rows, "", {false, true, true, true, true, true, true, false}));
   absl::StrAppend(&out, "\ntotal lag ", report.total_lag_with_persistent, " (metric lag ",
                   report.total_lag, ", ", report.partitions_with_lag, " of ",
                   report.partitions.size(), " partitions lagging), oldest unconsumed record ",
@@ -89,10 +204,11 @@ std::string FormatCheckReport(const Evaluation& evaluation) {
                     " s activationLagSeconds");
   }
   absl::StrAppend(&out, ")\n");
+  if (context.group.has_value()) absl::StrAppend(&out, FormatGroup(evaluation, *context.group));
   return out;
 }
 
-std::string FormatCheckReportJson(const Evaluation& evaluation) {
+std::string FormatCheckReportJson(const Evaluation& evaluation, const CheckContext& context) {
   const TriggerSpec& spec = *evaluation.trigger.spec;
   const LagReport& report = evaluation.report;
   nlohmann::json partitions = nlohmann::json::array();
@@ -107,21 +223,23 @@ std::string FormatCheckReportJson(const Evaluation& evaluation) {
                           {"lag_seconds", OptionalJson(p.lag_seconds)},
                           {"persistent", p.persistent}});
   }
-  const nlohmann::json out = {
-      {"consumer_group", spec.consumer_group},
-      {"topics", spec.topics},
-      {"partitions", std::move(partitions)},
-      {"total_lag", report.total_lag_with_persistent},
-      {"metric_lag", report.total_lag},
-      {"partitions_with_lag", report.partitions_with_lag},
-      {"max_lag_seconds", OptionalJson(report.max_lag_seconds)},
-      {"keda",
-       {{"metric_name", evaluation.trigger.metric_name},
-        {"metric_value", report.metric_value},
-        {"target", spec.lag_threshold},
-        {"active", report.active},
-        {"activation_lag_threshold", spec.activation_lag_threshold},
-        {"activation_lag_seconds", OptionalJson(spec.activation_lag_seconds)}}}};
+  nlohmann::json out = {{"consumer_group", spec.consumer_group},
+                        {"topics", spec.topics},
+                        {"partitions", std::move(partitions)},
+                        {"total_lag", report.total_lag_with_persistent},
+                        {"metric_lag", report.total_lag},
+                        {"partitions_with_lag", report.partitions_with_lag},
+                        {"max_lag_seconds", OptionalJson(report.max_lag_seconds)},
+                        {"keda",
+                         {{"metric_name", evaluation.trigger.metric_name},
+                          {"metric_value", report.metric_value},
+                          {"target", spec.lag_threshold},
+                          {"active", report.active},
+                          {"activation_lag_threshold", spec.activation_lag_threshold},
+                          {"activation_lag_seconds", OptionalJson(spec.activation_lag_seconds)}}}};
+  if (!context.source.empty()) out["source"] = context.source;
+  if (!context.notes.empty()) out["notes"] = context.notes;
+  if (context.group.has_value()) out["group"] = GroupJson(evaluation, *context.group);
   // Replace, not throw, on bytes that are not UTF-8 (topic names come from the broker).
   return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }

@@ -1,26 +1,46 @@
-// What `klag-scaler check` prints: one row per partition (committed, log start, end, lag) and
-// what KEDA would receive (metric name, value, target, active), as text or as one JSON document;
-// and how it reads `...FromEnv` keys.
+// What `klag-scaler check` prints: one row per partition (committed, log start, end, lag), what
+// KEDA would receive (metric name, value, target, active) and the consumer group's state and
+// members, as text or as one JSON document; and how it reads `...FromEnv` keys.
 //
 //   RETURN_IF_ERROR(ResolveFromEnv(ProcessEnv(), &metadata));
-//   std::cout << FormatCheckReport(**evaluation);       // or FormatCheckReportJson
+//   CheckContext context{.group = kafka::DescribeGroup(spec.connection, spec.consumer_group, d)};
+//   std::cout << FormatCheckReport(**evaluation, context);  // or FormatCheckReportJson
 #pragma once
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "common/flags.h"
+#include "kafka/group_description.h"
 #include "scaler/service/evaluator.h"
 
 namespace klag::scaler {
 
-std::string FormatCheckReport(const Evaluation& evaluation);
+// What check knows beyond the evaluation.
+struct CheckContext {
+  // Where the metadata came from, e.g. "ScaledJob sj, trigger 0 (external) in sj.yaml"; empty:
+  // the command line.
+  std::string source;
+  // Things the operator should know (scaler/service/scaledjob_file.h's notes). No secrets.
+  std::vector<std::string> notes;
+  // The group as its coordinator describes it; nullopt: not asked. An error (e.g. no DESCRIBE
+  // permission on the group) is shown as such, it does not fail the check.
+  std::optional<absl::StatusOr<kafka::GroupDescription>> group;
+};
+
+std::string FormatCheckReport(const Evaluation& evaluation, const CheckContext& context = {});
 
 // The same facts as one JSON object (and a newline): consumer_group, topics, partitions
 // [{topic, partition, committed (null without a commit), log_start, end, lag, persistent}],
-// total_lag, metric_lag, partitions_with_lag, and keda {metric_name, metric_value, target,
-// active, activation_lag_threshold}.
-std::string FormatCheckReportJson(const Evaluation& evaluation);
+// total_lag, metric_lag, partitions_with_lag, keda {metric_name, metric_value, target, active,
+// activation_lag_threshold}; with a context, source and notes when set, and group {state,
+// partition_assignor, simple, coordinator, members [{member_id, client_id, group_instance_id,
+// host, partitions [{topic, partition}] (the trigger's topics), other_partitions (count)}]} or
+// group {error}.
+std::string FormatCheckReportJson(const Evaluation& evaluation, const CheckContext& context = {});
 
 // KEDA resolves a `<key>FromEnv: VAR` trigger key from the Job template's environment and sends
 // the value; `check` runs outside KEDA, so it resolves them from its own environment the same

@@ -138,5 +138,94 @@ TEST(CheckReportTest, FromEnvKeysTakeTheValueOfTheVariableTheyName) {
   EXPECT_NE(s.message().find("NOT_SET_ANYWHERE"), absl::string_view::npos) << s;
 }
 
+kafka::GroupDescription StableGroup() {
+  kafka::GroupDescription g;
+  g.group_id = "python_data_load";
+  g.state = "Stable";
+  g.partition_assignor = "range";
+  g.coordinator = "broker-0:9092 (broker 0)";
+  g.members = {{.member_id = "job-1-5f3a",
+                .client_id = "job-1",
+                .host = "/10.0.0.7",
+                .assignment = {{"ListedStockPrice", 0}, {"ListedStockPrice", 1}, {"other", 4}}},
+               {.member_id = "job-2-9c1e",
+                .group_instance_id = "pod-2",
+                .client_id = "job-2",
+                .host = "/10.0.0.8",
+                .assignment = {{"ListedStockPrice", 2}}}};
+  return g;
+}
+
+TEST(CheckReportTest, ShowsTheGroupStateAndMembersWithTheTriggersPartitions) {
+  const Evaluation e = ThreePartitions();
+  const CheckContext context{.source = "ScaledJob sj, trigger 0 (external) in sj.yaml",
+                             .notes = {"saslFromEnv: KLAG_SASL taken from this environment"},
+                             .group = StableGroup()};
+  const std::string text = FormatCheckReport(e, context);
+  EXPECT_EQ(text.rfind("trigger: ScaledJob sj, trigger 0 (external) in sj.yaml\n"
+                       "note: saslFromEnv: KLAG_SASL taken from this environment\n\n"
+                       "consumer group python_data_load, topics ListedStockPrice\n",
+                       0),
+            0u)
+      << text;
+  EXPECT_NE(text.find("consumer group python_data_load: state Stable, assignor range, coordinator "
+                      "broker-0:9092 (broker 0), 2 members\n"
+                      "  CLIENT-ID  HOST       INSTANCE-ID  PARTITIONS\n"
+                      "  job-1      /10.0.0.7  -            ListedStockPrice:0,1 (+1 of other "
+                      "topics)\n"
+                      "  job-2      /10.0.0.8  pod-2        ListedStockPrice:2\n"),
+            std::string::npos)
+      << text;
+
+  const nlohmann::json j = nlohmann::json::parse(FormatCheckReportJson(e, context));
+  EXPECT_EQ(j["source"], "ScaledJob sj, trigger 0 (external) in sj.yaml");
+  EXPECT_EQ(j["notes"].size(), 1u);
+  EXPECT_EQ(j["group"]["state"], "Stable");
+  EXPECT_EQ(j["group"]["partition_assignor"], "range");
+  ASSERT_EQ(j["group"]["members"].size(), 2u);
+  const nlohmann::json& m = j["group"]["members"][0];
+  EXPECT_EQ(m["client_id"], "job-1");
+  EXPECT_EQ(m["member_id"], "job-1-5f3a");
+  EXPECT_TRUE(m["group_instance_id"].is_null());
+  EXPECT_EQ(m["host"], "/10.0.0.7");
+  EXPECT_EQ(m["partitions"], nlohmann::json::parse(R"([{"topic":"ListedStockPrice","partition":0},
+                                                     {"topic":"ListedStockPrice","partition":1}])"));
+  EXPECT_EQ(m["other_partitions"], 1);
+  EXPECT_EQ(j["group"]["members"][1]["group_instance_id"], "pod-2");
+}
+
+TEST(CheckReportTest, AGroupWithoutMembersOrThatCannotBeDescribedIsANoteNotAFailure) {
+  const Evaluation e = ThreePartitions();
+  kafka::GroupDescription empty{.group_id = "python_data_load", .state = "Empty"};
+  const std::string text = FormatCheckReport(e, {.group = empty});
+  EXPECT_NE(text.find("consumer group python_data_load: state Empty, 0 members\n"
+                      "  no live consumer: nothing consumes the lag until a Job starts\n"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(nlohmann::json::parse(FormatCheckReportJson(e, {.group = empty}))["group"]["members"],
+            nlohmann::json::array());
+
+  kafka::GroupDescription dead{.group_id = "python_data_load", .state = "Dead"};
+  EXPECT_NE(FormatCheckReport(e, {.group = dead})
+                .find("consumer group python_data_load: state Dead (the coordinator knows no such "
+                      "group), 0 members\n"),
+            std::string::npos);
+
+  const CheckContext denied{.group = absl::PermissionDeniedError(
+                                "cluster k:9092: group python_data_load: DescribeGroups: denied")};
+  EXPECT_NE(FormatCheckReport(e, denied).find(
+                "consumer group python_data_load: not described (PERMISSION_DENIED: "
+                "cluster k:9092: group python_data_load: DescribeGroups: denied)"),
+            std::string::npos);
+  const nlohmann::json j = nlohmann::json::parse(FormatCheckReportJson(e, denied));
+  EXPECT_EQ(j["group"]["error"],
+            "PERMISSION_DENIED: cluster k:9092: group python_data_load: DescribeGroups: denied");
+  EXPECT_EQ(j["keda"]["metric_value"], 3);  // the evaluation is reported all the same
+
+  // Without a context: no group section at all (not asked).
+  EXPECT_EQ(FormatCheckReport(e).find("state "), std::string::npos);
+  EXPECT_FALSE(nlohmann::json::parse(FormatCheckReportJson(e)).contains("group"));
+}
+
 }  // namespace
 }  // namespace klag::scaler

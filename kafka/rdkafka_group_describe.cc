@@ -1,0 +1,97 @@
+#include "kafka/rdkafka_group_describe.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include <algorithm>
+#include <tuple>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "kafka/rdkafka_handle.h"
+#include "kafka/rdkafka_status.h"
+
+namespace klag::kafka {
+namespace {
+
+std::string Text(const char* s) { return s == nullptr ? "" : s; }
+
+GroupMember ToMember(const rd_kafka_MemberDescription_t* m) {
+  GroupMember member;
+  member.member_id = Text(rd_kafka_MemberDescription_consumer_id(m));
+  if (const char* instance = rd_kafka_MemberDescription_group_instance_id(m);
+      instance != nullptr && *instance != '\0') {
+    member.group_instance_id = instance;
+  }
+  member.client_id = Text(rd_kafka_MemberDescription_client_id(m));
+  member.host = Text(rd_kafka_MemberDescription_host(m));
+  const rd_kafka_MemberAssignment_t* assignment = rd_kafka_MemberDescription_assignment(m);
+  const rd_kafka_topic_partition_list_t* partitions =
+      assignment == nullptr ? nullptr : rd_kafka_MemberAssignment_partitions(assignment);
+  if (partitions != nullptr) {
+    for (int i = 0; i < partitions->cnt; ++i) {
+      member.assignment.push_back(
+          {Text(partitions->elems[i].topic), partitions->elems[i].partition});
+    }
+  }
+  std::sort(member.assignment.begin(), member.assignment.end());
+  return member;
+}
+
+}  // namespace
+
+absl::StatusOr<GroupDescription> DescribeGroup(const ConnectionConfig& connection,
+                                               const std::string& group, absl::Time deadline) {
+  const std::string context =
+      absl::StrCat("cluster ", connection.bootstrap_servers, ": group ", group, ": DescribeGroups");
+  absl::StatusOr<RdkafkaProperties> properties = ToRdkafkaProperties(connection);
+  if (!properties.ok()) return properties.status();
+  properties->push_back({"client.id", "klag-scaler-check"});
+  // An admin client; the producer type starts no consumer-group machinery of its own.
+  absl::StatusOr<rdkafka::HandlePtr> rk = rdkafka::NewHandle(RD_KAFKA_PRODUCER, *properties);
+  if (!rk.ok()) return rk.status();
+
+  const char* groups[] = {group.c_str()};
+  // DescribeGroups goes to the group's coordinator: librdkafka must not time it out itself
+  // (librdkafka #4605, see kMaxAdminRequestTimeout); we stop waiting at `deadline` instead.
+  absl::StatusOr<rdkafka::EventPtr> event = rdkafka::AwaitAdminResult(
+      rk->get(), deadline, RD_KAFKA_EVENT_DESCRIBECONSUMERGROUPS_RESULT, context,
+      [&](const rd_kafka_AdminOptions_t* options, rd_kafka_queue_t* queue) {
+        rd_kafka_DescribeConsumerGroups(rk->get(), groups, 1, options, queue);
+      },
+      rdkafka::kMaxAdminRequestTimeout);
+  if (!event.ok()) return event.status();
+
+  size_t count = 0;
+  const rd_kafka_ConsumerGroupDescription_t** descriptions =
+      rd_kafka_DescribeConsumerGroups_result_groups(
+          rd_kafka_event_DescribeConsumerGroups_result(event->get()), &count);
+  if (count != 1) {
+    return absl::InternalError(
+        absl::StrCat(context, ": expected one group in the answer, got ", count));
+  }
+  const rd_kafka_ConsumerGroupDescription_t* d = descriptions[0];
+  if (const rd_kafka_error_t* error = rd_kafka_ConsumerGroupDescription_error(d);
+      error != nullptr) {
+    return RdkafkaErrorStatus(error, context);
+  }
+  GroupDescription out;
+  out.group_id = Text(rd_kafka_ConsumerGroupDescription_group_id(d));
+  out.state = Text(rd_kafka_consumer_group_state_name(rd_kafka_ConsumerGroupDescription_state(d)));
+  out.partition_assignor = Text(rd_kafka_ConsumerGroupDescription_partition_assignor(d));
+  out.simple = rd_kafka_ConsumerGroupDescription_is_simple_consumer_group(d) != 0;
+  if (const rd_kafka_Node_t* node = rd_kafka_ConsumerGroupDescription_coordinator(d);
+      node != nullptr) {
+    out.coordinator = absl::StrCat(Text(rd_kafka_Node_host(node)), ":", rd_kafka_Node_port(node),
+                                   " (broker ", rd_kafka_Node_id(node), ")");
+  }
+  const size_t members = rd_kafka_ConsumerGroupDescription_member_count(d);
+  for (size_t i = 0; i < members; ++i) {
+    out.members.push_back(ToMember(rd_kafka_ConsumerGroupDescription_member(d, i)));
+  }
+  std::sort(out.members.begin(), out.members.end(), [](const GroupMember& a, const GroupMember& b) {
+    return std::tie(a.client_id, a.member_id) < std::tie(b.client_id, b.member_id);
+  });
+  return out;
+}
+
+}  // namespace klag::kafka
