@@ -351,19 +351,22 @@ grpc::ServerUnaryReactor* ExternalScalerService::GetMetrics(
           return;
         }
         const Evaluation& e = **evaluation;
-        const ScopedLogFields fields({{"namespace", who.namespace_},
-                                      {"scaledjob", who.name},
-                                      {"metric", e.trigger.metric_name}});
-        if (!request->metricname().empty() && request->metricname() != e.trigger.metric_name) {
-          spdlog::debug("GetMetrics: asked for metric {}, not this trigger's",
-                        request->metricname());
-        }
         externalscaler::MetricValue* value = response->add_metricvalues();
         value->set_metricname(e.trigger.metric_name);
         value->set_metricvalue(e.report.metric_value);
         value->set_metricvaluefloat(static_cast<double>(e.report.metric_value));
-        spdlog::debug("GetMetrics: value {} (lag {}, active {})", e.report.metric_value,
-                      e.report.total_lag_with_persistent, e.report.active);
+        // The fields are copies: made only when the lines will be written (not per poll).
+        if (spdlog::should_log(spdlog::level::debug)) {
+          const ScopedLogFields fields({{"namespace", who.namespace_},
+                                        {"scaledjob", who.name},
+                                        {"metric", e.trigger.metric_name}});
+          if (!request->metricname().empty() && request->metricname() != e.trigger.metric_name) {
+            spdlog::debug("GetMetrics: asked for metric {}, not this trigger's",
+                          request->metricname());
+          }
+          spdlog::debug("GetMetrics: value {} (lag {}, active {})", e.report.metric_value,
+                        e.report.total_lag_with_persistent, e.report.active);
+        }
         FinishRpc(options_.observer, "GetMetrics", start, reactor, grpc::Status::OK);
       });
   return reactor;
