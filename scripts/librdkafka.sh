@@ -24,8 +24,10 @@ readonly LOCAL_SUFFIX="+klag3"
 readonly VERSION="${SOURCE_VERSION}${LOCAL_SUFFIX}"
 readonly SUITE="trixie"
 readonly PACKAGES=(librdkafka1 librdkafka++1 librdkafka-dev)
-readonly BUILD_DEPS=(debhelper dpkg-dev fakeroot pkgconf libcurl4-openssl-dev liblz4-dev
-  libsasl2-dev libssl-dev libzstd-dev python3 rapidjson-dev zlib1g-dev)
+# build-essential: dpkg-buildpackage requires it of every source package (a minimal Debian, such as
+# the images' build stage, does not have it).
+readonly BUILD_DEPS=(build-essential debhelper dpkg-dev fakeroot pkgconf libcurl4-openssl-dev
+  liblz4-dev libsasl2-dev libssl-dev libzstd-dev python3 rapidjson-dev zlib1g-dev)
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly PATCH_DIR="${REPO_ROOT}/scripts/librdkafka"
