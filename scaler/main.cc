@@ -22,6 +22,7 @@
 #include "kafka/cluster_registry.h"
 #include "kafka/rdkafka_group_describe.h"
 #include "kafka/rdkafka_offset_reader.h"
+#include "kafka/rdkafka_record_time.h"
 #include "kafka/rdkafka_version.h"
 #include "scaler/metrics/metrics_exposer.h"
 #include "scaler/metrics/scaler_metrics.h"
@@ -377,6 +378,28 @@ int Check(const Options& options, const std::vector<std::string>& args) {
   const TriggerSpec& spec = *(*evaluation)->trigger.spec;
   context.group = kafka::DescribeGroup(spec.connection, spec.consumer_group,
                                        absl::Now() + options.kafka_timeout);
+  // The record at each lagging partition's first unconsumed offset: its timestamp is the exact
+  // age of the oldest record the group has not processed (an evaluation from one read can only
+  // bound it).
+  std::vector<kafka::RecordAt> at;
+  for (const PartitionLag& p : (*evaluation)->report.partitions) {
+    if (p.lag <= 0) continue;
+    at.push_back({p.topic, p.partition,
+                  p.committed.has_value() ? std::max(*p.committed, p.log_start) : p.log_start});
+  }
+  context.records_read_at = absl::Now();
+  absl::StatusOr<std::vector<std::optional<kafka::RecordTimestamp>>> records =
+      kafka::ReadRecordTimestamps(spec.connection, at, spec.isolation_level,
+                                  absl::Now() + options.kafka_timeout);
+  if (records.ok()) {
+    std::map<kafka::TopicPartition, kafka::RecordTimestamp> found;
+    for (size_t i = 0; i < at.size(); ++i) {
+      if ((*records)[i].has_value()) found[{at[i].topic, at[i].partition}] = *(*records)[i];
+    }
+    context.oldest_records = std::move(found);
+  } else {
+    context.oldest_records = records.status();
+  }
   std::cout << (options.output == "json" ? FormatCheckReportJson(**evaluation, context)
                                          : FormatCheckReport(**evaluation, context));
   return 0;

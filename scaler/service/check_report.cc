@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/time.h"
 #include "kafka/connection_config.h"
 #include "nlohmann/json.hpp"
 #include "scaler/lag/trigger_spec.h"
@@ -24,6 +25,29 @@ std::string FormatSeconds(std::optional<double> seconds) {
 
 nlohmann::json OptionalJson(std::optional<double> value) {
   return value.has_value() ? nlohmann::json(*value) : nlohmann::json(nullptr);
+}
+
+// The record at the partition's first unconsumed offset, when check read one.
+const kafka::RecordTimestamp* OldestRecord(const CheckContext& context, const PartitionLag& p) {
+  if (!context.oldest_records.has_value() || !context.oldest_records->ok()) return nullptr;
+  const auto& records = **context.oldest_records;
+  auto it = records.find(kafka::TopicPartition{p.topic, p.partition});
+  return it == records.end() ? nullptr : &it->second;
+}
+
+double AgeSeconds(const CheckContext& context, const kafka::RecordTimestamp& record) {
+  return absl::ToDoubleSeconds(context.records_read_at - record.time);
+}
+
+// The oldest unconsumed record's age over the partitions with lag, from the records read.
+std::optional<double> OldestAge(const Evaluation& evaluation, const CheckContext& context) {
+  std::optional<double> oldest;
+  for (const PartitionLag& p : evaluation.report.partitions) {
+    if (const kafka::RecordTimestamp* r = OldestRecord(context, p); r != nullptr) {
+      oldest = std::max(oldest.value_or(AgeSeconds(context, *r)), AgeSeconds(context, *r));
+    }
+  }
+  return oldest;
 }
 
 // The trigger's topics: as configured, or (without `topic`) those the report found commits for.
@@ -169,10 +193,17 @@ std::string FormatCheckReport(const Evaluation& evaluation, const CheckContext& 
       note = "commit beyond end";
     }
     if (p.persistent) note = note.empty() ? "persistent" : absl::StrCat(note, ", persistent");
+    // With the records read, the age of the one at the first unconsumed offset; otherwise the
+    // evaluation's estimate.
+    std::optional<double> age = p.lag_seconds;
+    if (context.oldest_records.has_value()) {
+      const kafka::RecordTimestamp* r = OldestRecord(context, p);
+      age = r == nullptr ? std::nullopt : std::optional<double>(AgeSeconds(context, *r));
+    }
     rows.push_back({p.topic, absl::StrCat(p.partition),
                     p.committed.has_value() ? absl::StrCat(*p.committed) : "-",
                     absl::StrCat(p.log_start), absl::StrCat(p.end), absl::StrCat(p.lag),
-                    FormatSeconds(p.lag_seconds), note});
+                    FormatSeconds(age), note});
   }
   std::string out;
   if (!context.source.empty()) absl::StrAppend(&out, "trigger: ", context.source, "\n");
@@ -186,8 +217,26 @@ std::string FormatCheckReport(const Evaluation& evaluation, const CheckContext& 
                   FormatColumns(rows, "", {false, true, true, true, true, true, true, false}));
   absl::StrAppend(&out, "\ntotal lag ", report.total_lag_with_persistent, " (metric lag ",
                   report.total_lag, ", ", report.partitions_with_lag, " of ",
-                  report.partitions.size(), " partitions lagging), oldest unconsumed record ",
-                  FormatSeconds(report.max_lag_seconds), " s old\n");
+                  report.partitions.size(), " partitions lagging)");
+  if (!context.oldest_records.has_value()) {
+    absl::StrAppend(&out, ", oldest unconsumed record ", FormatSeconds(report.max_lag_seconds),
+                    " s old (estimated)\n");
+  } else if (!context.oldest_records->ok()) {
+    absl::StrAppend(&out, "\nreading the oldest unconsumed records failed: ",
+                    context.oldest_records->status().message(), "\n");
+  } else {
+    const std::optional<double> oldest = OldestAge(evaluation, context);
+    absl::StrAppend(&out, ", oldest unconsumed record ", FormatSeconds(oldest),
+                    oldest.has_value() ? " s old (its timestamp)\n" : " (none readable)\n");
+  }
+  if (context.oldest_records.has_value() && spec.activation_lag_seconds.has_value()) {
+    absl::StrAppend(&out,
+                    "(activationLagSeconds uses the scaler's estimate from its history of end "
+                    "offsets, ",
+                    FormatSeconds(report.max_lag_seconds),
+                    " s from check's single read: a lower bound until a running scaler has "
+                    "watched the partitions)\n");
+  }
   absl::StrAppend(&out, "\nKEDA would receive:\n");
   absl::StrAppend(&out, "  metric name  ", evaluation.trigger.metric_name,
                   "   (KEDA prefixes s<trigger index>-)\n");
@@ -222,6 +271,18 @@ std::string FormatCheckReportJson(const Evaluation& evaluation, const CheckConte
                           {"lag", p.lag},
                           {"lag_seconds", OptionalJson(p.lag_seconds)},
                           {"persistent", p.persistent}});
+    if (context.oldest_records.has_value() && context.oldest_records->ok()) {
+      const kafka::RecordTimestamp* r = OldestRecord(context, p);
+      partitions.back()["oldest_unconsumed"] =
+          r == nullptr
+              ? nlohmann::json(nullptr)
+              : nlohmann::json{
+                    {"offset", r->offset},
+                    {"timestamp",
+                     absl::FormatTime(absl::RFC3339_full, r->time, absl::UTCTimeZone())},
+                    {"timestamp_type", r->log_append_time ? "LogAppendTime" : "CreateTime"},
+                    {"age_seconds", AgeSeconds(context, *r)}};
+    }
   }
   nlohmann::json out = {{"consumer_group", spec.consumer_group},
                         {"topics", spec.topics},
@@ -240,6 +301,13 @@ std::string FormatCheckReportJson(const Evaluation& evaluation, const CheckConte
   if (!context.source.empty()) out["source"] = context.source;
   if (!context.notes.empty()) out["notes"] = context.notes;
   if (context.group.has_value()) out["group"] = GroupJson(evaluation, *context.group);
+  if (context.oldest_records.has_value()) {
+    if (context.oldest_records->ok()) {
+      out["oldest_unconsumed_age_seconds"] = OptionalJson(OldestAge(evaluation, context));
+    } else {
+      out["oldest_unconsumed_error"] = std::string(context.oldest_records->status().message());
+    }
+  }
   // Replace, not throw, on bytes that are not UTF-8 (topic names come from the broker).
   return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }

@@ -115,7 +115,11 @@ TEST(CheckE2eTest, ScaledJobFileEvaluatesItsTriggerAndShowsTheLiveMember) {
   const std::string topic = testing::UniqueName("check-topic");
   const std::string group = testing::UniqueName("check-group");
   ASSERT_TRUE(testing::CreateTopic(bootstrap, topic, 2).ok());
-  ASSERT_TRUE(testing::Produce(bootstrap, topic, 0, 5).ok());
+  // Partition 0's records were produced 10 minutes ago, a second apart (CreateTime).
+  const absl::Time produced = absl::FromUnixSeconds(absl::ToUnixSeconds(absl::Now()) - 600);
+  std::vector<absl::Time> times;
+  for (int i = 0; i < 5; ++i) times.push_back(produced + absl::Seconds(i));
+  ASSERT_TRUE(testing::ProduceWithTimestamps(bootstrap, topic, 0, times).ok());
   ASSERT_TRUE(testing::Produce(bootstrap, topic, 1, 3).ok());
   ASSERT_TRUE(testing::CommitOffsets(bootstrap, group, {{topic, 0, 1}, {topic, 1, 3}}).ok());
   const std::string manifest = WriteManifest(bootstrap, group, topic);
@@ -127,6 +131,17 @@ TEST(CheckE2eTest, ScaledJobFileEvaluatesItsTriggerAndShowsTheLiveMember) {
   EXPECT_EQ(j["consumer_group"], group);
   EXPECT_EQ(j["total_lag"], 4);             // 5 - 1 on partition 0, 0 on partition 1
   EXPECT_EQ(j["keda"]["metric_value"], 2);  // capped at the partition count
+  // The oldest unconsumed record is partition 0's at the committed offset 1, read from the log:
+  // its own timestamp, 599 s before now (and no record to read on the caught-up partition 1).
+  const nlohmann::json& oldest = j["partitions"][0]["oldest_unconsumed"];
+  EXPECT_EQ(oldest["offset"], 1) << j.dump();
+  EXPECT_EQ(oldest["timestamp"],
+            absl::FormatTime(absl::RFC3339_full, times[1], absl::UTCTimeZone()));
+  EXPECT_EQ(oldest["timestamp_type"], "CreateTime");
+  EXPECT_GE(oldest["age_seconds"].get<double>(), 599.0);
+  EXPECT_LT(oldest["age_seconds"].get<double>(), 599.0 + 120.0);
+  EXPECT_EQ(j["oldest_unconsumed_age_seconds"], oldest["age_seconds"]);
+  EXPECT_TRUE(j["partitions"][1]["oldest_unconsumed"].is_null());
   EXPECT_THAT(j["source"].get<std::string>(),
               HasSubstr("ScaledJob check-e2e, trigger 1 (external) in "));
   EXPECT_EQ(j["group"]["state"], "Empty");

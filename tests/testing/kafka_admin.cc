@@ -106,15 +106,18 @@ std::string Context(const std::string& bootstrap, absl::string_view what) {
 absl::StatusOr<std::vector<int64_t>> ProduceOn(rd_kafka_t* rk, const std::string& topic,
                                                int32_t partition,
                                                const std::vector<std::string>& values,
-                                               absl::Time deadline, const std::string& context) {
+                                               absl::Time deadline, const std::string& context,
+                                               const std::vector<absl::Time>& timestamps = {}) {
   std::vector<Delivery> deliveries(values.size());
   for (size_t i = 0; i < values.size(); ++i) {
+    // 0: the producer sets the time when the record is produced.
+    const int64_t timestamp_ms = i < timestamps.size() ? absl::ToUnixMillis(timestamps[i]) : 0;
     while (true) {
-      const rd_kafka_resp_err_t err =
-          rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
-                            RD_KAFKA_V_VALUE(const_cast<char*>(values[i].data()), values[i].size()),
-                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                            RD_KAFKA_V_OPAQUE(&deliveries[i]), RD_KAFKA_V_END);
+      const rd_kafka_resp_err_t err = rd_kafka_producev(
+          rk, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+          RD_KAFKA_V_VALUE(const_cast<char*>(values[i].data()), values[i].size()),
+          RD_KAFKA_V_TIMESTAMP(timestamp_ms), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_OPAQUE(&deliveries[i]), RD_KAFKA_V_END);
       if (err == RD_KAFKA_RESP_ERR_NO_ERROR) break;
       if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || absl::Now() >= deadline) {
         return RdkafkaStatus(err, context);
@@ -275,6 +278,17 @@ absl::StatusOr<std::vector<int64_t>> Produce(const std::string& bootstrap, const
   if (!rk.ok()) return rk.status();
   return ProduceOn(rk->get(), topic, partition, values, deadline,
                    Context(bootstrap, absl::StrCat("topic ", topic, ": Produce")));
+}
+
+absl::StatusOr<std::vector<int64_t>> ProduceWithTimestamps(
+    const std::string& bootstrap, const std::string& topic, int32_t partition,
+    const std::vector<absl::Time>& timestamps, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  absl::StatusOr<HandlePtr> rk = Producer(bootstrap, timeout);
+  if (!rk.ok()) return rk.status();
+  return ProduceOn(rk->get(), topic, partition, Values(static_cast<int>(timestamps.size()), 16),
+                   deadline, Context(bootstrap, absl::StrCat("topic ", topic, ": Produce")),
+                   timestamps);
 }
 
 struct OpenTransaction::Impl {

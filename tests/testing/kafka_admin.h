@@ -51,6 +51,12 @@ absl::StatusOr<std::vector<int64_t>> Produce(const std::string& bootstrap, const
                                              const std::vector<std::string>& values,
                                              absl::Duration timeout = kAdminTimeout);
 
+// Produces one record per timestamp, each with that CreateTime (millisecond precision), and
+// returns their offsets in order.
+absl::StatusOr<std::vector<int64_t>> ProduceWithTimestamps(
+    const std::string& bootstrap, const std::string& topic, int32_t partition,
+    const std::vector<absl::Time>& timestamps, absl::Duration timeout = kAdminTimeout);
+
 enum class TransactionEnd { kCommit, kAbort };
 
 // Produces `count` records to one partition in one transaction, then commits or aborts it.

@@ -115,6 +115,44 @@ TEST(CheckReportTest, ShowsLagInSecondsAndActivationBySeconds) {
   EXPECT_EQ(j["keda"]["active"], true);
 }
 
+TEST(CheckReportTest, RecordsReadGiveTheExactAgeOfTheOldestUnconsumedRecord) {
+  const Evaluation e = ThreePartitions();
+  CheckContext context;
+  context.records_read_at = absl::FromUnixSeconds(1'800'000'000);
+  // Partition 0's record at offset 40 is 120.5 s old, partition 2's (from its log start 5) 7 s;
+  // partition 1 has no readable record.
+  context.oldest_records = std::map<kafka::TopicPartition, kafka::RecordTimestamp>{
+      {{"ListedStockPrice", 0},
+       {.offset = 40, .time = context.records_read_at - absl::Milliseconds(120'500)}},
+      {{"ListedStockPrice", 2},
+       {.offset = 5, .time = context.records_read_at - absl::Seconds(7), .log_append_time = true}},
+  };
+
+  const std::string text = FormatCheckReport(e, context);
+  EXPECT_NE(text.find("ListedStockPrice          0         40          0   42    2        120.5"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("oldest unconsumed record 120.5 s old (its timestamp)"), std::string::npos)
+      << text;
+  const nlohmann::json j = nlohmann::json::parse(FormatCheckReportJson(e, context));
+  EXPECT_EQ(j["partitions"][0]["oldest_unconsumed"]["offset"], 40);
+  EXPECT_EQ(j["partitions"][0]["oldest_unconsumed"]["timestamp"], "2027-01-15T07:57:59.5+00:00");
+  EXPECT_EQ(j["partitions"][0]["oldest_unconsumed"]["timestamp_type"], "CreateTime");
+  EXPECT_DOUBLE_EQ(j["partitions"][0]["oldest_unconsumed"]["age_seconds"].get<double>(), 120.5);
+  EXPECT_TRUE(j["partitions"][1]["oldest_unconsumed"].is_null());
+  EXPECT_EQ(j["partitions"][2]["oldest_unconsumed"]["timestamp_type"], "LogAppendTime");
+  EXPECT_DOUBLE_EQ(j["oldest_unconsumed_age_seconds"].get<double>(), 120.5);
+  // The scaler's estimate stays what the evaluation said (unknown here).
+  EXPECT_TRUE(j["partitions"][0]["lag_seconds"].is_null());
+
+  // A failed read is shown, not fatal.
+  context.oldest_records = absl::UnavailableError("cluster k:9092: reading record timestamps");
+  EXPECT_NE(FormatCheckReport(e, context).find("reading the oldest unconsumed records failed"),
+            std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(FormatCheckReportJson(e, context))["oldest_unconsumed_error"],
+            "cluster k:9092: reading record timestamps");
+}
+
 TEST(CheckReportTest, FromEnvKeysTakeTheValueOfTheVariableTheyName) {
   const std::map<std::string, std::string> vars = {{"KAFKA_PASSWORD", "s3cret"},
                                                    {"GROUP", "python_data_load"}};
