@@ -36,6 +36,9 @@ Usage: bench/run.sh [options]
                    1000, --quick 100; 0 skips them)
   --no-doc         print the tables but do not rewrite docs/benchmarks.md
   --keep           leave the broker and PostgreSQL running afterwards
+  --perf           profile each klag-scaler fan-out run with `perf record` (flat, by symbol and
+                   by library; reports in the results directory as perf-S.txt). Profiling
+                   costs CPU: use it for a separate run, not for the figures in the docs
   -j, --jobs N     build parallelism (default 2; env KLAG_JOBS)
   -h, --help       this text
 
@@ -48,7 +51,7 @@ EOF
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 
-quick=0 build=1 doc=1 keep=0 only="micro,fanout,job" sizes="" variant_s=""
+quick=0 build=1 doc=1 keep=0 perf=0 only="micro,fanout,job" sizes="" variant_s=""
 JOBS="${KLAG_JOBS:-2}"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -56,6 +59,7 @@ while [[ $# -gt 0 ]]; do
     --no-build) build=0 ;;
     --no-doc) doc=0 ;;
     --keep) keep=1 ;;
+    --perf) perf=1 ;;
     --only) [[ $# -ge 2 ]] || { echo "run.sh: $1 needs a value" >&2; exit 2; }; only="$2"; shift ;;
     --sizes) [[ $# -ge 2 ]] || { echo "run.sh: $1 needs a value" >&2; exit 2; }; sizes="$2"; shift ;;
     --variant-s) [[ $# -ge 2 ]] || { echo "run.sh: $1 needs a value" >&2; exit 2; }; variant_s="$2"; shift ;;
@@ -226,6 +230,8 @@ if want fanout; then
   # run_klag S INTERVAL WARMUP CYCLES [fanout args...]: a fresh klag-scaler (peak RSS is a
   # high-water mark) polled by bench/fanout through one counting proxy. Its evaluation window
   # must be shorter than the compressed interval, or polls would share evaluations.
+  # scaler_flags (word-split) adds klag-scaler flags for one run.
+  scaler_flags=""
   run_klag() {
     local s=$1 interval=$2 warmup=$3 cycles=$4 tag
     shift 4
@@ -235,10 +241,16 @@ if want fanout; then
     local port mport scaler_pid
     port=$(free_port)
     mport=$(free_port)
+    # shellcheck disable=SC2086 # scaler_flags splits into flags on purpose
     "$SCALER" --listen "127.0.0.1:$port" --evaluation-window 500ms --log-level warn \
-      --metrics-listen "127.0.0.1:$mport" >"$RESULTS/scaler-$s.log" 2>&1 &
+      --metrics-listen "127.0.0.1:$mport" $scaler_flags >"$RESULTS/scaler-$s.log" 2>&1 &
     scaler_pid=$!
     for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+    local perf_pid="" perf_out="$RESULTS/perf-${s}${*:+-$(tr -c 'a-z0-9\n' '_' <<<"$*" | head -c 60)}"
+    if ((perf)); then
+      perf record -F 499 -p "$scaler_pid" -o "${perf_out}.data" >/dev/null 2>"${perf_out}.err" &
+      perf_pid=$!
+    fi
     if ! "$GOBIN_DIR/fanout" --addr "127.0.0.1:$port" --bootstrap "$PROXY_ADDRS" --pid "$scaler_pid" \
       --proxy-stats "$PROXY_STATS" --metrics-url "http://127.0.0.1:$mport/metrics" \
       --S "$s" --interval "$interval" --warmup "$warmup" \
@@ -247,6 +259,17 @@ if want fanout; then
       log "fanout S=$tag failed: $(tail -3 "$RESULTS/fanout-$s.err")"
       kill -0 "$scaler_pid" 2>/dev/null || log "klag-scaler died; its log ends: $(tail -5 "$RESULTS/scaler-$s.log")"
       echo "{\"side\": \"klag\", \"S\": $s, \"variant\": \"$(variant_of "$@")\", \"error\": $("$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()[-600:]))' <"$RESULTS/fanout-$s.err")}" >>"$RESULTS/fanout.jsonl"
+    fi
+    if [[ -n "$perf_pid" ]]; then
+      kill -INT "$perf_pid" 2>/dev/null || true
+      wait "$perf_pid" 2>/dev/null || true
+      {
+        echo "# perf record -F 499 of klag-scaler, fan-out S=$tag: samples by library, then by symbol"
+        perf report -i "${perf_out}.data" --stdio --no-children --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -25
+        echo
+        perf report -i "${perf_out}.data" --stdio --no-children --sort dso,symbol 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60
+      } >"${perf_out}.txt"
+      log "profile: ${perf_out}.txt"
     fi
     stop_pids "$scaler_pid" "${PROXY_PIDS[@]}"
   }
@@ -269,7 +292,7 @@ if want fanout; then
   # The variant label fanout and keda-ref print, for rows of runs that failed.
   variant_of() {
     case "${1:-}" in
-      --share) echo "$2 ScaledJobs per group" ;;
+      --share) echo "$2 ScaledJobs per group${4:+ ($4)}" ;;
       --streams) echo "+ $2 open StreamIsActive streams" ;;
       --dead) echo "+ $2 ScaledJobs on a ${4:-refused} cluster" ;;
       *) echo "distinct groups" ;;
@@ -287,6 +310,10 @@ if want fanout; then
     IFS=: read -r interval warmup cycles <<<"$(plan_for "$variant_s")"
     run_klag "$variant_s" "$interval" "$warmup" "$cycles" --share 10
     run_keda "$variant_s" "$interval" "$warmup" "$cycles" --share 10
+    # The same with committed reads shared across the triggers of a group for up to 1 s (opt-in:
+    # scaler/service/README.md); compared with KEDA's row above.
+    scaler_flags="--committed-offsets-max-age 1s" run_klag "$variant_s" "$interval" "$warmup" \
+      "$cycles" --share 10 --variant-note "--committed-offsets-max-age 1s"
     run_klag "$variant_s" "$interval" "$warmup" "$cycles" --streams 1000
     run_klag "$variant_s" "$interval" "$warmup" "$cycles" --dead "$variant_s" --dead-mode refused
     run_klag "$variant_s" "$interval" "$warmup" "$cycles" --dead "$variant_s" --dead-mode blackhole

@@ -69,6 +69,7 @@ func main() {
 	streams := flag.Int("streams", 0, "StreamIsActive streams held open during the window")
 	dead := flag.Int("dead", 0, "extra ScaledJobs on a dead cluster")
 	deadMode := flag.String("dead-mode", "refused", "how the dead cluster is dead: refused or blackhole")
+	variantNote := flag.String("variant-note", "", "appended to the variant label in parentheses (e.g. the scaler flags this run used)")
 	metricsURL := flag.String("metrics-url", "", "klag-scaler's /metrics URL: the age of the offsets behind its answers is read from it at the end")
 	flag.Parse()
 	if *addr == "" || *bootstrap == "" || *pid == 0 {
@@ -86,6 +87,9 @@ func main() {
 		variant = fmt.Sprintf("+ %d open StreamIsActive streams", *streams)
 	case *dead > 0:
 		variant = fmt.Sprintf("+ %d ScaledJobs on a %s cluster", *dead, *deadMode)
+	}
+	if *variantNote != "" {
+		variant += " (" + *variantNote + ")"
 	}
 	deadAddr := ""
 	if *dead > 0 {
