@@ -87,7 +87,9 @@ std::string FormatPartitions(const MemberPartitions& p) {
     absl::StrAppend(&out, new_topic ? (i == 0 ? "" : " ") : ",",
                     new_topic ? absl::StrCat(p.trigger[i].topic, ":") : "", p.trigger[i].partition);
   }
-  if (out.empty()) out = "-";
+  // push_back, not `out = "-"`: GCC 12 at -O3 reports a false -Wrestrict on that assignment here
+  // (GCC bug 105329).
+  if (out.empty()) out.push_back('-');
   if (p.other > 0) absl::StrAppend(&out, " (+", p.other, " of other topics)");
   return out;
 }
