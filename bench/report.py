@@ -133,7 +133,7 @@ def keda_of(by, s, var):
 
 
 def ok(res):
-    return res is not None and "error" not in res
+    return res is not None and "error" not in res and "skipped" not in res
 
 
 def section_fanout(d):
@@ -150,6 +150,9 @@ def section_fanout(d):
                 if side.startswith("KEDA") and var != BASE and "per group" not in var:
                     continue  # klag-only variant
                 rows.append([fmt(s), var, side, "not run"] + [""] * 9)
+                continue
+            if "skipped" in res:
+                rows.append([fmt(s), var, side, "not run: " + res["skipped"][:160]] + [""] * 9)
                 continue
             if "error" in res:
                 rows.append([fmt(s), var, side, "failed: " + res["error"].strip().splitlines()[-1][:120]] + [""] * 9)

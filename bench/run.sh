@@ -279,6 +279,16 @@ if want fanout; then
     local s=$1 interval=$2 warmup=$3 cycles=$4 tag
     shift 4
     tag="$s${*:+ $*}"
+    # Two connections per trigger reach the broker, which holds at most `ulimit -n` descriptors
+    # (its log segments need some too): beyond that it fails to accept connections and stays
+    # broken for the runs after it, so such a row is skipped, with the reason.
+    local limit
+    limit=$(ulimit -n)
+    if [[ "$limit" != unlimited ]] && ((2 * s + 2000 > limit)); then
+      log "keda-ref S=$tag skipped: needs $((2 * s)) broker connections, open-file limit $limit"
+      echo "{\"side\": \"keda\", \"S\": $s, \"variant\": \"$(variant_of "$@")\", \"skipped\": \"needs $((2 * s)) connections to the broker; its open-file limit here is $limit (ulimit -n, not raisable without CAP_SYS_RESOURCE)\"}" >>"$RESULTS/fanout.jsonl"
+      return
+    fi
     phase "fanout keda S=$tag"
     start_proxies $(((s + 1999) / 2000))
     if ! "$GOBIN_DIR/keda-ref" --bootstrap "$PROXY_ADDRS" --proxy-stats "$PROXY_STATS" --S "$s" \
