@@ -6,6 +6,7 @@ lag.json, fanout.jsonl, job.json, keda-build.json, done.json); nothing is typed 
     /usr/bin/python3 bench/report.py .cache/bench/20260101T000000Z [--doc docs/benchmarks.md]
 """
 import argparse
+import glob
 import json
 import os
 import sys
@@ -98,9 +99,11 @@ def section_env(d):
     nproc = env.get("nproc") or 1
     if peak > nproc:
         lines.append(
-            f"- **Noisy machine**: the load average reached {peak:.1f} on {nproc} cores (other "
-            f"builds and tests were running). Absolute times are inflated and vary between runs; "
-            f"the ratios compare both sides measured in the same run, one after the other.")
+            f"- **Loaded machine**: the load average reached {peak:.1f} on {nproc} cores (the "
+            f"phase list above shows when: the benchmark's own processes, load generator, "
+            f"proxies, broker and the side under test, share the cores, and anything else "
+            f"running adds to them). Absolute times are inflated and vary between runs; the "
+            f"ratios compare both sides measured in the same run, one after the other.")
     return "\n".join(lines)
 
 
@@ -354,8 +357,9 @@ def targets(d, pairs, job_by):
                      + (f" (KEDA's code in process: {fmt(lat(r, 'poll', 'p50_ms'), 2)} / {fmt(lat(r, 'poll', 'p99_ms'), 2)} ms)" if ok(r) else ""),
                      verdict(p50 is not None and p99 is not None and p50 <= 1 and p99 <= 10), ""])
         if not ok(r):
-            rows.append([f"{name}: ratios to KEDA's code", "KEDA's side " + ("failed: " + r["error"].strip().splitlines()[-1][:150] if r else "not run"),
-                         "n/a", ""])
+            why = ("not run" if not r else "not run: " + r["skipped"][:150] if "skipped" in r
+                   else "failed: " + r["error"].strip().splitlines()[-1][:150])
+            rows.append([f"{name}: ratios to KEDA's code", "KEDA's side " + why, "n/a", ""])
             continue
         cpu = (k.get("cpu_s_per_cycle") or 0) / (r.get("cpu_s_per_cycle") or float("inf"))
         rows.append([f"{name}: CPU per cycle <= 0.5x KEDA's",
@@ -476,10 +480,34 @@ part) stay in `.cache/bench/<date>/`; `bench/report.py <dir>` turns them into th
 """
 
 
+def section_profile(r):
+    """The flat perf reports of a `bench/run.sh --perf` run, as recorded."""
+    files = sorted(glob.glob(os.path.join(r, "perf-*.txt")))
+    if not files:
+        return "No perf-*.txt in " + r + "."
+    env = read_json(os.path.join(r, "env.json"), {})
+    load = read_jsonl(os.path.join(r, "load.jsonl"))
+    parts = [f"From `bench/run.sh --only fanout --perf` (results `.cache/bench/{os.path.basename(os.path.normpath(r))}/`, "
+             f"klag {env.get('klag_rev', '?')}; load average at each phase: "
+             + ", ".join(f"{p['phase']} {p['load'].split()[0]}" for p in load)
+             + "). `perf record -F 499 -a` samples every process on the machine while the load "
+             "generator polls; the first table splits them by process, the next ones break the "
+             "scaler's own samples down by library and symbol (no call graphs). Profiling adds "
+             "its own cost: these runs' latency figures are not the ones above. What the "
+             "profile says about the missed targets: bench/README.md."]
+    for f in files:
+        with open(f) as fh:
+            parts.append("```\n" + fh.read().rstrip() + "\n```")
+    return "\n\n".join(parts)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
     ap.add_argument("--doc", default="")
+    ap.add_argument("--profile", default="",
+                    help="results directory of a separate `bench/run.sh --perf` run: its perf-*.txt "
+                         "reports become section 4")
     args = ap.parse_args()
     r = args.results
     d = {
@@ -504,7 +532,8 @@ def main():
         job_text,
         "## 3. Lag evaluation cost (micro-benchmarks)",
         section_micro(d),
-    ])
+    ] + (["## 4. Where klag-scaler's CPU goes (perf, a separate run)", section_profile(args.profile)]
+         if args.profile else []))
     print(body)
     if args.doc:
         doc = ("# klag benchmarks\n\n"

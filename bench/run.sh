@@ -36,9 +36,10 @@ Usage: bench/run.sh [options]
                    1000, --quick 100; 0 skips them)
   --no-doc         print the tables but do not rewrite docs/benchmarks.md
   --keep           leave the broker and PostgreSQL running afterwards
-  --perf           profile each klag-scaler fan-out run with `perf record` (flat, by symbol and
-                   by library; reports in the results directory as perf-S.txt). Profiling
-                   costs CPU: use it for a separate run, not for the figures in the docs
+  --perf           profile each klag-scaler fan-out run with `perf record -a` (flat: samples by
+                   process, then the scaler's by library and symbol; reports in the results
+                   directory as perf-S*.txt). Profiling costs CPU: use it for a separate run,
+                   not for the figures in the docs
   -j, --jobs N     build parallelism (default 2; env KLAG_JOBS)
   -h, --help       this text
 
@@ -248,7 +249,9 @@ if want fanout; then
     for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
     local perf_pid="" perf_out="$RESULTS/perf-${s}${*:+-$(tr -c 'a-z0-9\n' '_' <<<"$*" | head -c 60)}"
     if ((perf)); then
-      perf record -F 499 -p "$scaler_pid" -o "${perf_out}.data" >/dev/null 2>"${perf_out}.err" &
+      # System-wide: the split between the scaler and the rest (load generator, proxies, broker)
+      # sharing the cores, then the scaler's own samples by library and symbol.
+      perf record -F 499 -a -o "${perf_out}.data" >/dev/null 2>"${perf_out}.err" &
       perf_pid=$!
     fi
     if ! "$GOBIN_DIR/fanout" --addr "127.0.0.1:$port" --bootstrap "$PROXY_ADDRS" --pid "$scaler_pid" \
@@ -264,10 +267,20 @@ if want fanout; then
       kill -INT "$perf_pid" 2>/dev/null || true
       wait "$perf_pid" 2>/dev/null || true
       {
-        echo "# perf record -F 499 of klag-scaler, fan-out S=$tag: samples by library, then by symbol"
-        perf report -i "${perf_out}.data" --stdio --no-children --sort dso 2>/dev/null | grep -v '^#' | grep -v '^$' | head -25
+        echo "# perf record -F 499 -a during fan-out S=$tag: samples by process, then klag-scaler's by library and by symbol"
+        # Shares of all samples by process (pid), then of the scaler's samples by library and by
+        # symbol (perf script: `perf report --pid` leaves libc and the kernel out of its dso view).
+        perf script -i "${perf_out}.data" -F pid,comm 2>/dev/null |
+          awk '{n[$1 " " $2]++; t++} END {for (k in n) printf "%6.2f%%  %s\n", 100 * n[k] / t, k}' |
+          sort -rn | head -n 12 || true
         echo
-        perf report -i "${perf_out}.data" --stdio --no-children --sort dso,symbol 2>/dev/null | grep -v '^#' | grep -v '^$' | head -60
+        perf script -i "${perf_out}.data" --pid "$scaler_pid" -F ip,dso 2>/dev/null |
+          awk '{n[$NF]++; t++} END {for (k in n) printf "%6.2f%%  %s\n", 100 * n[k] / t, k}' |
+          sort -rn | head -n 15 || true
+        echo
+        perf script -i "${perf_out}.data" --pid "$scaler_pid" -F ip,sym,dso 2>/dev/null |
+          awk '{$1 = ""; n[$0]++; t++} END {for (k in n) printf "%6.2f%% %s\n", 100 * n[k] / t, k}' |
+          sort -rn | head -n 40 | cut -c1-150 || true
       } >"${perf_out}.txt"
       log "profile: ${perf_out}.txt"
     fi
