@@ -270,9 +270,8 @@ if want fanout; then
         echo "# perf record -F 499 -a during fan-out S=$tag: samples by process, then klag-scaler's by library and by symbol"
         # Shares of all samples by process (pid), then of the scaler's samples by library and by
         # symbol (perf script: `perf report --pid` leaves libc and the kernel out of its dso view).
-        perf script -i "${perf_out}.data" -F pid,comm 2>/dev/null |
-          awk '{n[$1 " " $2]++; t++} END {for (k in n) printf "%6.2f%%  %s\n", 100 * n[k] / t, k}' |
-          sort -rn | head -n 12 || true
+        perf script -i "${perf_out}.data" -F pid,comm 2>/dev/null | awk -f bench/perf_by_process.awk |
+          sort -rn | head -n 8 || true
         echo
         perf script -i "${perf_out}.data" --pid "$scaler_pid" -F ip,dso 2>/dev/null |
           awk '{n[$NF]++; t++} END {for (k in n) printf "%6.2f%%  %s\n", 100 * n[k] / t, k}' |
