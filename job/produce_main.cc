@@ -9,11 +9,22 @@
 
 #include "common/flags.h"
 #include "common/logging.h"
+#include "common/version.h"
 #include "job/produce.h"
 #include "job/stop_signal.h"
+#include "kafka/rdkafka_version.h"
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  // `--version` before the end of the flags, ahead of the parser (which refuses unknown flags).
+  for (const std::string& arg : args) {
+    if (arg == "--") break;
+    if (arg == "--version") {
+      std::cout << klag::VersionText("klag-produce",
+                                     {{"librdkafka", klag::kafka::LibrdkafkaVersion()}});
+      return 0;
+    }
+  }
   std::string usage;
   absl::StatusOr<klag::job::ProduceOptions> options =
       klag::job::ParseProduceOptions(args, klag::ProcessEnv(), &usage);

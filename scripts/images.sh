@@ -26,7 +26,8 @@
 #     `--version` names the version CMakeLists.txt declares and the commit given at build time;
 #   - klag-scaler serves gRPC and klag-health (from the same image) reads SERVING; SIGTERM ends
 #     the scaler with exit 0; /metrics answers klag_build_info;
-#   - nothing in the image is writable by its user outside /tmp.
+#   - nothing in the image is owned by or writable for its user (the sticky temp directories
+#     aside).
 # Prints "N passed, N failed" and exits non-zero on a failure.
 #
 # Needs root, podman (apt-get install podman), debootstrap, and the Debian mirror through apt
@@ -205,22 +206,27 @@ check_image() {
     fi
     rc=0
     out="$(in_image "$root" /usr/sbin/chroot --userspec="$user" / "/usr/local/bin/${bin}" --help 2>&1)" || rc=$?
-    ((rc == 0)) && grep -qi "usage" <<<"$out" &&
+    ((rc == 0)) && grep -q "$bin" <<<"$out" &&
       ok "${name}: ${bin} --help as ${user} on a read-only root" ||
       bad "${name}: ${bin} --help exited ${rc}: $(head -n 3 <<<"$out")"
     rc=0
+    # librdkafka's version too when the binary links it (klag-health does not).
+    local links_rdkafka=0
+    grep -q "librdkafka" <<<"$(in_image "$root" /usr/bin/ldd "/usr/local/bin/${bin}" 2>&1)" && links_rdkafka=1
     out="$(in_image "$root" /usr/sbin/chroot --userspec="$user" / "/usr/local/bin/${bin}" --version 2>&1)" || rc=$?
-    if ((rc == 0)) && grep -q "${VERSION}" <<<"$out" && grep -q "${COMMIT}" <<<"$out" &&
-      grep -qi "librdkafka" <<<"$out"; then
-      ok "${name}: ${bin} --version: $(head -n 1 <<<"$out")"
+    if ((rc == 0)) && grep -qx "${bin} ${VERSION}" <<<"$(head -n 1 <<<"$out")" &&
+      grep -qx "commit ${COMMIT}" <<<"$out" && { ((!links_rdkafka)) || grep -q "^librdkafka " <<<"$out"; }; then
+      ok "${name}: ${bin} --version: $(tr '\n' ' ' <<<"$out")"
     else
-      bad "${name}: ${bin} --version (exit ${rc}) does not name ${VERSION}, ${COMMIT} and librdkafka: $(head -n 3 <<<"$out")"
+      bad "${name}: ${bin} --version (exit ${rc}) does not name ${VERSION}, commit ${COMMIT}$( ((links_rdkafka)) && echo " and librdkafka"): $(head -n 3 <<<"$out")"
     fi
   done
-  # Writable by the image's user, outside /tmp, /proc and /dev: nothing.
-  out="$(in_image "$root" /usr/bin/find / -xdev \( -path /proc -o -path /dev -o -path /tmp \) -prune -o \
-    \( -uid 65532 -o -perm -o+w \) -not -type l -print 2>/dev/null | head -n 5)"
-  [[ -z "$out" ]] && ok "${name}: no file or directory is writable by uid 65532" ||
+  # Owned by the image's user, or writable by everyone, outside /proc and /dev: nothing but the
+  # sticky temporary directories every Debian image has (/tmp, /var/tmp, /run/lock: mode 1777,
+  # and read-only anyway under readOnlyRootFilesystem).
+  out="$(in_image "$root" /usr/bin/find / -xdev \( -path /proc -o -path /dev \) -prune -o \
+    \( -uid 65532 -o -perm -o+w \) -not -type l -not \( -type d -perm -1000 \) -print 2>/dev/null | head -n 5)"
+  [[ -z "$out" ]] && ok "${name}: nothing is owned by or writable for uid 65532 (sticky temp directories aside)" ||
     bad "${name}: writable by uid 65532: ${out}"
   if [[ "$name" == scaler ]]; then
     # The scaler serves until this script sends SIGTERM from outside the namespace, after
@@ -237,12 +243,15 @@ check_image() {
         kill -KILL \$pid
         exit 10
       fi
+      echo KLAG-HEALTH-SERVING
       wait \$pid
     " >"$log" 2>&1 &
     pid=$!
-    for _ in $(seq 100); do
-      metrics="$(curl -fsS "http://127.0.0.1:${mport}/metrics" 2>/dev/null || true)"
-      [[ -n "$metrics" ]] && break
+    # Until klag-health has read SERVING (or given up) and /metrics has answered.
+    for _ in $(seq 150); do
+      [[ -n "$metrics" ]] || metrics="$(curl -fsS "http://127.0.0.1:${mport}/metrics" 2>/dev/null || true)"
+      [[ -n "$metrics" ]] && grep -q "^KLAG-HEALTH-SERVING" "$log" && break
+      kill -0 "$pid" 2>/dev/null || break
       sleep 0.2
     done
     if grep -q "^klag_build_info{.*version=\"${VERSION}\"" <<<"$metrics"; then
