@@ -43,8 +43,8 @@ Usage: bench/run.sh [options]
   -j, --jobs N     build parallelism (default 2; env KLAG_JOBS)
   -h, --help       this text
 
-Environment: KLAG_BENCH_SCALER_PRELOAD (a library LD_PRELOADed into klag-scaler only, e.g. an
-allocator for an A/B run), KLAG_BENCH_BUILD_DIR (default build-bench), KLAG_BENCH_KAFKA_STATE (default
+Environment: KLAG_BENCH_SCALER_ENV (NAME=VALUE words set for klag-scaler only, for A/B runs:
+e.g. LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2), KLAG_BENCH_BUILD_DIR (default build-bench), KLAG_BENCH_KAFKA_STATE (default
 .cache/kafka/bench), KLAG_BENCH_POSTGRES_STATE (default .cache/postgres/bench), GOFLAGS and
 GOPROXY as for any Go build.
 EOF
@@ -243,8 +243,8 @@ if want fanout; then
     local port mport scaler_pid
     port=$(free_port)
     mport=$(free_port)
-    # shellcheck disable=SC2086 # scaler_flags splits into flags on purpose
-    env ${KLAG_BENCH_SCALER_PRELOAD:+LD_PRELOAD="$KLAG_BENCH_SCALER_PRELOAD"} \
+    # shellcheck disable=SC2086 # scaler_flags and KLAG_BENCH_SCALER_ENV split into words on purpose
+    env ${KLAG_BENCH_SCALER_ENV:-} \
       "$SCALER" --listen "127.0.0.1:$port" --evaluation-window 500ms --log-level warn \
       --metrics-listen "127.0.0.1:$mport" $scaler_flags >"$RESULTS/scaler-$s.log" 2>&1 &
     scaler_pid=$!
