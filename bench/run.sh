@@ -44,9 +44,9 @@ Usage: bench/run.sh [options]
   -h, --help       this text
 
 Environment: KLAG_BENCH_SCALER_ENV (NAME=VALUE words set for klag-scaler only, for A/B runs:
-e.g. LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2), KLAG_BENCH_BUILD_DIR (default build-bench), KLAG_BENCH_KAFKA_STATE (default
-.cache/kafka/bench), KLAG_BENCH_POSTGRES_STATE (default .cache/postgres/bench), GOFLAGS and
-GOPROXY as for any Go build.
+e.g. LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2), KLAG_BENCH_BUILD_DIR (default
+build-bench), KLAG_BENCH_KAFKA_STATE (default .cache/kafka/bench), KLAG_BENCH_POSTGRES_STATE
+(default .cache/postgres/bench), GOFLAGS and GOPROXY as for any Go build.
 EOF
 }
 
