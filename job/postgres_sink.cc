@@ -15,8 +15,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "job/json_check.h"
 #include "job/record_json.h"
-#include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 
 namespace klag::job {
@@ -102,12 +102,6 @@ std::string Trimmed(const char* message) {
   return std::string(absl::StripTrailingAsciiWhitespace(message == nullptr ? "" : message));
 }
 
-// A JSON document PostgreSQL's jsonb accepts (it refuses \u0000), else nullopt.
-bool IsJsonDocument(const std::string& value) {
-  if (!IsValidUtf8(value) || absl::StrContains(value, "\\u0000")) return false;
-  return nlohmann::json::accept(value);
-}
-
 }  // namespace
 
 PostgresSink::PostgresSink(PostgresSinkOptions options) : options_(std::move(options)) {
@@ -138,6 +132,7 @@ PostgresSink::PostgresSink(PostgresSinkOptions options) : options_(std::move(opt
                     " headers = EXCLUDED.headers, loaded_at = now()");
   }
   absl::StrAppend(&upsert_sql_, "; COMMIT");
+  copy_sql_ = absl::StrCat("COPY ", quoted_table_, " (", kColumns, ") FROM STDIN (FORMAT binary)");
 }
 
 PostgresSink::~PostgresSink() {
@@ -171,6 +166,14 @@ absl::Status PostgresSink::Connect() {
     if (absl::StrContains(message, "does not exist")) return absl::NotFoundError(message);
     return absl::UnavailableError(message);
   }
+  // Server notices (CREATE TABLE IF NOT EXISTS's "already exists, skipping") go to the debug
+  // log, not to stderr.
+  PQsetNoticeProcessor(
+      conn_,
+      [](void*, const char* message) {
+        spdlog::debug("postgres sink: server notice: {}", Trimmed(message));
+      },
+      nullptr);
   return EnsureTable();
 }
 
@@ -208,7 +211,51 @@ absl::Status PostgresSink::EnsureTable() {
     return absl::Status(s.code(),
                         absl::StrCat("postgres sink: creating the staging table: ", s.message()));
   }
+  absl::StatusOr<bool> eligible = CopyEligible();
+  if (!eligible.ok()) return eligible.status();
+  stats_.copy_eligible = *eligible;
   return absl::OkStatus();
+}
+
+absl::StatusOr<bool> PostgresSink::CopyEligible() {
+  if (options_.conflict_on_key) return false;  // later records of a key conflict by design
+  // The columns COPY writes, with the types EnsureTable gives them: with any other type the
+  // INSERT's assignment casts (bytea into text, say) would store something else than COPY.
+  constexpr const char* kExpected =
+      "topic text,partition integer,offset bigint,timestamp timestamp with time zone,key bytea,"
+      "value bytea,value_json jsonb,headers jsonb";
+  const std::string sql = absl::StrCat(
+      "SELECT c.relkind IN ('r', 'p') AND NOT c.relhasrules AND NOT c.relrowsecurity AND"
+      " (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ','"
+      "   ORDER BY array_position(ARRAY['topic', 'partition', 'offset', 'timestamp', 'key',"
+      "   'value', 'value_json', 'headers']::name[], a.attname))"
+      "  FROM pg_attribute a WHERE a.attrelid = c.oid AND NOT a.attisdropped AND a.attname IN"
+      "  ('topic', 'partition', 'offset', 'timestamp', 'key', 'value', 'value_json', 'headers'))"
+      "  = '",
+      kExpected, "' FROM pg_class c WHERE c.oid = to_regclass($1)");
+  const char* values[] = {quoted_table_.c_str()};
+  if (PQsendQueryParams(conn_, sql.c_str(), 1, nullptr, values, nullptr, nullptr, 0) != 1) {
+    return absl::UnavailableError(
+        absl::StrCat("postgres sink: sending a statement: ", Trimmed(PQerrorMessage(conn_))));
+  }
+  // One row, one boolean; read here rather than through Await, which keeps no results.
+  bool eligible = false;
+  std::string error;
+  while (ResultPtr result{PQgetResult(conn_)}) {
+    const ExecStatusType status = PQresultStatus(result.get());
+    if (status == PGRES_TUPLES_OK) {
+      eligible = PQntuples(result.get()) == 1 && PQgetvalue(result.get(), 0, 0)[0] == 't';
+    } else if (error.empty()) {
+      error = Trimmed(PQresultErrorMessage(result.get()));
+    }
+  }
+  if (!error.empty()) {
+    return absl::UnavailableError(
+        absl::StrCat("postgres sink: reading the columns of ", options_.table, ": ", error));
+  }
+  spdlog::debug("postgres sink: table {} takes {}", options_.table,
+                eligible ? "COPY for new records" : "the upsert for every batch");
+  return eligible;
 }
 
 absl::Status PostgresSink::Run(const std::string& sql, int n_params, const char* const* values,
@@ -226,6 +273,7 @@ absl::Status PostgresSink::Run(const std::string& sql, int n_params, const char*
 }
 
 absl::Status PostgresSink::Await(const WriteContext& context, bool* copy_in) {
+  last_sqlstate_.clear();
   bool cancel_sent = false;
   ResultPtr first_error;
   while (true) {
@@ -238,6 +286,7 @@ absl::Status PostgresSink::Await(const WriteContext& context, bool* copy_in) {
       if (result == nullptr) {
         if (first_error == nullptr) return absl::OkStatus();
         const char* state = PQresultErrorField(first_error.get(), PG_DIAG_SQLSTATE);
+        last_sqlstate_ = state == nullptr ? "" : state;
         absl::StatusCode code = CodeForSqlState(state == nullptr ? "" : state);
         std::string message =
             absl::StrCat("postgres sink: ", Trimmed(PQresultErrorMessage(first_error.get())));
@@ -333,7 +382,7 @@ absl::Status PostgresSink::EncodeCopyData(const std::vector<const Record*>& rows
     }
     PutOptionalField(r->key, &copy_buffer_);
     PutOptionalField(r->value, &copy_buffer_);
-    if (r->value.has_value() && IsJsonDocument(*r->value)) {
+    if (r->value.has_value() && IsJsonbDocument(*r->value)) {
       PutJsonb(*r->value, &copy_buffer_);
     } else {
       PutInt32(-1, &copy_buffer_);
@@ -346,16 +395,9 @@ absl::Status PostgresSink::EncodeCopyData(const std::vector<const Record*>& rows
   return absl::OkStatus();
 }
 
-absl::Status PostgresSink::Load(const std::vector<const Record*>& rows,
-                                const WriteContext& context) {
-  if (absl::Status s = EncodeCopyData(rows); !s.ok()) return s;
-  // Round trip 1: BEGIN and COPY into this session's staging table (emptied at every commit and
-  // rollback: ON COMMIT DELETE ROWS, and a rolled-back COPY leaves nothing).
+absl::Status PostgresSink::Copy(const std::string& copy_sql, const WriteContext& context) {
   bool copy_in = false;
-  if (absl::Status s =
-          Run(absl::StrCat("BEGIN; COPY pg_temp.", kStageTable, " FROM STDIN (FORMAT binary)"), 0,
-              nullptr, nullptr, nullptr, context, &copy_in);
-      !s.ok()) {
+  if (absl::Status s = Run(copy_sql, 0, nullptr, nullptr, nullptr, context, &copy_in); !s.ok()) {
     return s;
   }
   if (!copy_in) return absl::InternalError("postgres sink: COPY did not start");
@@ -376,10 +418,43 @@ absl::Status PostgresSink::Load(const std::vector<const Record*>& rows,
     return absl::UnavailableError(
         absl::StrCat("postgres sink: ending COPY: ", Trimmed(PQerrorMessage(conn_))));
   }
-  if (absl::Status s = Await(context, nullptr); !s.ok()) return s;
+  return Await(context, nullptr);
+}
+
+absl::Status PostgresSink::Load(const std::vector<const Record*>& rows,
+                                const WriteContext& context) {
+  if (absl::Status s = EncodeCopyData(rows); !s.ok()) return s;
+  if (stats_.copy_eligible && upsert_batches_left_ == 0) {
+    // One round trip: COPY outside a transaction block is its own transaction, so a failed one
+    // leaves nothing behind and the connection idle.
+    absl::Status s = Copy(copy_sql_, context);
+    if (s.ok()) {
+      ++stats_.copied_batches;
+      return s;
+    }
+    if (last_sqlstate_ != "23505") return s;  // anything but unique_violation: the error
+    ++stats_.copy_conflicts;
+    upsert_batches_left_ = kUpsertBatchesAfterConflict;
+    spdlog::info(
+        "postgres sink: a batch meets rows already in {} (records delivered again): loading "
+        "it and the next {} batches by upsert",
+        options_.table, kUpsertBatchesAfterConflict);
+  } else if (upsert_batches_left_ > 0) {
+    --upsert_batches_left_;
+  }
+  // Round trip 1: BEGIN and COPY into this session's staging table (emptied at every commit and
+  // rollback: ON COMMIT DELETE ROWS, and a rolled-back COPY leaves nothing).
+  if (absl::Status s =
+          Copy(absl::StrCat("BEGIN; COPY pg_temp.", kStageTable, " FROM STDIN (FORMAT binary)"),
+               context);
+      !s.ok()) {
+    return s;
+  }
   // Round trip 2: one upsert from the staging table, and the commit. A failing INSERT skips the
   // COMMIT of the same query string; Write rolls back.
-  return Run(upsert_sql_, 0, nullptr, nullptr, nullptr, context);
+  absl::Status s = Run(upsert_sql_, 0, nullptr, nullptr, nullptr, context);
+  if (s.ok()) ++stats_.upserted_batches;
+  return s;
 }
 
 absl::Status PostgresSink::Write(absl::Span<const Record> records, const WriteContext& context) {
@@ -390,16 +465,17 @@ absl::Status PostgresSink::Write(absl::Span<const Record> records, const WriteCo
   if (!rows.ok()) return rows.status();
   absl::Status s = Load(*rows, context);
   if (s.ok()) return s;
-  if (PQstatus(conn_) == CONNECTION_OK) {
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    PQfinish(conn_);
+    conn_ = nullptr;
+  } else if (PQtransactionStatus(conn_) != PQTRANS_IDLE) {
+    // Idle: nothing was sent, or a COPY outside a transaction block rolled itself back.
     NeverAbandon never;
     if (absl::Status r = Run("ROLLBACK", 0, nullptr, nullptr, nullptr, never); !r.ok()) {
       spdlog::warn("postgres sink: rollback failed: {}", std::string(r.message()));
       PQfinish(conn_);
       conn_ = nullptr;
     }
-  } else {
-    PQfinish(conn_);
-    conn_ = nullptr;
   }
   return s;
 }
