@@ -62,6 +62,39 @@ def offsets(bootstrap, topic, group, partitions):
         c.close()
 
 
+def postgres_alone(uri, table):
+    """The server's own ceiling for this load: the rows klag-job loaded into `table`, exported
+    in COPY's binary format and loaded again by psql into an empty table of the same definition
+    (primary key included) with one COPY: what one PostgreSQL backend takes with no client work,
+    no batches and no Kafka. Returns {rows, wall_s, rows_per_s} or {error}."""
+    cols = 'topic, "partition", "offset", "timestamp", key, value, value_json, headers'
+    ref = f"{table}_alone"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "rows.bin")
+        steps = [
+            f"\\copy (SELECT {cols} FROM {table}) TO '{path}' WITH (FORMAT binary)",
+            f"CREATE TABLE {ref} (LIKE {table} INCLUDING ALL)",
+            "CHECKPOINT",
+        ]
+        for sql in steps:
+            r = subprocess.run(["psql", uri, "-v", "ON_ERROR_STOP=1", "-qc", sql],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                return {"error": r.stderr.strip()}
+        start = time.monotonic()
+        r = subprocess.run(["psql", uri, "-v", "ON_ERROR_STOP=1", "-qc",
+                            f"\\copy {ref} ({cols}) FROM '{path}' WITH (FORMAT binary)"],
+                           capture_output=True, text=True)
+        wall = time.monotonic() - start
+        count = subprocess.run(["psql", uri, "-tAc", f"SELECT count(*) FROM {ref}"],
+                               capture_output=True, text=True)
+        subprocess.run(["psql", uri, "-qc", f"DROP TABLE IF EXISTS {ref}"], capture_output=True)
+        if r.returncode != 0:
+            return {"error": r.stderr.strip()}
+    rows = int(count.stdout.strip() or 0)
+    return {"rows": rows, "wall_s": wall, "rows_per_s": rows / wall if wall > 0 else None}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bootstrap", required=True)
@@ -142,6 +175,7 @@ def main():
             rows = subprocess.run(["psql", args.postgres_uri, "-tAc", f"select count(*) from {table}"],
                                   capture_output=True, text=True)
             drain["postgres_rows"] = int(rows.stdout.strip() or -1)
+            drain["postgres_alone"] = postgres_alone(args.postgres_uri, table)
         nowork = []
         for _ in range(args.nowork_reps):
             r, out = run_measured(cmd(group), stdout=subprocess.PIPE, stderr=errlog)
