@@ -1,8 +1,11 @@
 #include "job/drain.h"
 
 #include <algorithm>
+#include <memory>
+#include <optional>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
@@ -72,13 +75,95 @@ class Drainer::Context final : public WriteContext {
   Drainer& drainer_;
 };
 
+// One batch at a time through Delivery on a thread of its own, so the consumer's thread reads
+// the next batch meanwhile. Start hands a batch over (the courier must be idle); Take returns it
+// with its result once delivered.
+class Drainer::Courier {
+ public:
+  struct Delivered {
+    std::vector<Record> batch;
+    Delivery::Result result;
+  };
+
+  Courier(Delivery& delivery, const WriteContext& context)
+      : delivery_(delivery), context_(context), thread_([this] { Loop(); }) {}
+
+  ~Courier() {
+    {
+      absl::MutexLock lock(&mu_);
+      quit_ = true;
+    }
+    thread_.join();
+  }
+
+  void Start(std::vector<Record> batch) {
+    absl::MutexLock lock(&mu_);
+    batch_ = std::move(batch);
+    state_ = State::kQueued;
+  }
+
+  bool Idle() {
+    absl::MutexLock lock(&mu_);
+    return state_ == State::kIdle;
+  }
+
+  // The delivered batch: waits for it when `wait`; nullopt when idle or (not waiting) still busy.
+  std::optional<Delivered> Take(bool wait) {
+    absl::MutexLock lock(&mu_);
+    if (state_ == State::kIdle) return std::nullopt;
+    if (wait) {
+      mu_.Await(absl::Condition(this, &Courier::IsDone));
+    } else if (state_ != State::kDone) {
+      return std::nullopt;
+    }
+    state_ = State::kIdle;
+    return Delivered{std::move(batch_), std::move(result_)};
+  }
+
+ private:
+  enum class State { kIdle, kQueued, kRunning, kDone };
+
+  bool IsDone() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return state_ == State::kDone; }
+  bool HasWorkOrQuit() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return quit_ || state_ == State::kQueued;
+  }
+
+  void Loop() {
+    mu_.Lock();
+    while (true) {
+      mu_.Await(absl::Condition(this, &Courier::HasWorkOrQuit));
+      if (state_ != State::kQueued) break;  // quit with nothing queued
+      state_ = State::kRunning;
+      // While running, batch_ is this thread's alone.
+      mu_.Unlock();
+      Delivery::Result result = delivery_.Deliver(batch_, context_);
+      mu_.Lock();
+      result_ = std::move(result);
+      state_ = State::kDone;
+    }
+    mu_.Unlock();
+  }
+
+  Delivery& delivery_;
+  const WriteContext& context_;
+  absl::Mutex mu_;
+  State state_ ABSL_GUARDED_BY(mu_) = State::kIdle;
+  bool quit_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<Record> batch_;  // guarded by mu_ except while kRunning (the courier's own)
+  Delivery::Result result_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;  // last: starts once the members above exist
+};
+
 Drainer::Drainer(Consumer& consumer, Delivery& delivery, const std::atomic<bool>& stop,
                  DrainOptions options)
     : consumer_(consumer), delivery_(delivery), stop_(stop), options_(std::move(options)) {
   options_.batch_size = std::max(1, options_.batch_size);
 }
 
+Drainer::~Drainer() = default;
+
 std::optional<absl::Time> Drainer::StopSeen() {
+  absl::MutexLock lock(&stop_mu_);
   if (!stop_seen_.has_value() && stop_.load()) stop_seen_ = absl::Now();
   return stop_seen_;
 }
@@ -105,6 +190,8 @@ void Drainer::OnAssigned(const std::vector<AssignedPartition>& partitions) {
 }
 
 void Drainer::OnRevoked(const std::vector<kafka::TopicPartition>& partitions, bool lost) {
+  // The batch in the sink finishes first, so what it acknowledges is committed below.
+  (void)CollectDelivered(/*wait=*/true);
   // Records of these partitions not yet delivered go back to the group undelivered.
   batch_.erase(std::remove_if(batch_.begin(), batch_.end(),
                               [&](const Record& r) {
@@ -177,18 +264,32 @@ std::optional<ExitReason> Drainer::ShouldEnd(absl::Time now, absl::Time start) {
 
 bool Drainer::DeliverBatch() {
   if (batch_.empty()) return true;
-  Context context(*this);
-  Delivery::Result result = delivery_.Deliver(batch_, context);
+  if (!CollectDelivered(/*wait=*/true)) return false;
+  // Stopped while the batch before was in the sink: no new batch (the loop ends next).
+  if (stop_.load()) return true;
+  in_courier_ = batch_.size();
+  courier_->Start(std::move(batch_));
+  batch_.clear();
+  return true;
+}
+
+bool Drainer::CollectDelivered(bool wait) {
+  if (courier_ == nullptr) return !failed_;
+  std::optional<Courier::Delivered> done = courier_->Take(wait);
+  if (!done.has_value()) return !failed_;
+  in_courier_ = 0;
+  const Delivery::Result& result = done->result;
   ++report_.batches;
   for (size_t i : result.acked) {
-    const Record& r = batch_[i];
+    const Record& r = done->batch[i];
+    // A partition revoked meanwhile is no longer tracked: its ack changes nothing.
     tracker_.Ack(r.Partition(), r.offset);
     ++report_.records;
     report_.bytes += r.ByteSize();
   }
   report_.dead_lettered += result.dead_lettered;
-  batch_.clear();
-  if (result.status.ok()) return true;
+  if (result.status.ok()) return !failed_;
+  failed_ = true;
   if (result.status.code() == absl::StatusCode::kCancelled && stop_.load()) {
     spdlog::warn("{}", std::string(result.status.message()));
     report_.reason = ExitReason::kSignal;
@@ -208,12 +309,15 @@ DrainReport Drainer::Run() {
     report_.error = s;
     running = false;
   }
+  Context context(*this);
+  courier_ = std::make_unique<Courier>(delivery_, context);
   std::optional<absl::Time> unassigned_since = start;
   absl::Time last_commit = start;
   absl::Time last_progress = start;
   int64_t records_at_last_progress = 0;
 
   while (running) {
+    if (!CollectDelivered(/*wait=*/false)) break;
     absl::Time now = absl::Now();
     if (std::optional<ExitReason> end = ShouldEnd(now, start); end.has_value()) {
       report_.reason = *end;
@@ -233,8 +337,8 @@ DrainReport Drainer::Run() {
     // Room in the batch, also bounded by --max-records.
     int64_t room = options_.batch_size - static_cast<int64_t>(batch_.size());
     if (options_.max_records > 0) {
-      room = std::min(room,
-                      options_.max_records - report_.records - static_cast<int64_t>(batch_.size()));
+      room = std::min(room, options_.max_records - report_.records -
+                                static_cast<int64_t>(batch_.size() + in_courier_));
     }
     if (room > 0) {
       absl::Duration wait = absl::Milliseconds(100);
@@ -242,6 +346,7 @@ DrainReport Drainer::Run() {
         wait = std::clamp(batch_started_ + options_.batch_linger - now, absl::ZeroDuration(), wait);
       }
       absl::StatusOr<PollResult> polled = consumer_.Poll(static_cast<int>(room), wait);
+      if (failed_) break;  // a revocation collected a failed batch
       if (!polled.ok()) {
         report_.reason = ExitReason::kFailed;
         report_.error = polled.status();
@@ -271,6 +376,11 @@ DrainReport Drainer::Run() {
     if (!batch_.empty() && (full || linger_over || tracker_.AllFetchComplete())) {
       if (!DeliverBatch()) break;
     }
+    if (batch_.empty() && !courier_->Idle() &&
+        (tracker_.AllFetchComplete() || (room <= 0 && options_.max_records > 0))) {
+      // Nothing more to read for now: wait for the last batch rather than poll.
+      if (!CollectDelivered(/*wait=*/true)) break;
+    }
 
     now = absl::Now();
     if (now - last_commit >= options_.commit_interval) {
@@ -295,8 +405,10 @@ DrainReport Drainer::Run() {
     }
   }
 
-  // Whatever is still in batch_ was never delivered: it stays uncommitted.
+  // Whatever is still in batch_ was never delivered: it stays uncommitted. The batch in the
+  // courier finishes (or is abandoned late in a shutdown) and its acknowledgements count.
   batch_.clear();
+  (void)CollectDelivered(/*wait=*/true);
   stopping_ = true;
   final_deadline_ = FinalDeadline(absl::Now());
   if (absl::Status s =
@@ -318,6 +430,7 @@ DrainReport Drainer::Run() {
         " partition(s) were taken away with acknowledged records not committed (the group "
         "lost this member, or commits failed); those records will be delivered again"));
   }
+  courier_.reset();
   report_.duration = absl::Now() - start;
   report_.partitions = tracker_.Progress();
   return report_;

@@ -11,16 +11,24 @@
 // a batch in the sink may finish until half of shutdown_timeout has passed and is abandoned
 // after that (the sink sees WriteContext::ShouldAbandon); then it commits what was acknowledged
 // and closes, all within shutdown_timeout.
+//
+// Pipelining: a batch is delivered on a second thread (the courier) while the next one is
+// consumed, one batch in the sink at a time and in order. Its acknowledgements reach the offset
+// tracker on the consumer's thread, before the next batch is handed over, before a revocation
+// commits and at the end, so a commit never covers a record the sink has not acknowledged.
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "job/consumer.h"
 #include "job/delivery.h"
@@ -87,9 +95,11 @@ Sleeper InterruptibleSleeper(const std::atomic<bool>& stop);
 
 class Drainer final : public RebalanceListener {
  public:
-  // References must outlive the Drainer.
+  // References must outlive the Drainer. The Delivery (and its sink) is used from the courier's
+  // thread, one batch at a time.
   Drainer(Consumer& consumer, Delivery& delivery, const std::atomic<bool>& stop,
           DrainOptions options);
+  ~Drainer() override;
 
   // Runs once. Never throws; a fatal error ends the run with kFailed after committing what was
   // acknowledged.
@@ -100,11 +110,16 @@ class Drainer final : public RebalanceListener {
 
  private:
   class Context;  // WriteContext: abandon a batch late in a shutdown
+  class Courier;  // delivers one batch at a time on its own thread
 
   // Stop reason when the loop should end now, else nullopt.
   std::optional<ExitReason> ShouldEnd(absl::Time now, absl::Time start);
-  // Delivers `batch_`; false when the run must end (reason_/error_ set).
+  // Hands `batch_` to the courier once the batch before it is collected; false when the run
+  // must end (report_ set).
   bool DeliverBatch();
+  // Applies the outcome of the batch in the courier: waits for it when `wait`, else only when
+  // it is done. False when that batch failed and the run must end (report_ set; also failed_).
+  bool CollectDelivered(bool wait);
   // Commits pending positions (of `only` when given) by `deadline`.
   absl::Status CommitPending(absl::Time deadline,
                              const std::vector<kafka::TopicPartition>* only = nullptr);
@@ -121,8 +136,12 @@ class Drainer final : public RebalanceListener {
   OffsetTracker tracker_;
   std::vector<Record> batch_;
   absl::Time batch_started_;
+  std::unique_ptr<Courier> courier_;
+  size_t in_courier_ = 0;  // records of the batch the courier holds
+  bool failed_ = false;    // a delivered batch failed (seen in a rebalance callback too)
   std::vector<kafka::TopicPartition> paused_;
-  std::optional<absl::Time> stop_seen_;
+  absl::Mutex stop_mu_;  // the courier's thread asks StopSeen too
+  std::optional<absl::Time> stop_seen_ ABSL_GUARDED_BY(stop_mu_);
   bool stopping_ = false;  // the loop ended; commits in callbacks use the final deadline
   absl::Time final_deadline_;
   int partitions_with_uncommitted_acks_ = 0;  // revoked or lost so

@@ -43,7 +43,8 @@ class Sink {
   virtual ~Sink() = default;
   // Delivers `records` durably: OK only when every record is flushed/committed by the sink.
   // Records of one partition come in offset order; a batch may be delivered again after a
-  // failure or a crash (at-least-once). Called from one thread.
+  // failure or a crash (at-least-once). Called by one thread at a time (the Drainer's courier,
+  // not the thread that created the sink).
   virtual absl::Status Write(absl::Span<const Record> records, const WriteContext& context) = 0;
 };
 
