@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -25,7 +26,40 @@ namespace {
 // The session's staging table: each batch is COPYed into it and upserted from it in one
 // statement. A temporary table is not WAL-logged and not visible to other sessions.
 constexpr const char* kStageTable = "klag_stage";
-constexpr int16_t kStageColumns = 8;
+
+// The columns klag writes, in COPY's field order: every statement (CREATE TABLE, the staging
+// table, COPY, the upsert, CopyEligible's check) is made from this one list. `type` is spelled
+// as format_type() prints it, which CopyEligible compares with; `create` is what CREATE TABLE adds.
+struct Column {
+  const char* name;
+  const char* type;
+  const char* create;
+};
+constexpr Column kColumns[] = {
+    {"topic", "text", " NOT NULL"},
+    {"partition", "integer", " NOT NULL"},
+    {"offset", "bigint", " NOT NULL"},
+    {"timestamp", "timestamp with time zone", ""},
+    {"key", "bytea", ""},
+    {"value", "bytea", ""},
+    {"value_json", "jsonb", ""},
+    {"headers", "jsonb", " NOT NULL DEFAULT '[]'"},
+};
+constexpr int16_t kStageColumns = static_cast<int16_t>(std::size(kColumns));
+
+// "topic", "partition", ...: the column list of COPY and INSERT.
+std::string ColumnNames() {
+  return absl::StrJoin(kColumns, ", ", [](std::string* out, const Column& c) {
+    absl::StrAppend(out, "\"", c.name, "\"");
+  });
+}
+
+// "topic" text<create>, ...: column definitions, with CREATE TABLE's additions or without.
+std::string ColumnDefinitions(bool with_create) {
+  return absl::StrJoin(kColumns, ", ", [with_create](std::string* out, const Column& c) {
+    absl::StrAppend(out, "\"", c.name, "\" ", c.type, with_create ? c.create : "");
+  });
+}
 // COPY ... (FORMAT binary): the 11-byte signature, then flags and header extension length.
 constexpr char kCopySignature[] = "PGCOPY\n\377\r\n";  // 11 bytes with the NUL
 // Bytes per PQputCopyData call, so an abandoned batch stops between calls.
@@ -110,10 +144,9 @@ PostgresSink::PostgresSink(PostgresSinkOptions options) : options_(std::move(opt
     parts.push_back(absl::StrCat("\"", p, "\""));
   }
   quoted_table_ = absl::StrJoin(parts, ".");
-  constexpr const char* kColumns =
-      "topic, \"partition\", \"offset\", \"timestamp\", key, value, value_json, headers";
-  upsert_sql_ = absl::StrCat("INSERT INTO ", quoted_table_, " AS t (", kColumns, ") SELECT ",
-                             kColumns, " FROM pg_temp.", kStageTable);
+  const std::string columns = ColumnNames();
+  upsert_sql_ = absl::StrCat("INSERT INTO ", quoted_table_, " AS t (", columns, ") SELECT ",
+                             columns, " FROM pg_temp.", kStageTable);
   if (options_.conflict_on_key) {
     // A redelivered older record of the same partition does not overwrite a newer one.
     absl::StrAppend(
@@ -132,10 +165,16 @@ PostgresSink::PostgresSink(PostgresSinkOptions options) : options_(std::move(opt
                     " headers = EXCLUDED.headers, loaded_at = now()");
   }
   absl::StrAppend(&upsert_sql_, "; COMMIT");
-  copy_sql_ = absl::StrCat("COPY ", quoted_table_, " (", kColumns, ") FROM STDIN (FORMAT binary)");
+  copy_sql_ = absl::StrCat("COPY ", quoted_table_, " (", columns, ") FROM STDIN (FORMAT binary)");
 }
 
 PostgresSink::~PostgresSink() {
+  if (stats_.copied_batches + stats_.upserted_batches > 0) {
+    spdlog::info(
+        "postgres sink: {} batches loaded by COPY into {}, {} by upsert ({} COPYs met rows already "
+        "loaded)",
+        stats_.copied_batches, options_.table, stats_.upserted_batches, stats_.copy_conflicts);
+  }
   if (conn_ != nullptr) PQfinish(conn_);
 }
 
@@ -181,12 +220,8 @@ absl::Status PostgresSink::EnsureTable() {
   const std::string primary_key =
       options_.conflict_on_key ? "topic, key" : "topic, \"partition\", \"offset\"";
   const std::string sql = absl::StrCat(
-      "CREATE TABLE IF NOT EXISTS ", quoted_table_,
-      " (topic text NOT NULL, \"partition\" integer NOT NULL, \"offset\" bigint NOT NULL,"
-      " \"timestamp\" timestamptz, key bytea, value bytea, value_json jsonb,"
-      " headers jsonb NOT NULL DEFAULT '[]', loaded_at timestamptz NOT NULL DEFAULT now(),"
-      " PRIMARY KEY (",
-      primary_key, "))");
+      "CREATE TABLE IF NOT EXISTS ", quoted_table_, " (", ColumnDefinitions(/*with_create=*/true),
+      ", loaded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (", primary_key, "))");
   NeverAbandon never;
   absl::Status s = Run(sql, 0, nullptr, nullptr, nullptr, never);
   if (s.code() == absl::StatusCode::kInvalidArgument ||
@@ -202,10 +237,8 @@ absl::Status PostgresSink::EnsureTable() {
         absl::StrCat("postgres sink: creating table ", options_.table, ": ", s.message()));
   }
   // Same columns as the table, no constraints; one per connection.
-  s = Run(absl::StrCat("CREATE TEMPORARY TABLE IF NOT EXISTS ", kStageTable,
-                       " (topic text, \"partition\" integer, \"offset\" bigint,"
-                       " \"timestamp\" timestamptz, key bytea, value bytea, value_json jsonb,"
-                       " headers jsonb) ON COMMIT DELETE ROWS"),
+  s = Run(absl::StrCat("CREATE TEMPORARY TABLE IF NOT EXISTS ", kStageTable, " (",
+                       ColumnDefinitions(/*with_create=*/false), ") ON COMMIT DELETE ROWS"),
           0, nullptr, nullptr, nullptr, never);
   if (!s.ok()) {
     return absl::Status(s.code(),
@@ -213,28 +246,31 @@ absl::Status PostgresSink::EnsureTable() {
   }
   absl::StatusOr<bool> eligible = CopyEligible();
   if (!eligible.ok()) return eligible.status();
-  stats_.copy_eligible = *eligible;
+  copy_eligible_ = *eligible;
   return absl::OkStatus();
 }
 
 absl::StatusOr<bool> PostgresSink::CopyEligible() {
   if (options_.conflict_on_key) return false;  // later records of a key conflict by design
-  // The columns COPY writes, with the types EnsureTable gives them: with any other type the
-  // INSERT's assignment casts (bytea into text, say) would store something else than COPY.
-  constexpr const char* kExpected =
-      "topic text,partition integer,offset bigint,timestamp timestamp with time zone,key bytea,"
-      "value bytea,value_json jsonb,headers jsonb";
-  const std::string sql = absl::StrCat(
+  // The columns COPY writes must have the types EnsureTable gives them: with any other type the
+  // INSERT's assignment casts (bytea into text, say) would store something else than COPY. The
+  // table, the names and the expected "name type,..." text are bound parameters.
+  const std::string names = absl::StrCat(
+      "{",
+      absl::StrJoin(kColumns, ",", [](std::string* out, const Column& c) { out->append(c.name); }),
+      "}");
+  const std::string expected = absl::StrJoin(kColumns, ",", [](std::string* out, const Column& c) {
+    absl::StrAppend(out, c.name, " ", c.type);
+  });
+  constexpr const char* kSql =
       "SELECT c.relkind IN ('r', 'p') AND NOT c.relhasrules AND NOT c.relrowsecurity AND"
       " (SELECT string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ','"
-      "   ORDER BY array_position(ARRAY['topic', 'partition', 'offset', 'timestamp', 'key',"
-      "   'value', 'value_json', 'headers']::name[], a.attname))"
-      "  FROM pg_attribute a WHERE a.attrelid = c.oid AND NOT a.attisdropped AND a.attname IN"
-      "  ('topic', 'partition', 'offset', 'timestamp', 'key', 'value', 'value_json', 'headers'))"
-      "  = '",
-      kExpected, "' FROM pg_class c WHERE c.oid = to_regclass($1)");
-  const char* values[] = {quoted_table_.c_str()};
-  if (PQsendQueryParams(conn_, sql.c_str(), 1, nullptr, values, nullptr, nullptr, 0) != 1) {
+      "   ORDER BY array_position($2::name[], a.attname))"
+      "  FROM pg_attribute a WHERE a.attrelid = c.oid AND NOT a.attisdropped"
+      "  AND a.attname = ANY($2::name[])) = $3"
+      " FROM pg_class c WHERE c.oid = to_regclass($1)";
+  const char* values[] = {quoted_table_.c_str(), names.c_str(), expected.c_str()};
+  if (PQsendQueryParams(conn_, kSql, 3, nullptr, values, nullptr, nullptr, 0) != 1) {
     return absl::UnavailableError(
         absl::StrCat("postgres sink: sending a statement: ", Trimmed(PQerrorMessage(conn_))));
   }
@@ -424,7 +460,7 @@ absl::Status PostgresSink::Copy(const std::string& copy_sql, const WriteContext&
 absl::Status PostgresSink::Load(const std::vector<const Record*>& rows,
                                 const WriteContext& context) {
   if (absl::Status s = EncodeCopyData(rows); !s.ok()) return s;
-  if (stats_.copy_eligible && upsert_batches_left_ == 0) {
+  if (copy_eligible_ && upsert_batches_left_ == 0) {
     // One round trip: COPY outside a transaction block is its own transaction, so a failed one
     // leaves nothing behind and the connection idle.
     absl::Status s = Copy(copy_sql_, context);

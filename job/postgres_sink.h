@@ -57,9 +57,11 @@ class PostgresSink final : public Sink {
   // kAborted for serialization failures and deadlocks (class 40).
   absl::Status Write(absl::Span<const Record> records, const WriteContext& context) override;
 
-  // How the batches were loaded (tests, the Job's summary log).
+  // Whether the table takes the copy path at all (checked at every connect).
+  bool copy_eligible() const { return copy_eligible_; }
+
+  // How the batches were loaded (tests, and a log line when the sink is destroyed).
   struct Stats {
-    bool copy_eligible = false;  // the table takes the copy path at all
     int64_t copied_batches = 0;
     int64_t upserted_batches = 0;
     int64_t copy_conflicts = 0;  // copies that met loaded rows and were upserted instead
@@ -99,6 +101,7 @@ class PostgresSink final : public Sink {
   std::string upsert_sql_;     // INSERT ... SELECT FROM the staging table ... ; COMMIT
   std::string copy_sql_;       // COPY the table (columns) FROM STDIN (FORMAT binary)
   std::string last_sqlstate_;  // of the last error Await returned; empty without server answer
+  bool copy_eligible_ = false;
   int upsert_batches_left_ = 0;
   Stats stats_;
   std::string copy_buffer_;  // reused between batches

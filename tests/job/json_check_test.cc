@@ -13,67 +13,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "tests/job/jsonb_cases.h"
 
 namespace klag::job {
 namespace {
 
 TEST(IsJsonbDocumentTest, Table) {
-  struct Case {
-    std::string text;
-    bool document;
-  };
-  const std::vector<Case> cases = {
-      {R"({"symbol":"ACME","price":12.5,"volume":100})", true},
-      {" \t\r\n[1, -0, 0.5, 1e5, 1E-5, 2e+3, true, false, null, \"\", {}, []] \n", true},
-      {R"({"a":{"b":[{"c":null}]},"d":"\"\\\/\b\f\n\r\t\u00e9\uD83D\uDE00"})", true},
-      {R"({"a":1,"a":2})", true},  // duplicate names: jsonb keeps the last
-      {"\"caf\xC3\xA9\"", true},
-      {"0", true},
-      {"-0.0e-0", true},
-      {R"("\\u0000")", true},  // an escaped backslash, then the text u0000
-      {"", false},
-      {" ", false},
-      {"{", false},
-      {"}", false},
-      {"[1,]", false},
-      {"[,1]", false},
-      {R"({"a":1,})", false},
-      {R"({"a" 1})", false},
-      {R"({1:2})", false},
-      {"[1 2]", false},
-      {"[]x", false},
-      {"[] []", false},
-      {"01", false},
-      {"1.", false},
-      {".5", false},
-      {"+1", false},
-      {"1e", false},
-      {"1e+", false},
-      {"-", false},
-      {"tru", false},
-      {"nul", false},
-      {"True", false},
-      {"NaN", false},
-      {"\f1", false},    // form feed is not JSON whitespace
-      {"1\x0B", false},  // nor vertical tab
-      {"\"a\tb\"", false},
-      {R"("\x")", false},
-      {R"("\u12")", false},
-      {R"("\u12G4")", false},
-      {R"("\u0000")", false},        // jsonb: unsupported Unicode escape sequence
-      {R"("\uD800")", false},        // a high surrogate alone
-      {R"("\uD800x")", false},       // followed by something else
-      {R"("\uD800\n")", false},      // followed by another escape
-      {R"("\uD800\uD800")", false},  // followed by another high surrogate
-      {R"("\uDC00")", false},        // a low surrogate alone
-      {"\"\xC3\"", false},           // invalid UTF-8 in a string
-      {"\"\xED\xA0\x80\"", false},   // an encoded surrogate
-      {"\xEF\xBB\xBF{}", false},     // a byte order mark
-      {std::string("\"a\0b\"", 5), false},
-      {std::string("[1]\0", 4), false},
-      {"'a'", false},
-  };
-  for (const Case& c : cases) {
+  for (const JsonbCase& c : JsonbEdgeCases()) {
     EXPECT_EQ(IsJsonbDocument(c.text), c.document) << c.text;
   }
 }
