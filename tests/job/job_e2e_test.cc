@@ -25,10 +25,14 @@
 namespace klag::job {
 namespace {
 
+using ::klag::job::testing::Committed;
 using ::klag::job::testing::CountByRecord;
+using ::klag::job::testing::Diagnostics;
+using ::klag::job::testing::Ends;
 using ::klag::job::testing::ExpectedOnce;
 using ::klag::job::testing::Process;
 using ::klag::job::testing::ProcessResult;
+using ::klag::job::testing::ProduceEach;
 using ::klag::job::testing::ReadJsonl;
 using ::klag::job::testing::RunJob;
 using ::klag::job::testing::TempDir;
@@ -65,30 +69,6 @@ void CreateTopic(const std::string& bootstrap, const std::string& topic, int par
   ASSERT_TRUE(s.ok()) << s;
 }
 
-void ProduceEach(const std::string& bootstrap, const std::string& topic, int partitions,
-                 int count) {
-  for (int p = 0; p < partitions; ++p) {
-    absl::StatusOr<std::vector<int64_t>> offsets =
-        ::klag::testing::Produce(bootstrap, topic, p, count);
-    ASSERT_TRUE(offsets.ok()) << offsets.status();
-    ASSERT_EQ(offsets->size(), static_cast<size_t>(count));
-  }
-}
-
-std::map<int32_t, int64_t> Committed(const std::string& bootstrap, const std::string& group,
-                                     const std::string& topic) {
-  absl::StatusOr<std::map<int32_t, int64_t>> c =
-      ::klag::testing::CommittedOffsets(bootstrap, group, topic);
-  EXPECT_TRUE(c.ok()) << c.status();
-  return c.ok() ? *c : std::map<int32_t, int64_t>{};
-}
-
-std::map<int32_t, int64_t> Ends(const std::string& bootstrap, const std::string& topic) {
-  absl::StatusOr<std::map<int32_t, int64_t>> e = ::klag::testing::EndOffsets(bootstrap, topic);
-  EXPECT_TRUE(e.ok()) << e.status();
-  return e.ok() ? *e : std::map<int32_t, int64_t>{};
-}
-
 // Per-partition "end" (end offset at assignment) from a summary.
 std::map<int32_t, int64_t> SummaryEnds(const nlohmann::json& summary) {
   std::map<int32_t, int64_t> out;
@@ -104,12 +84,6 @@ bool WaitForLines(const std::string& path, size_t lines, absl::Duration timeout)
     absl::SleepFor(absl::Milliseconds(20));
   }
   return false;
-}
-
-std::string Diagnostics(const ProcessResult& r) {
-  return absl::StrCat("exit ", r.exit_code, " signal ", r.signal, " after ",
-                      absl::FormatDuration(r.took), "\nstdout:\n", r.stdout_text, "\nstderr:\n",
-                      r.stderr_text);
 }
 
 TEST(JobE2eTest, DrainsExactlyTheLagSeenAtStartAndLeavesLaterRecordsForTheNextJob) {

@@ -1,6 +1,7 @@
 #include "tests/job/job_e2e_util.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
@@ -21,6 +22,7 @@
 #include "job/rdkafka_record.h"
 #include "kafka/rdkafka_handle.h"
 #include "kafka/rdkafka_status.h"
+#include "tests/testing/kafka_admin.h"
 
 extern char** environ;
 
@@ -310,6 +312,36 @@ absl::StatusOr<int64_t> PostgresScalar(const std::string& uri, const std::string
   PQclear(res);
   PQfinish(conn);
   return out;
+}
+
+std::string Diagnostics(const ProcessResult& r) {
+  return absl::StrCat("exit ", r.exit_code, " signal ", r.signal, " after ",
+                      absl::FormatDuration(r.took), "\nstdout:\n", r.stdout_text, "\nstderr:\n",
+                      r.stderr_text);
+}
+
+void ProduceEach(const std::string& bootstrap, const std::string& topic, int partitions,
+                 int count) {
+  for (int p = 0; p < partitions; ++p) {
+    absl::StatusOr<std::vector<int64_t>> offsets =
+        ::klag::testing::Produce(bootstrap, topic, p, count);
+    ASSERT_TRUE(offsets.ok()) << offsets.status();
+    ASSERT_EQ(offsets->size(), static_cast<size_t>(count));
+  }
+}
+
+std::map<int32_t, int64_t> Committed(const std::string& bootstrap, const std::string& group,
+                                     const std::string& topic) {
+  absl::StatusOr<std::map<int32_t, int64_t>> c =
+      ::klag::testing::CommittedOffsets(bootstrap, group, topic);
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? *c : std::map<int32_t, int64_t>{};
+}
+
+std::map<int32_t, int64_t> Ends(const std::string& bootstrap, const std::string& topic) {
+  absl::StatusOr<std::map<int32_t, int64_t>> e = ::klag::testing::EndOffsets(bootstrap, topic);
+  EXPECT_TRUE(e.ok()) << e.status();
+  return e.ok() ? *e : std::map<int32_t, int64_t>{};
 }
 
 }  // namespace klag::job::testing

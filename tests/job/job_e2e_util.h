@@ -78,6 +78,9 @@ class Process {
   std::string err_path_;
 };
 
+// A finished process's exit code, signal, run time and output, for assertion messages.
+std::string Diagnostics(const ProcessResult& r);
+
 // Runs klag-job with `args` to completion (killed after `timeout`).
 ProcessResult RunJob(const std::vector<std::string>& args,
                      absl::Duration timeout = absl::Seconds(90));
@@ -114,6 +117,15 @@ struct GroupState {
 // The group as the broker describes it (admin DescribeConsumerGroups).
 absl::StatusOr<GroupState> DescribeGroup(const std::string& bootstrap, const std::string& group,
                                          absl::Duration timeout = absl::Seconds(30));
+
+// `count` records into each of partitions 0 .. partitions-1 of `topic` (fails the test
+// otherwise; check with ASSERT_NO_FATAL_FAILURE).
+void ProduceEach(const std::string& bootstrap, const std::string& topic, int partitions, int count);
+// The group's committed offset per partition of `topic`, and the topic's end offsets: empty
+// (and a failed expectation) when the broker does not answer.
+std::map<int32_t, int64_t> Committed(const std::string& bootstrap, const std::string& group,
+                                     const std::string& topic);
+std::map<int32_t, int64_t> Ends(const std::string& bootstrap, const std::string& topic);
 
 // PostgreSQL from scripts/postgres.sh: the URI in KLAG_TEST_POSTGRES, or "".
 std::string PostgresUri();

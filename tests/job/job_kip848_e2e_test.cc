@@ -21,10 +21,14 @@
 namespace klag::job {
 namespace {
 
+using ::klag::job::testing::Committed;
 using ::klag::job::testing::CountByRecord;
+using ::klag::job::testing::Diagnostics;
+using ::klag::job::testing::Ends;
 using ::klag::job::testing::ExpectedOnce;
 using ::klag::job::testing::Process;
 using ::klag::job::testing::ProcessResult;
+using ::klag::job::testing::ProduceEach;
 using ::klag::job::testing::ReadJsonl;
 using ::klag::job::testing::RunJob;
 using ::klag::job::testing::TempDir;
@@ -37,36 +41,6 @@ std::vector<std::string> JobArgs(const std::string& bootstrap, const std::string
       "--progress-interval", "1s"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
-}
-
-std::string Diagnostics(const ProcessResult& r) {
-  return absl::StrCat("exit ", r.exit_code, " signal ", r.signal, " after ",
-                      absl::FormatDuration(r.took), "\nstdout:\n", r.stdout_text, "\nstderr:\n",
-                      r.stderr_text);
-}
-
-void ProduceEach(const std::string& bootstrap, const std::string& topic, int partitions,
-                 int count) {
-  for (int p = 0; p < partitions; ++p) {
-    absl::StatusOr<std::vector<int64_t>> offsets =
-        ::klag::testing::Produce(bootstrap, topic, p, count);
-    ASSERT_TRUE(offsets.ok()) << offsets.status();
-    ASSERT_EQ(offsets->size(), static_cast<size_t>(count));
-  }
-}
-
-std::map<int32_t, int64_t> Committed(const std::string& bootstrap, const std::string& group,
-                                     const std::string& topic) {
-  absl::StatusOr<std::map<int32_t, int64_t>> c =
-      ::klag::testing::CommittedOffsets(bootstrap, group, topic);
-  EXPECT_TRUE(c.ok()) << c.status();
-  return c.ok() ? *c : std::map<int32_t, int64_t>{};
-}
-
-std::map<int32_t, int64_t> Ends(const std::string& bootstrap, const std::string& topic) {
-  absl::StatusOr<std::map<int32_t, int64_t>> e = ::klag::testing::EndOffsets(bootstrap, topic);
-  EXPECT_TRUE(e.ok()) << e.status();
-  return e.ok() ? *e : std::map<int32_t, int64_t>{};
 }
 
 std::string GroupType(const std::string& bootstrap, const std::string& group) {
