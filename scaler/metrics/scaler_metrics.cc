@@ -230,6 +230,32 @@ std::vector<MetricFamily> ScalerMetrics::Collect() const {
                                    MetricType::Gauge);
     AddSample(triggers, {}, static_cast<double>(s.triggers));
     out.push_back(std::move(triggers));
+    MetricFamily clusters =
+        Family("klag_scaler_clusters",
+               "Distinct Kafka clusters named by the triggers the evaluator holds state for",
+               MetricType::Gauge);
+    AddSample(clusters, {}, static_cast<double>(s.clusters));
+    out.push_back(std::move(clusters));
+    // The Kafka worker pool's saturation: work waiting at the bound is refused, work that
+    // waits past its deadline expires; both reach KEDA as failed calls.
+    MetricFamily work = Family("klag_scaler_kafka_work",
+                               "Evaluations waiting for a Kafka worker (queued) and on one now "
+                               "(running); --kafka-workers and --kafka-queue bound them",
+                               MetricType::Gauge);
+    AddSample(work, {{"state", "queued"}}, static_cast<double>(s.queued));
+    AddSample(work, {{"state", "running"}}, static_cast<double>(s.running));
+    out.push_back(std::move(work));
+    MetricFamily refused =
+        Family("klag_scaler_refused_total",
+               "Calls answered with an error before any Kafka work, by reason: queue_full (the "
+               "Kafka work queue at --kafka-queue or --kafka-queue-per-cluster: "
+               "RESOURCE_EXHAUSTED), expired (no Kafka worker free within --kafka-timeout: "
+               "DEADLINE_EXCEEDED), over_bound (a trigger or cluster bound: RESOURCE_EXHAUSTED)",
+               MetricType::Counter);
+    AddSample(refused, {{"reason", "queue_full"}}, static_cast<double>(s.rejected));
+    AddSample(refused, {{"reason", "expired"}}, static_cast<double>(s.expired));
+    AddSample(refused, {{"reason", "over_bound"}}, static_cast<double>(s.over_bound));
+    out.push_back(std::move(refused));
   }
   if (sources_.kafka_clients) {
     MetricFamily clients =

@@ -252,6 +252,13 @@ TEST(MetricsE2eTest, ScrapeShowsTheOffsetsLagAndRpcsOfARealTrigger) {
   EXPECT_EQ(text.find("klag_scaler_evaluation_failures_total{"), std::string::npos) << text;
   expect("klag_scaler_triggers", "1");
   expect("klag_scaler_kafka_clients", "1");
+  expect("klag_scaler_clusters", "1");
+  // Nothing waits for or holds a Kafka worker once the answers are in; nothing was refused.
+  expect(R"(klag_scaler_kafka_work{state="queued"})", "0");
+  expect(R"(klag_scaler_kafka_work{state="running"})", "0");
+  expect(R"(klag_scaler_refused_total{reason="queue_full"})", "0");
+  expect(R"(klag_scaler_refused_total{reason="expired"})", "0");
+  expect(R"(klag_scaler_refused_total{reason="over_bound"})", "0");
   // One fresh evaluation: one ListConsumerGroupOffsets (OffsetFetch) call.
   expect(R"(klag_scaler_kafka_requests_total{api="OffsetFetch"})", "1");
   expect("klag_scaler_open_streams", "0");

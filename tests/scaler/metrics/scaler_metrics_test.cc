@@ -171,22 +171,37 @@ TEST(ScalerMetricsTest, RpcsCountByMethodAndCodeAndTimeUnaryCallsOnly) {
 TEST(ScalerMetricsTest, EvaluatorAndKafkaSourcesAreReadAtScrape) {
   Clock clock;
   ScalerMetrics metrics(Options(&clock), BuildInfo{});
-  metrics.SetSources(MetricsSources{
-      .evaluator =
-          [] {
-            return EvaluatorStats{
-                .evaluations = 4, .reused = 9, .joined = 2, .failures = 1, .triggers = 3};
-          },
-      .kafka_clients = [] { return int64_t{2}; },
-      .kafka_requests =
-          [] {
-            return KafkaRequestCounts{{"Metadata", 5}, {"OffsetFetch", 4}};
-          }});
+  metrics.SetSources(
+      MetricsSources{.evaluator =
+                         [] {
+                           return EvaluatorStats{.evaluations = 4,
+                                                 .reused = 9,
+                                                 .joined = 2,
+                                                 .failures = 1,
+                                                 .triggers = 3,
+                                                 .rejected = 6,
+                                                 .expired = 7,
+                                                 .queued = 11,
+                                                 .running = 12,
+                                                 .clusters = 13,
+                                                 .over_bound = 8};
+                         },
+                     .kafka_clients = [] { return int64_t{2}; },
+                     .kafka_requests =
+                         [] {
+                           return KafkaRequestCounts{{"Metadata", 5}, {"OffsetFetch", 4}};
+                         }});
   const std::string text = Scrape(metrics);
   EXPECT_THAT(text, HasSubstr(R"(klag_scaler_evaluations_total{outcome="fresh"} 4)"));
   EXPECT_THAT(text, HasSubstr(R"(klag_scaler_evaluations_total{outcome="reused"} 9)"));
   EXPECT_THAT(text, HasSubstr(R"(klag_scaler_evaluations_total{outcome="joined"} 2)"));
   EXPECT_THAT(text, HasSubstr("klag_scaler_triggers 3\n"));
+  EXPECT_THAT(text, HasSubstr("klag_scaler_clusters 13\n"));
+  EXPECT_THAT(text, HasSubstr(R"(klag_scaler_kafka_work{state="queued"} 11)"));
+  EXPECT_THAT(text, HasSubstr(R"(klag_scaler_kafka_work{state="running"} 12)"));
+  EXPECT_THAT(text, HasSubstr(R"(klag_scaler_refused_total{reason="queue_full"} 6)"));
+  EXPECT_THAT(text, HasSubstr(R"(klag_scaler_refused_total{reason="expired"} 7)"));
+  EXPECT_THAT(text, HasSubstr(R"(klag_scaler_refused_total{reason="over_bound"} 8)"));
   EXPECT_THAT(text, HasSubstr("klag_scaler_kafka_clients 2\n"));
   EXPECT_THAT(text, HasSubstr(R"(klag_scaler_kafka_requests_total{api="Metadata"} 5)"));
 }
