@@ -63,6 +63,7 @@ struct Options {
   std::string kerberos_keytab_dir;        // sasl gssapi: keytabs must be under it; empty: refused
   absl::Duration kafka_timeout = absl::Seconds(5);
   absl::Duration evaluation_window = absl::Seconds(2);
+  absl::Duration evaluation_window_under_load = EvaluatorOptions{}.window_under_load;
   absl::Duration stream_poll_interval = absl::Seconds(10);
   absl::Duration metadata_max_age = absl::Seconds(30);
   absl::Duration end_offsets_max_age = absl::Seconds(1);
@@ -104,6 +105,11 @@ void RegisterFlags(FlagSet& flags, Options& o) {
   flags.Duration("evaluation-window", "KLAG_EVALUATION_WINDOW",
                  "calls for the same trigger within this window share one evaluation",
                  &o.evaluation_window);
+  flags.Duration("evaluation-window-under-load", "KLAG_EVALUATION_WINDOW_UNDER_LOAD",
+                 "while evaluations of a cluster wait for a Kafka worker, calls for a trigger of "
+                 "it reuse its last evaluation up to this old instead of queueing another (at "
+                 "most --evaluation-window: off)",
+                 &o.evaluation_window_under_load);
   flags.Duration("stream-poll-interval", "KLAG_STREAM_POLL_INTERVAL",
                  "how often an open StreamIsActive re-evaluates", &o.stream_poll_interval);
   flags.Duration("metadata-max-age", "KLAG_METADATA_MAX_AGE",
@@ -250,6 +256,7 @@ struct Wiring {
                   EvaluatorOptions{
                       .kafka_timeout = o.kafka_timeout,
                       .window = o.evaluation_window,
+                      .window_under_load = o.evaluation_window_under_load,
                       .idle_ttl = o.client_idle_timeout,
                       .allowed_bootstrap_servers =
                           absl::StrSplit(o.allowed_bootstrap_servers, ',', absl::SkipWhitespace()),

@@ -218,10 +218,14 @@ std::vector<MetricFamily> ScalerMetrics::Collect() const {
     MetricFamily evaluations =
         Family("klag_scaler_evaluations_total",
                "Trigger evaluations by outcome: fresh (a Kafka round trip), reused (answered from "
-               "--evaluation-window), joined (waited for a concurrent identical evaluation)",
+               "--evaluation-window), reused_under_load (answered from "
+               "--evaluation-window-under-load while the cluster's Kafka work was queued), joined "
+               "(waited for a concurrent identical evaluation)",
                MetricType::Counter);
     AddSample(evaluations, {{"outcome", "fresh"}}, static_cast<double>(s.evaluations));
     AddSample(evaluations, {{"outcome", "reused"}}, static_cast<double>(s.reused));
+    AddSample(evaluations, {{"outcome", "reused_under_load"}},
+              static_cast<double>(s.reused_under_load));
     AddSample(evaluations, {{"outcome", "joined"}}, static_cast<double>(s.joined));
     out.push_back(std::move(evaluations));
     MetricFamily triggers = Family("klag_scaler_triggers",

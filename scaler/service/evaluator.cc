@@ -400,8 +400,15 @@ void Evaluator::EvaluateAsync(const TriggerRef& ref, EvaluationCallback done) {
     absl::MutexLock lock(&state->mu);
     const absl::Time now = options_.now();
     state->last_used = now;
-    if (state->last != nullptr && now - state->last->evaluated_at < options_.window) {
+    const absl::Duration age =
+        state->last == nullptr ? absl::InfiniteDuration() : now - state->last->evaluated_at;
+    if (age < options_.window) {
       counters_.reused.fetch_add(1, std::memory_order_relaxed);
+      reuse = state->last;
+    } else if (state->flight == nullptr && age < options_.window_under_load &&
+               executor_->Queued(parse->cluster_key) > 0) {
+      // Lock order: the trigger's mutex, then the executor's (which calls nothing under it).
+      counters_.reused_under_load.fetch_add(1, std::memory_order_relaxed);
       reuse = state->last;
     } else if (state->flight != nullptr) {
       counters_.joined.fetch_add(1, std::memory_order_relaxed);
@@ -518,6 +525,7 @@ EvaluatorStats Evaluator::Stats() const {
   EvaluatorStats stats;
   stats.evaluations = counters_.evaluations.load(std::memory_order_relaxed);
   stats.reused = counters_.reused.load(std::memory_order_relaxed);
+  stats.reused_under_load = counters_.reused_under_load.load(std::memory_order_relaxed);
   stats.joined = counters_.joined.load(std::memory_order_relaxed);
   stats.failures = counters_.failures.load(std::memory_order_relaxed);
   stats.rejected = counters_.rejected.load(std::memory_order_relaxed);

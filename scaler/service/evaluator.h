@@ -60,6 +60,12 @@ struct EvaluatorOptions {
   absl::Duration kafka_timeout = absl::Seconds(5);
   // Calls for the same trigger within this window reuse the last evaluation.
   absl::Duration window = absl::Seconds(2);
+  // Under load: while evaluations of the trigger's cluster wait for a Kafka worker, a call reuses
+  // the trigger's last evaluation up to this old instead of queueing one more (at most this
+  // window is added to the age of an answer then). Keeps an overloaded scaler from doing the
+  // same trigger's work twice per poll (KEDA's GetMetrics then IsActive arriving more than
+  // `window` apart), which deepens the queue it waits in. At most `window`: off.
+  absl::Duration window_under_load = absl::Seconds(10);
   // Per-trigger state unused this long is dropped.
   absl::Duration idle_ttl = absl::Minutes(30);
   // bootstrapServers patterns ("host:port", '*' matches any run of characters, case-insensitive)
@@ -121,17 +127,18 @@ class EvaluationObserver {
 };
 
 struct EvaluatorStats {
-  int64_t evaluations = 0;  // Kafka round trips started
-  int64_t reused = 0;       // answered from the window
-  int64_t joined = 0;       // waited for a concurrent identical evaluation
-  int64_t failures = 0;     // evaluations answered with an error (Kafka's, or rejected/expired)
-  int64_t triggers = 0;     // triggers with state now
-  int64_t rejected = 0;     // the Kafka work queue was full (RESOURCE_EXHAUSTED)
-  int64_t expired = 0;      // waited for a worker past the deadline (DEADLINE_EXCEEDED)
-  int64_t queued = 0;       // evaluations waiting for a worker now
-  int64_t running = 0;      // evaluations on a worker now
-  int64_t clusters = 0;     // distinct clusters named by triggers with state now
-  int64_t over_bound = 0;   // requests refused by a trigger or cluster bound
+  int64_t evaluations = 0;        // Kafka round trips started
+  int64_t reused = 0;             // answered from the window
+  int64_t reused_under_load = 0;  // answered from window_under_load (Kafka work was queued)
+  int64_t joined = 0;             // waited for a concurrent identical evaluation
+  int64_t failures = 0;    // evaluations answered with an error (Kafka's, or rejected/expired)
+  int64_t triggers = 0;    // triggers with state now
+  int64_t rejected = 0;    // the Kafka work queue was full (RESOURCE_EXHAUSTED)
+  int64_t expired = 0;     // waited for a worker past the deadline (DEADLINE_EXCEEDED)
+  int64_t queued = 0;      // evaluations waiting for a worker now
+  int64_t running = 0;     // evaluations on a worker now
+  int64_t clusters = 0;    // distinct clusters named by triggers with state now
+  int64_t over_bound = 0;  // requests refused by a trigger or cluster bound
 };
 
 using EvaluationCallback =
@@ -238,6 +245,7 @@ class Evaluator {
   struct Counters {
     std::atomic<int64_t> evaluations{0};
     std::atomic<int64_t> reused{0};
+    std::atomic<int64_t> reused_under_load{0};
     std::atomic<int64_t> joined{0};
     std::atomic<int64_t> failures{0};
     std::atomic<int64_t> rejected{0};

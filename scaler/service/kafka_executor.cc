@@ -189,6 +189,12 @@ void KafkaExecutor::TimerLoop() {
   }
 }
 
+int64_t KafkaExecutor::Queued(const std::string& cluster_key) const {
+  absl::MutexLock lock(&mu_);
+  auto it = clusters_.find(cluster_key);
+  return it == clusters_.end() ? 0 : static_cast<int64_t>(it->second.queue.size());
+}
+
 KafkaExecutorStats KafkaExecutor::Stats() const {
   absl::MutexLock lock(&mu_);
   return KafkaExecutorStats{

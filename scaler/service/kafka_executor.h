@@ -86,6 +86,10 @@ class KafkaExecutor {
 
   KafkaExecutorStats Stats() const;
 
+  // Work of `cluster_key` waiting for a worker now. Thread-safe; takes the executor's lock (never
+  // held while calling out), so callers may hold their own locks.
+  int64_t Queued(const std::string& cluster_key) const;
+
  private:
   struct Cluster {
     std::string name;

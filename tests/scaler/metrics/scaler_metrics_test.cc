@@ -176,6 +176,7 @@ TEST(ScalerMetricsTest, EvaluatorAndKafkaSourcesAreReadAtScrape) {
                          [] {
                            return EvaluatorStats{.evaluations = 4,
                                                  .reused = 9,
+                                                 .reused_under_load = 5,
                                                  .joined = 2,
                                                  .failures = 1,
                                                  .triggers = 3,
@@ -195,6 +196,7 @@ TEST(ScalerMetricsTest, EvaluatorAndKafkaSourcesAreReadAtScrape) {
   EXPECT_THAT(text, HasSubstr(R"(klag_scaler_evaluations_total{outcome="fresh"} 4)"));
   EXPECT_THAT(text, HasSubstr(R"(klag_scaler_evaluations_total{outcome="reused"} 9)"));
   EXPECT_THAT(text, HasSubstr(R"(klag_scaler_evaluations_total{outcome="joined"} 2)"));
+  EXPECT_THAT(text, HasSubstr(R"(klag_scaler_evaluations_total{outcome="reused_under_load"} 5)"));
   EXPECT_THAT(text, HasSubstr("klag_scaler_triggers 3\n"));
   EXPECT_THAT(text, HasSubstr("klag_scaler_clusters 13\n"));
   EXPECT_THAT(text, HasSubstr(R"(klag_scaler_kafka_work{state="queued"} 11)"));

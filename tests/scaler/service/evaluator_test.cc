@@ -12,6 +12,7 @@
 #include "absl/hash/hash.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "tests/testing/fake_offset_reader.h"
 #include "tests/testing/test_env.h"
 
@@ -313,6 +314,73 @@ TEST_F(EvaluatorTest, EvaluateAsyncWithinTheWindowAnswersInline) {
                            });
   EXPECT_TRUE(answered) << "reused answers need no worker";
   EXPECT_EQ(evaluator_.Stats().reused, 1);
+}
+
+// One worker for the cluster: trigger "busy" holds it, trigger "queued" waits for it; meanwhile
+// trigger "g", last evaluated 5 s ago (past the 2 s window, within the 10 s one under load), is
+// answered from that evaluation instead of queueing behind them. Once nothing waits, or past
+// window_under_load, it goes to Kafka again.
+TEST(EvaluatorUnderLoadTest, QueuedKafkaWorkWidensTheReuseWindow) {
+  FakeClock clock;
+  auto reader = std::make_shared<testing::FakeOffsetReader>();
+  for (const char* group : {"g", "busy", "queued"}) {
+    reader->SetOffsets(group, {{.topic = "t", .partition = 0, .committed = 2, .end = 10}});
+  }
+  Evaluator evaluator(
+      [&](const kafka::ConnectionConfig&) -> absl::StatusOr<std::shared_ptr<kafka::OffsetReader>> {
+        return std::shared_ptr<kafka::OffsetReader>(reader);
+      },
+      nullptr,
+      EvaluatorOptions{.kafka_timeout = absl::Seconds(30),
+                       .window = absl::Seconds(2),
+                       .window_under_load = absl::Seconds(10),
+                       .executor = {.workers = 1, .workers_per_cluster = 1},
+                       .now = [&clock] { return clock.Now(); }});
+  const auto ref = [](const std::string& group) {
+    return TriggerRef{.name = "job-" + group, .namespace_ = "ns", .metadata = BaseMetadata(group)};
+  };
+  auto first = evaluator.Evaluate(ref("g"));
+  ASSERT_TRUE(first.ok()) << first.status();
+  clock.Advance(absl::Seconds(5));
+
+  // Nothing queued: a fresh evaluation as usual.
+  auto second = evaluator.Evaluate(ref("g"));
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_NE(second->get(), first->get());
+  EXPECT_EQ(reader->calls("g"), 2);
+  clock.Advance(absl::Seconds(5));
+
+  reader->BlockCalls(/*honor_deadline=*/false);
+  absl::Notification busy_done;
+  absl::Notification queued_done;
+  evaluator.EvaluateAsync(ref("busy"), [&](auto) { busy_done.Notify(); });
+  ASSERT_TRUE(reader->AwaitBlockedCalls(1));
+  evaluator.EvaluateAsync(ref("queued"), [&](auto) { queued_done.Notify(); });
+  EXPECT_EQ(evaluator.Stats().queued, 1);
+
+  bool answered = false;
+  evaluator.EvaluateAsync(ref("g"), [&](absl::StatusOr<std::shared_ptr<const Evaluation>> r) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->get(), second->get()) << "the last evaluation, 5 s old";
+    answered = true;
+  });
+  EXPECT_TRUE(answered) << "answered inline, not queued";
+  EXPECT_EQ(evaluator.Stats().reused_under_load, 1);
+  EXPECT_EQ(evaluator.Stats().queued, 1);
+
+  // Past window_under_load the call queues like any other, however loaded.
+  clock.Advance(absl::Seconds(6));
+  absl::Notification old_done;
+  evaluator.EvaluateAsync(ref("g"), [&](auto) { old_done.Notify(); });
+  EXPECT_FALSE(old_done.HasBeenNotified());
+  EXPECT_EQ(evaluator.Stats().queued, 2);
+  EXPECT_EQ(evaluator.Stats().reused_under_load, 1);
+
+  reader->ReleaseCalls();
+  ASSERT_TRUE(busy_done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ASSERT_TRUE(queued_done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ASSERT_TRUE(old_done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(reader->calls("g"), 3);
 }
 
 TEST_F(EvaluatorTest, EachDistinctMetadataIsParsedOnce) {
