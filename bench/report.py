@@ -229,8 +229,12 @@ def section_fanout(d):
                          f"mean {fmt(a['mean_ms'], 1)} ms, p50 <= {fmt(a['p50_le_ms'], 0)} ms, "
                          f"p99 <= {fmt(a['p99_le_ms'], 0) if a['p99_le_ms'] >= 0 else 'over the largest bucket'} ms "
                          f"({fmt(a['count'])} evaluations)")
+        ev = k.get("evaluations") or {}
+        cells.append(", ".join(f"{o} {fmt(ev[o])}" for o in
+                               ("fresh", "reused", "reused_under_load", "joined") if o in ev))
         arows.append([fmt(s), var] + cells)
-    ages = table(["S", "variant", "end offsets", "committed offsets"], arows) if arows else ""
+    ages = table(["S", "variant", "end offsets", "committed offsets",
+                  "answers by source (whole run)"], arows) if arows else ""
 
     klag_rpc = []
     for s, var in order:
@@ -258,7 +262,9 @@ def section_fanout(d):
         parts += ["Age of the offsets behind klag-scaler's evaluations (evaluation time minus the "
                   "time the ListOffsets or OffsetFetch request was sent; histogram "
                   "klag_evaluation_data_age_seconds, whole run; an answer reused from the "
-                  "evaluation window is up to --evaluation-window (500 ms here) older):", ages]
+                  "evaluation window is up to --evaluation-window (500 ms here) older, one reused "
+                  "under load up to --evaluation-window-under-load (10 s) older; the last column "
+                  "is klag_scaler_evaluations_total by outcome):", ages]
     parts += ["klag-scaler per RPC:", rpc_table]
     return "\n\n".join(parts), fanout_pairs(d)
 

@@ -227,9 +227,10 @@ func main() {
 	stopStreams()
 	streamStats := st.finish()
 	var ages map[string]dataAge
+	var evaluations map[string]float64
 	if *metricsURL != "" {
 		// The figures stand without it: a scaler without the histogram only loses this column.
-		if ages, err = scrapeDataAge(*metricsURL); err != nil {
+		if ages, evaluations, err = scrapeDataAge(*metricsURL); err != nil {
 			fmt.Fprintf(os.Stderr, "fanout: warning: %v\n", err)
 		}
 	}
@@ -249,9 +250,12 @@ func main() {
 		DeadMode        string             `json:"dead_mode,omitempty"`
 		DeadCodes       map[string]int64   `json:"dead_codes,omitempty"`
 		DataAge         map[string]dataAge `json:"data_age,omitempty"`
+		// klag_scaler_evaluations_total by outcome (fresh, reused, reused_under_load, joined),
+		// whole run.
+		Evaluations map[string]float64 `json:"evaluations,omitempty"`
 	}{Side: "klag", Result: res, Variant: variant, Share: max(*share, 1), Groups: groups,
 		P: *partitions, Topics: l.Topics, ValueMismatches: mismatches.Load(), Streams: streamStats,
-		Dead: *dead, DeadCodes: codeCounts, DataAge: ages}
+		Dead: *dead, DeadCodes: codeCounts, DataAge: ages, Evaluations: evaluations}
 	if *dead > 0 {
 		out.DeadMode = *deadMode
 	}
@@ -407,15 +411,27 @@ type dataAge struct {
 	P99UpperMS float64 `json:"p99_le_ms"`
 }
 
-func scrapeDataAge(url string) (map[string]dataAge, error) {
+// scrapeDataAge also returns klag_scaler_evaluations_total by outcome.
+func scrapeDataAge(url string) (map[string]dataAge, map[string]float64, error) {
 	resp, err := http.Get(url)
 	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
+		return nil, nil, fmt.Errorf("metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
+		return nil, nil, fmt.Errorf("metrics: %w", err)
+	}
+	evaluations := map[string]float64{}
+	const evalName = "klag_scaler_evaluations_total{"
+	for _, line := range strings.Split(string(body), "\n") {
+		sp := strings.LastIndexByte(line, ' ')
+		if !strings.HasPrefix(line, evalName) || sp < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[sp+1:], 64); err == nil {
+			evaluations[label(line[:sp], "outcome")] = v
+		}
 	}
 	type hist struct {
 		sum, count float64
@@ -481,9 +497,9 @@ func scrapeDataAge(url string) (map[string]dataAge, error) {
 			P50UpperMS: upper(0.5), P99UpperMS: upper(0.99)}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("metrics: no %s series at %s", name, url)
+		return nil, evaluations, fmt.Errorf("metrics: no %s series at %s", name, url)
 	}
-	return out, nil
+	return out, evaluations, nil
 }
 
 // label returns the value of label `key` in a Prometheus series text (name{a="x",b="y"}).
