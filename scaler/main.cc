@@ -106,9 +106,10 @@ void RegisterFlags(FlagSet& flags, Options& o) {
                  "calls for the same trigger within this window share one evaluation",
                  &o.evaluation_window);
   flags.Duration("evaluation-window-under-load", "KLAG_EVALUATION_WINDOW_UNDER_LOAD",
-                 "while evaluations of a cluster wait for a Kafka worker, calls for a trigger of "
-                 "it reuse its last evaluation up to this old instead of queueing another (at "
-                 "most --evaluation-window: off)",
+                 "while a cluster's oldest evaluation waiting for a Kafka worker has waited "
+                 "--evaluation-window or longer, calls for a trigger of it reuse its last "
+                 "evaluation up to this old instead of queueing another (at most "
+                 "--evaluation-window: off)",
                  &o.evaluation_window_under_load);
   flags.Duration("stream-poll-interval", "KLAG_STREAM_POLL_INTERVAL",
                  "how often an open StreamIsActive re-evaluates", &o.stream_poll_interval);

@@ -219,7 +219,7 @@ std::vector<MetricFamily> ScalerMetrics::Collect() const {
         Family("klag_scaler_evaluations_total",
                "Trigger evaluations by outcome: fresh (a Kafka round trip), reused (answered from "
                "--evaluation-window), reused_under_load (answered from "
-               "--evaluation-window-under-load while the cluster's Kafka work was queued), joined "
+               "--evaluation-window-under-load: the cluster's Kafka work waited), joined "
                "(waited for a concurrent identical evaluation)",
                MetricType::Counter);
     AddSample(evaluations, {{"outcome", "fresh"}}, static_cast<double>(s.evaluations));

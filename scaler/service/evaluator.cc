@@ -406,7 +406,8 @@ void Evaluator::EvaluateAsync(const TriggerRef& ref, EvaluationCallback done) {
       counters_.reused.fetch_add(1, std::memory_order_relaxed);
       reuse = state->last;
     } else if (state->flight == nullptr && age < options_.window_under_load &&
-               executor_->Queued(parse->cluster_key) > 0) {
+               executor_->QueueWait(parse->cluster_key) >= options_.window) {
+      // Overloaded: a new evaluation would wait for a worker at least as long as the window.
       // Lock order: the trigger's mutex, then the executor's (which calls nothing under it).
       counters_.reused_under_load.fetch_add(1, std::memory_order_relaxed);
       reuse = state->last;

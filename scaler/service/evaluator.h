@@ -60,7 +60,8 @@ struct EvaluatorOptions {
   absl::Duration kafka_timeout = absl::Seconds(5);
   // Calls for the same trigger within this window reuse the last evaluation.
   absl::Duration window = absl::Seconds(2);
-  // Under load: while evaluations of the trigger's cluster wait for a Kafka worker, a call reuses
+  // Under load: while the oldest evaluation of the trigger's cluster waiting for a Kafka worker
+  // has waited at least `window` (so a new one would wait at least that long too), a call reuses
   // the trigger's last evaluation up to this old instead of queueing one more (at most this
   // window is added to the age of an answer then). Keeps an overloaded scaler from doing the
   // same trigger's work twice per poll (KEDA's GetMetrics then IsActive arriving more than

@@ -28,7 +28,7 @@ KafkaExecutor::~KafkaExecutor() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
     for (auto& [key, cluster] : clusters_) {
-      for (Work& w : cluster.queue) cancelled.push_back(std::move(w));
+      for (Queued& q : cluster.queue) cancelled.push_back(std::move(q.work));
       cluster.queue.clear();
     }
     queued_ = 0;
@@ -71,7 +71,7 @@ absl::Status KafkaExecutor::Submit(Work work) {
     it->second.name = work.cluster_name;
   }
   const std::string key = work.cluster_key;
-  it->second.queue.push_back(std::move(work));
+  it->second.queue.push_back(Queued{.work = std::move(work), .since = absl::Now()});
   ++queued_;
   ++submissions_;
   MaybeReadyLocked(key, it->second);
@@ -109,7 +109,7 @@ void KafkaExecutor::WorkerLoop() {
       ready_.pop_front();
       Cluster& cluster = clusters_.at(key);
       cluster.ready = false;
-      work = std::move(cluster.queue.front());
+      work = std::move(cluster.queue.front().work);
       cluster.queue.pop_front();
       --queued_;
       // Checked here too: the timer may not have reached it yet.
@@ -146,8 +146,8 @@ void KafkaExecutor::WorkerLoop() {
 void KafkaExecutor::TakeExpiredLocked(absl::Time now, std::vector<Work>& expired) {
   std::vector<std::string> emptied;
   for (auto& [key, cluster] : clusters_) {
-    while (!cluster.queue.empty() && cluster.queue.front().deadline <= now) {
-      expired.push_back(std::move(cluster.queue.front()));
+    while (!cluster.queue.empty() && cluster.queue.front().work.deadline <= now) {
+      expired.push_back(std::move(cluster.queue.front().work));
       cluster.queue.pop_front();
       --queued_;
       ++expired_;
@@ -174,7 +174,8 @@ void KafkaExecutor::TimerLoop() {
       if (expired.empty()) {
         absl::Time earliest = absl::InfiniteFuture();
         for (const auto& [key, cluster] : clusters_) {
-          if (!cluster.queue.empty()) earliest = std::min(earliest, cluster.queue.front().deadline);
+          if (!cluster.queue.empty())
+            earliest = std::min(earliest, cluster.queue.front().work.deadline);
         }
         const int64_t seen = submissions_;
         auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -189,10 +190,11 @@ void KafkaExecutor::TimerLoop() {
   }
 }
 
-int64_t KafkaExecutor::Queued(const std::string& cluster_key) const {
+absl::Duration KafkaExecutor::QueueWait(const std::string& cluster_key) const {
   absl::MutexLock lock(&mu_);
   auto it = clusters_.find(cluster_key);
-  return it == clusters_.end() ? 0 : static_cast<int64_t>(it->second.queue.size());
+  if (it == clusters_.end() || it->second.queue.empty()) return absl::ZeroDuration();
+  return absl::Now() - it->second.queue.front().since;
 }
 
 KafkaExecutorStats KafkaExecutor::Stats() const {

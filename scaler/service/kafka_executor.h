@@ -86,14 +86,19 @@ class KafkaExecutor {
 
   KafkaExecutorStats Stats() const;
 
-  // Work of `cluster_key` waiting for a worker now. Thread-safe; takes the executor's lock (never
-  // held while calling out), so callers may hold their own locks.
-  int64_t Queued(const std::string& cluster_key) const;
+  // How long the oldest work of `cluster_key` still waiting for a worker has waited (zero when
+  // none waits): what new work of that cluster should expect to wait at least. Thread-safe; takes
+  // the executor's lock (never held while calling out), so callers may hold their own locks.
+  absl::Duration QueueWait(const std::string& cluster_key) const;
 
  private:
+  struct Queued {
+    Work work;
+    absl::Time since;  // when it was queued
+  };
   struct Cluster {
     std::string name;
-    std::deque<Work> queue;
+    std::deque<Queued> queue;
     int running = 0;
     bool ready = false;  // in ready_
   };
