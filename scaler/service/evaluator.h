@@ -130,7 +130,7 @@ class EvaluationObserver {
 struct EvaluatorStats {
   int64_t evaluations = 0;        // Kafka round trips started
   int64_t reused = 0;             // answered from the window
-  int64_t reused_under_load = 0;  // answered from window_under_load (Kafka work was queued)
+  int64_t reused_under_load = 0;  // answered from window_under_load (queued work waited a window)
   int64_t joined = 0;             // waited for a concurrent identical evaluation
   int64_t failures = 0;    // evaluations answered with an error (Kafka's, or rejected/expired)
   int64_t triggers = 0;    // triggers with state now
