@@ -83,10 +83,9 @@ absl::StatusOr<HandlePtr> NewHandle(rd_kafka_type_t type, const RdkafkaPropertie
   return handle;
 }
 
-AdminCall StartAdmin(
-    rd_kafka_t* rk, absl::Time deadline, rd_kafka_event_type_t type,
-    absl::FunctionRef<void(const rd_kafka_AdminOptions_t*, rd_kafka_queue_t*)> start,
-    std::optional<absl::Duration> request_timeout) {
+AdminCall StartAdmin(rd_kafka_t* rk, absl::Time deadline, rd_kafka_event_type_t type,
+                     absl::FunctionRef<void(rd_kafka_AdminOptions_t*, rd_kafka_queue_t*)> start,
+                     std::optional<absl::Duration> request_timeout) {
   AdminCall call{QueuePtr(rd_kafka_queue_new(rk)), type};
   // At least 1 ms: a zero timeout is valid for librdkafka but would mean "none" to a reader of
   // this code; AwaitAdmin reports the timeout either way.
@@ -135,7 +134,7 @@ AdminOutcome AwaitAdmin(AdminCall& call, absl::Time deadline) {
 
 absl::StatusOr<EventPtr> AwaitAdminResult(
     rd_kafka_t* rk, absl::Time deadline, rd_kafka_event_type_t type, absl::string_view context,
-    absl::FunctionRef<void(const rd_kafka_AdminOptions_t*, rd_kafka_queue_t*)> start,
+    absl::FunctionRef<void(rd_kafka_AdminOptions_t*, rd_kafka_queue_t*)> start,
     std::optional<absl::Duration> request_timeout) {
   if (RemainingMs(deadline) <= 0) {
     return RdkafkaStatus(RD_KAFKA_RESP_ERR__TIMED_OUT, context,

@@ -105,13 +105,13 @@ struct AdminOutcome {
 };
 
 // Starts one admin request whose result event is of type `type`. `start` receives admin options
-// and the call's result queue, and must issue exactly one admin call with them. The request
+// (request timeout set; it may set the call's own options, e.g. a ListConsumerGroups filter) and
+// the call's result queue, and must issue exactly one admin call with them. The request
 // timeout librdkafka applies is the time left until `deadline`, or `request_timeout` when given
 // (see kMaxAdminRequestTimeout). Never blocks.
-AdminCall StartAdmin(
-    rd_kafka_t* rk, absl::Time deadline, rd_kafka_event_type_t type,
-    absl::FunctionRef<void(const rd_kafka_AdminOptions_t*, rd_kafka_queue_t*)> start,
-    std::optional<absl::Duration> request_timeout = std::nullopt);
+AdminCall StartAdmin(rd_kafka_t* rk, absl::Time deadline, rd_kafka_event_type_t type,
+                     absl::FunctionRef<void(rd_kafka_AdminOptions_t*, rd_kafka_queue_t*)> start,
+                     std::optional<absl::Duration> request_timeout = std::nullopt);
 
 // The longest request timeout librdkafka accepts for admin requests. Long-lived clients use it
 // for coordinator-routed requests (ListConsumerGroupOffsets, AlterConsumerGroupOffsets, ...):
@@ -130,7 +130,7 @@ AdminOutcome AwaitAdmin(AdminCall& call, absl::Time deadline);
 // kMaxAdminRequestTimeout as `request_timeout` for coordinator-routed requests.
 absl::StatusOr<EventPtr> AwaitAdminResult(
     rd_kafka_t* rk, absl::Time deadline, rd_kafka_event_type_t type, absl::string_view context,
-    absl::FunctionRef<void(const rd_kafka_AdminOptions_t*, rd_kafka_queue_t*)> start,
+    absl::FunctionRef<void(rd_kafka_AdminOptions_t*, rd_kafka_queue_t*)> start,
     std::optional<absl::Duration> request_timeout = std::nullopt);
 
 }  // namespace klag::kafka::rdkafka

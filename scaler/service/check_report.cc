@@ -123,9 +123,16 @@ std::string FormatGroup(const Evaluation& evaluation,
     return absl::StrCat("\nconsumer group ", name, ": not described (", group.status().ToString(),
                         ")\n");
   }
+  if (group->type == kafka::GroupType::kConsumer) {
+    return absl::StrCat("\nconsumer group ", name, ": consumer protocol (KIP-848), state ",
+                        group->state,
+                        "; members not described (librdkafka 2.8 describes classic groups only)\n");
+  }
   std::string out = absl::StrCat("\nconsumer group ", name, ": state ", group->state);
   // What Kafka answers for a group id its coordinator has no state for (never used, or expired).
-  if (group->state == "Dead") absl::StrAppend(&out, " (the coordinator knows no such group)");
+  if (group->type == kafka::GroupType::kUnknown) {
+    absl::StrAppend(&out, " (the coordinator knows no such group)");
+  }
   if (!group->partition_assignor.empty()) {
     absl::StrAppend(&out, ", assignor ", group->partition_assignor);
   }
@@ -168,12 +175,15 @@ nlohmann::json GroupJson(const Evaluation& evaluation,
          {"partitions", std::move(partitions)},
          {"other_partitions", p.other}});
   }
-  return {{"state", group->state},
+  return {{"type", kafka::GroupTypeName(group->type)},
+          {"state", group->state},
           {"partition_assignor", group->partition_assignor},
           {"simple", group->simple},
           {"coordinator",
            group->coordinator.has_value() ? nlohmann::json(*group->coordinator) : nullptr},
-          {"members", std::move(members)}};
+          // null: not described (a consumer-protocol group), not "none".
+          {"members", group->type == kafka::GroupType::kConsumer ? nlohmann::json(nullptr)
+                                                                 : std::move(members)}};
 }
 
 }  // namespace

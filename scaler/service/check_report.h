@@ -48,11 +48,12 @@ std::string FormatCheckReport(const Evaluation& evaluation, const CheckContext& 
 // scaler's estimate), persistent, and with a context's records: oldest_unconsumed {offset,
 // timestamp (RFC 3339), timestamp_type, age_seconds} or null}],
 // total_lag, metric_lag, partitions_with_lag, keda {metric_name, metric_value, target, active,
-// activation_lag_threshold}; with a context, source and notes when set, and group {state,
-// partition_assignor, simple, coordinator, members [{member_id, client_id, group_instance_id,
-// host, partitions [{topic, partition}] (the trigger's topics), other_partitions (count)}]} or
-// group {error}; oldest_unconsumed_age_seconds (null when no record was read) or
-// oldest_unconsumed_error.
+// activation_lag_threshold}; with a context, source and notes when set, and group {type
+// ("classic", "consumer": KIP-848, "unknown": no such group), state, partition_assignor, simple,
+// coordinator, members [{member_id, client_id, group_instance_id, host, partitions [{topic,
+// partition}] (the trigger's topics), other_partitions (count)}] (null for a consumer-protocol
+// group: not described, see kafka/rdkafka_group_describe.h)} or group {error};
+// oldest_unconsumed_age_seconds (null when no record was read) or oldest_unconsumed_error.
 std::string FormatCheckReportJson(const Evaluation& evaluation, const CheckContext& context = {});
 
 // KEDA resolves a `<key>FromEnv: VAR` trigger key from the Job template's environment and sends

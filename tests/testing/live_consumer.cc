@@ -12,13 +12,16 @@ struct LiveConsumer::Impl {
 };
 
 LiveConsumer::LiveConsumer(const std::string& bootstrap, const std::string& group,
-                           const std::vector<std::string>& topics, const std::string& client_id)
+                           const std::vector<std::string>& topics, const std::string& client_id,
+                           const kafka::RdkafkaProperties& extra)
     : impl_(std::make_unique<Impl>()) {
+  kafka::RdkafkaProperties properties = {{"bootstrap.servers", bootstrap},
+                                         {"group.id", group},
+                                         {"client.id", client_id},
+                                         {"enable.auto.commit", "false"}};
+  properties.insert(properties.end(), extra.begin(), extra.end());
   absl::StatusOr<kafka::rdkafka::HandlePtr> rk =
-      kafka::rdkafka::NewHandle(RD_KAFKA_CONSUMER, {{"bootstrap.servers", bootstrap},
-                                                    {"group.id", group},
-                                                    {"client.id", client_id},
-                                                    {"enable.auto.commit", "false"}});
+      kafka::rdkafka::NewHandle(RD_KAFKA_CONSUMER, properties);
   if (!rk.ok()) {
     status_ = rk.status();
     return;

@@ -13,15 +13,19 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "kafka/connection_config.h"
 
 namespace klag::testing {
 
 class LiveConsumer {
  public:
   // Subscribes at once; joining the group happens on the polling thread. Records are read and
-  // dropped; nothing is committed. status() says whether the client could be set up.
+  // dropped; nothing is committed. status() says whether the client could be set up. `extra`:
+  // librdkafka properties set after the test's own, e.g. {{"group.protocol", "consumer"}} for a
+  // KIP-848 member (Kafka >= 4.0).
   LiveConsumer(const std::string& bootstrap, const std::string& group,
-               const std::vector<std::string>& topics, const std::string& client_id);
+               const std::vector<std::string>& topics, const std::string& client_id,
+               const kafka::RdkafkaProperties& extra = {});
   // Stops polling and closes the consumer (it leaves the group).
   ~LiveConsumer();
   LiveConsumer(const LiveConsumer&) = delete;

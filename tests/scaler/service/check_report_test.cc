@@ -243,11 +243,14 @@ TEST(CheckReportTest, AGroupWithoutMembersOrThatCannotBeDescribedIsANoteNotAFail
   EXPECT_EQ(nlohmann::json::parse(FormatCheckReportJson(e, {.group = empty}))["group"]["members"],
             nlohmann::json::array());
 
-  kafka::GroupDescription dead{.group_id = "python_data_load", .state = "Dead"};
+  kafka::GroupDescription dead{
+      .group_id = "python_data_load", .type = kafka::GroupType::kUnknown, .state = "Dead"};
   EXPECT_NE(FormatCheckReport(e, {.group = dead})
                 .find("consumer group python_data_load: state Dead (the coordinator knows no such "
                       "group), 0 members\n"),
             std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(FormatCheckReportJson(e, {.group = dead}))["group"]["type"],
+            "unknown");
 
   const CheckContext denied{.group = absl::PermissionDeniedError(
                                 "cluster k:9092: group python_data_load: DescribeGroups: denied")};
@@ -263,6 +266,31 @@ TEST(CheckReportTest, AGroupWithoutMembersOrThatCannotBeDescribedIsANoteNotAFail
   // Without a context: no group section at all (not asked).
   EXPECT_EQ(FormatCheckReport(e).find("state "), std::string::npos);
   EXPECT_FALSE(nlohmann::json::parse(FormatCheckReportJson(e)).contains("group"));
+}
+
+TEST(CheckReportTest, AConsumerProtocolGroupShowsItsStateAndSaysItsMembersAreNotDescribed) {
+  // What DescribeGroup makes of a KIP-848 group (kafka/rdkafka_group_describe.h): ListGroups'
+  // state, no members because none could be described, not because there are none.
+  const Evaluation e = ThreePartitions();
+  const kafka::GroupDescription group{
+      .group_id = "python_data_load", .type = kafka::GroupType::kConsumer, .state = "Stable"};
+  const std::string text = FormatCheckReport(e, {.group = group});
+  EXPECT_NE(text.find("consumer group python_data_load: consumer protocol (KIP-848), state "
+                      "Stable; members not described (librdkafka 2.8 describes classic groups "
+                      "only)\n"),
+            std::string::npos)
+      << text;
+  // Lag with "0 members" would otherwise claim that nothing consumes it.
+  EXPECT_EQ(text.find("no live consumer"), std::string::npos) << text;
+  EXPECT_EQ(text.find("0 members"), std::string::npos) << text;
+
+  const nlohmann::json j = nlohmann::json::parse(FormatCheckReportJson(e, {.group = group}));
+  EXPECT_EQ(j["group"]["type"], "consumer");
+  EXPECT_EQ(j["group"]["state"], "Stable");
+  EXPECT_TRUE(j["group"]["members"].is_null());
+  EXPECT_EQ(
+      nlohmann::json::parse(FormatCheckReportJson(e, {.group = StableGroup()}))["group"]["type"],
+      "classic");
 }
 
 }  // namespace
