@@ -8,7 +8,9 @@
 #include <thread>
 #include <utility>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "kafka/rdkafka_handle.h"
 #include "kafka/rdkafka_status.h"
 #include "tests/testing/test_env.h"
@@ -175,6 +177,35 @@ absl::StatusOr<std::map<int32_t, int64_t>> ListOffsets(const std::string& bootst
   return offsets;
 }
 
+// The first error among CreateTopics/DeleteTopics per-topic results.
+absl::Status TopicResultsStatus(const rd_kafka_topic_result_t** results, size_t count,
+                                const std::string& context) {
+  for (size_t i = 0; i < count; ++i) {
+    const char* message = rd_kafka_topic_result_error_string(results[i]);
+    absl::Status status = RdkafkaStatus(rd_kafka_topic_result_error(results[i]), context,
+                                        message == nullptr ? "" : message);
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+// Asks for the cluster's metadata every 100 ms until `done` holds of `topic`'s entry (nullptr:
+// not listed); DEADLINE_EXCEEDED with `context: not_yet` when it still does not by `deadline`.
+absl::Status AwaitTopicMetadata(
+    rd_kafka_t* rk, const std::string& topic, absl::Time deadline, const std::string& context,
+    absl::string_view not_yet,
+    absl::FunctionRef<bool(const rd_kafka_metadata_topic_t* entry)> done) {
+  while (true) {
+    absl::StatusOr<MetadataPtr> metadata = AllMetadata(rk, deadline, context);
+    if (!metadata.ok()) return metadata.status();
+    if (done(FindTopic(**metadata, topic))) return absl::OkStatus();
+    if (absl::Now() + absl::Milliseconds(100) >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(context, ": ", not_yet));
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+}
+
 }  // namespace
 
 absl::Status CreateTopic(const std::string& bootstrap, const std::string& name, int partitions,
@@ -197,32 +228,23 @@ absl::Status CreateTopic(const std::string& bootstrap, const std::string& name, 
   size_t count = 0;
   const rd_kafka_topic_result_t** results =
       rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(event->get()), &count);
-  for (size_t i = 0; i < count; ++i) {
-    const char* message = rd_kafka_topic_result_error_string(results[i]);
-    absl::Status status = RdkafkaStatus(rd_kafka_topic_result_error(results[i]), context,
-                                        message == nullptr ? "" : message);
-    if (!status.ok()) return status;
-  }
+  RETURN_IF_ERROR(TopicResultsStatus(results, count, context));
   // The controller has the topic; wait until the metadata we would query shows every partition
   // with a leader.
-  while (true) {
-    absl::StatusOr<MetadataPtr> metadata = AllMetadata(rk->get(), deadline, context);
-    if (!metadata.ok()) return metadata.status();
-    const rd_kafka_metadata_topic_t* t = FindTopic(**metadata, name);
-    if (t != nullptr && t->err == RD_KAFKA_RESP_ERR_NO_ERROR && t->partition_cnt == partitions) {
-      bool all_led = true;
-      for (int p = 0; p < t->partition_cnt; ++p) {
-        all_led = all_led && t->partitions[p].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
-                  t->partitions[p].leader >= 0;
-      }
-      if (all_led) return absl::OkStatus();
-    }
-    if (absl::Now() + absl::Milliseconds(100) >= deadline) {
-      return absl::DeadlineExceededError(
-          absl::StrCat(context, ": topic created but metadata does not show it in time"));
-    }
-    absl::SleepFor(absl::Milliseconds(100));
-  }
+  return AwaitTopicMetadata(
+      rk->get(), name, deadline, context, "topic created but metadata does not show it in time",
+      [&](const rd_kafka_metadata_topic_t* t) {
+        if (t == nullptr || t->err != RD_KAFKA_RESP_ERR_NO_ERROR ||
+            t->partition_cnt != partitions) {
+          return false;
+        }
+        for (int p = 0; p < t->partition_cnt; ++p) {
+          if (t->partitions[p].err != RD_KAFKA_RESP_ERR_NO_ERROR || t->partitions[p].leader < 0) {
+            return false;
+          }
+        }
+        return true;
+      });
 }
 
 absl::Status DeleteTopic(const std::string& bootstrap, const std::string& name,
@@ -242,25 +264,12 @@ absl::Status DeleteTopic(const std::string& bootstrap, const std::string& name,
   size_t count = 0;
   const rd_kafka_topic_result_t** results =
       rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(event->get()), &count);
-  for (size_t i = 0; i < count; ++i) {
-    const char* message = rd_kafka_topic_result_error_string(results[i]);
-    absl::Status status = RdkafkaStatus(rd_kafka_topic_result_error(results[i]), context,
-                                        message == nullptr ? "" : message);
-    if (!status.ok()) return status;
-  }
-  while (true) {
-    absl::StatusOr<MetadataPtr> metadata = AllMetadata(rk->get(), deadline, context);
-    if (!metadata.ok()) return metadata.status();
-    const rd_kafka_metadata_topic_t* t = FindTopic(**metadata, name);
-    if (t == nullptr || t->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-      return absl::OkStatus();
-    }
-    if (absl::Now() + absl::Milliseconds(100) >= deadline) {
-      return absl::DeadlineExceededError(
-          absl::StrCat(context, ": topic deleted but metadata still lists it"));
-    }
-    absl::SleepFor(absl::Milliseconds(100));
-  }
+  RETURN_IF_ERROR(TopicResultsStatus(results, count, context));
+  return AwaitTopicMetadata(
+      rk->get(), name, deadline, context, "topic deleted but metadata still lists it",
+      [](const rd_kafka_metadata_topic_t* t) {
+        return t == nullptr || t->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+      });
 }
 
 absl::StatusOr<std::vector<int64_t>> Produce(const std::string& bootstrap, const std::string& topic,
