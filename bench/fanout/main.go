@@ -422,17 +422,6 @@ func scrapeDataAge(url string) (map[string]dataAge, map[string]float64, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("metrics: %w", err)
 	}
-	evaluations := map[string]float64{}
-	const evalName = "klag_scaler_evaluations_total{"
-	for _, line := range strings.Split(string(body), "\n") {
-		sp := strings.LastIndexByte(line, ' ')
-		if !strings.HasPrefix(line, evalName) || sp < 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[sp+1:], 64); err == nil {
-			evaluations[label(line[:sp], "outcome")] = v
-		}
-	}
 	type hist struct {
 		sum, count float64
 		buckets    [][2]float64 // (le, cumulative count)
@@ -444,13 +433,14 @@ func scrapeDataAge(url string) (map[string]dataAge, map[string]float64, error) {
 		}
 		return hs[kind]
 	}
+	evaluations := map[string]float64{}
+	const evalName = "klag_scaler_evaluations_total{"
 	const name = "klag_evaluation_data_age_seconds"
+	// One pass over the exposition: each sample line is "series value".
 	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, name) {
-			continue
-		}
+		isEval, isAge := strings.HasPrefix(line, evalName), strings.HasPrefix(line, name)
 		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 {
+		if (!isEval && !isAge) || sp < 0 {
 			continue
 		}
 		v, err := strconv.ParseFloat(line[sp+1:], 64)
@@ -458,6 +448,10 @@ func scrapeDataAge(url string) (map[string]dataAge, map[string]float64, error) {
 			continue
 		}
 		series := line[:sp]
+		if isEval {
+			evaluations[label(series, "outcome")] = v
+			continue
+		}
 		kind := label(series, "offsets")
 		switch {
 		case strings.HasPrefix(series, name+"_sum"):
