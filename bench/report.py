@@ -480,9 +480,9 @@ part) stay in `.cache/bench/<date>/`; `bench/report.py <dir>` turns them into th
   and one sarama client per trigger, as the operator keeps them) with the same loop and calls
   GetMetricSpecForScaling and GetMetricsAndActivity. After the S sweep (1,000, 5,000,
   10,000), variants at S = 1,000: 10 ScaledJobs per group (both sides: one group's OffsetFetch
-  should serve its ten triggers; klag-scaler once more with `--committed-offsets-max-age 1s`,
-  which lets the triggers of one group share a committed read up to 1 s old, compared with
-  KEDA's row of the same variant), 1,000 StreamIsActive streams held open while the ScaledJobs
+  should serve its ten triggers; klag-scaler twice more, with `--committed-offsets-max-age 1s`
+  and with it set to the poll interval, which let the triggers of one group share a committed
+  read up to that old, compared with KEDA's row of the same variant), 1,000 StreamIsActive streams held open while the ScaledJobs
   poll (klag-scaler only), and 1,000 more ScaledJobs on a dead cluster beside the healthy one,
   first one that refuses connections, then one that accepts and never answers (klag-scaler
   only; the healthy ScaledJobs' figures are the row's, the dead ones' are under Variants). The interval is compressed (1-5 s instead of

@@ -341,6 +341,9 @@ if want fanout; then
     # scaler/service/README.md); compared with KEDA's row above.
     scaler_flags="--committed-offsets-max-age 1s" run_klag "$variant_s" "$interval" "$warmup" \
       "$cycles" --share 10 --variant-note "--committed-offsets-max-age 1s"
+    # And up to one poll interval: what one OffsetFetch per group per poll costs in freshness.
+    scaler_flags="--committed-offsets-max-age $interval" run_klag "$variant_s" "$interval" \
+      "$warmup" "$cycles" --share 10 --variant-note "--committed-offsets-max-age $interval"
     run_klag "$variant_s" "$interval" "$warmup" "$cycles" --streams 1000
     run_klag "$variant_s" "$interval" "$warmup" "$cycles" --dead "$variant_s" --dead-mode refused
     run_klag "$variant_s" "$interval" "$warmup" "$cycles" --dead "$variant_s" --dead-mode blackhole
