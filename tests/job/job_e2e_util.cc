@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "job/rdkafka_record.h"
+#include "kafka/rdkafka_group_describe.h"
 #include "kafka/rdkafka_handle.h"
 #include "kafka/rdkafka_status.h"
 #include "tests/testing/kafka_admin.h"
@@ -263,31 +264,13 @@ absl::StatusOr<std::vector<Record>> ReadTopic(const std::string& bootstrap,
 
 absl::StatusOr<GroupState> DescribeGroup(const std::string& bootstrap, const std::string& group,
                                          absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  absl::StatusOr<rdk::HandlePtr> rk =
-      rdk::NewHandle(RD_KAFKA_PRODUCER, {{"bootstrap.servers", bootstrap}});
-  if (!rk.ok()) return rk.status();
-  const char* groups[] = {group.c_str()};
-  absl::StatusOr<rdk::EventPtr> event = rdk::AwaitAdminResult(
-      rk->get(), deadline, RD_KAFKA_EVENT_DESCRIBECONSUMERGROUPS_RESULT, "DescribeConsumerGroups",
-      [&](const rd_kafka_AdminOptions_t* options, rd_kafka_queue_t* queue) {
-        rd_kafka_DescribeConsumerGroups(rk->get(), groups, 1, options, queue);
-      });
-  if (!event.ok()) return event.status();
-  const rd_kafka_DescribeConsumerGroups_result_t* result =
-      rd_kafka_event_DescribeConsumerGroups_result(event->get());
-  size_t n = 0;
-  const rd_kafka_ConsumerGroupDescription_t** descriptions =
-      rd_kafka_DescribeConsumerGroups_result_groups(result, &n);
-  if (n != 1) return absl::InternalError("DescribeConsumerGroups: no description");
-  const rd_kafka_error_t* error = rd_kafka_ConsumerGroupDescription_error(descriptions[0]);
-  if (error != nullptr) return kafka::RdkafkaErrorStatus(error, "DescribeConsumerGroups");
-  GroupState s;
-  s.state =
-      rd_kafka_consumer_group_state_name(rd_kafka_ConsumerGroupDescription_state(descriptions[0]));
-  s.simple = rd_kafka_ConsumerGroupDescription_is_simple_consumer_group(descriptions[0]) != 0;
-  s.members = static_cast<int>(rd_kafka_ConsumerGroupDescription_member_count(descriptions[0]));
-  return s;
+  kafka::ConnectionConfig connection;
+  connection.bootstrap_servers = bootstrap;
+  absl::StatusOr<kafka::GroupDescription> g =
+      kafka::DescribeGroup(connection, group, absl::Now() + timeout);
+  if (!g.ok()) return g.status();
+  return GroupState{
+      .state = g->state, .simple = g->simple, .members = static_cast<int>(g->members.size())};
 }
 
 std::string PostgresUri() {
