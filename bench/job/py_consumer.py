@@ -5,6 +5,12 @@ batches, write each record as a JSON line (topic, partition, offset, timestamp, 
 same work as klag-job's jsonl sink), commit after each batch (asynchronously; one synchronous
 commit at the end), and exit once every assigned partition reached its end.
 
+Offsets are stored by hand, one per record written (enable.auto.offset.store off): with it on,
+librdkafka 2.8's batch consume (what `Consumer.consume` calls) also stores the offset of a
+partition-EOF event, so the commit lands one past the end offset, the next fetch from it is out of
+range and the group starts over from `earliest` (seen here with Debian's confluent-kafka 1.7.0:
+committed end + 1 on every partition, even the empty ones).
+
     /usr/bin/python3 bench/job/py_consumer.py --bootstrap 127.0.0.1:9092 --group g \
         --topic t --out /dev/null
 
@@ -31,6 +37,7 @@ def main():
         "group.id": args.group,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
         "enable.partition.eof": True,
     })
     assigned, at_end = set(), set()
@@ -63,6 +70,7 @@ def main():
                     "key": key.decode("utf-8", "replace") if key is not None else None,
                     "value": value.decode("utf-8", "replace") if value is not None else None,
                 }) + "\n")
+                consumer.store_offsets(message=m)
                 at_end.discard(m.partition())
                 records += 1
                 nbytes += len(value or b"") + len(key or b"")
