@@ -2,14 +2,13 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/keda_manifest.h"
 #include "common/status_macros.h"
 
 namespace klag::scaler {
@@ -24,27 +23,9 @@ bool Evaluable(absl::string_view type) {
   return false;
 }
 
-// The scalar text of `parent[key]` when `parent` is a map and the value a scalar; else nothing.
-std::optional<std::string> ScalarAt(const YAML::Node& parent, const char* key);
-
-// `parent[key]` when `parent` is a map holding `key`; a null node otherwise. yaml-cpp throws on
-// subscripting a scalar, and a missing key gives an "invalid" node that throws on every
-// question but IsDefined(), so this is the only place that subscripts a map.
-YAML::Node At(const YAML::Node& parent, const char* key) {
-  if (!parent.IsDefined() || !parent.IsMap()) return YAML::Node();
-  YAML::Node node = parent[key];
-  if (!node.IsDefined()) return YAML::Node();
-  return node;
-}
-
-std::optional<std::string> ScalarAt(const YAML::Node& parent, const char* key) {
-  const YAML::Node node = At(parent, key);
-  if (!node.IsScalar()) return std::nullopt;
-  return node.Scalar();
-}
-
-// Whether the manifest sets the field (a missing key and an explicit null are alike).
-bool Present(const YAML::Node& node) { return node.IsDefined() && !node.IsNull(); }
+using manifest::At;
+using manifest::Present;
+using manifest::ScalarAt;
 
 std::string Describe(const YAML::Node& doc) {
   const std::string kind = ScalarAt(doc, "kind").value_or("(no kind)");
@@ -138,13 +119,7 @@ std::string Origin(const YAML::Node& container, const std::string& variable) {
 
 absl::StatusOr<ManifestTrigger> ParseUnchecked(absl::string_view yaml,
                                                const ManifestSelection& selection) {
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(std::string(yaml));
-  } catch (const YAML::Exception& e) {
-    // yaml-cpp's messages give the line and column and a fixed reason, no file content.
-    return absl::InvalidArgumentError(absl::StrCat("not YAML: ", e.what()));
-  }
+  ASSIGN_OR_RETURN(const std::vector<YAML::Node> docs, manifest::ParseDocuments(yaml));
 
   const YAML::Node* object = nullptr;
   std::vector<std::string> found;
@@ -197,33 +172,24 @@ absl::StatusOr<ManifestTrigger> ParseUnchecked(absl::string_view yaml,
     }
     t.index = candidates[0];
   }
-  const YAML::Node trigger = triggers[t.index];
   const std::string field = absl::StrCat("spec.triggers[", t.index, "]");
-  t.type = ScalarAt(trigger, "type").value_or("");
+  t.type = ScalarAt(triggers[t.index], "type").value_or("");
   if (!Evaluable(t.type)) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, " ", field, " is of type ", t.type.empty() ? "(none)" : t.type,
                      "; check evaluates external, external-push and kafka triggers"));
   }
-  t.trigger_name = ScalarAt(trigger, "name").value_or("");
-  const YAML::Node metadata = At(trigger, "metadata");
-  if (!metadata.IsMap()) {
-    return absl::InvalidArgumentError(absl::StrCat(what, " ", field, " has no metadata map"));
+  absl::StatusOr<manifest::Trigger> trigger = manifest::ParseTrigger(triggers[t.index], field);
+  if (!trigger.ok()) {
+    return absl::Status(trigger.status().code(),
+                        absl::StrCat(what, " ", trigger.status().message()));
   }
-  for (const auto& entry : metadata) {
-    if (!entry.first.IsScalar() || !entry.second.IsScalar()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, " ", field, ".metadata",
-                       entry.first.IsScalar() ? absl::StrCat(".", entry.first.Scalar()) : "",
-                       ": values must be strings"));
-    }
-    t.metadata[entry.first.Scalar()] = entry.second.Scalar();
-  }
-  if (std::optional<std::string> ref = ScalarAt(At(trigger, "authenticationRef"), "name");
-      ref.has_value()) {
-    t.authentication_ref = ref;
+  t.trigger_name = std::move(trigger->name);
+  t.metadata = std::move(trigger->metadata);
+  if (trigger->authentication_ref.has_value()) {
+    t.authentication_ref = trigger->authentication_ref;
     t.notes.push_back(absl::StrCat(
-        field, " has authenticationRef ", *ref,
+        field, " has authenticationRef ", *t.authentication_ref,
         ": its TriggerAuthentication parameters are not applied (check cannot read the "
         "cluster); give them as KEY=VALUE arguments"));
   }
@@ -284,12 +250,8 @@ absl::StatusOr<ManifestTrigger> ParseManifestTrigger(absl::string_view yaml,
 
 absl::StatusOr<ManifestTrigger> LoadManifestTrigger(const std::string& path,
                                                     const ManifestSelection& selection) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot read the file"));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return absl::NotFoundError(absl::StrCat(path, ": cannot read the file"));
-  absl::StatusOr<ManifestTrigger> trigger = ParseManifestTrigger(text.str(), selection);
+  ASSIGN_OR_RETURN(const std::string text, manifest::ReadFile(path));
+  absl::StatusOr<ManifestTrigger> trigger = ParseManifestTrigger(text, selection);
   if (!trigger.ok()) {
     return absl::Status(trigger.status().code(),
                         absl::StrCat(path, ": ", trigger.status().message()));

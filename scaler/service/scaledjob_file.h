@@ -67,9 +67,9 @@ struct ManifestTrigger {
 // field: text that is not YAML; no ScaledJob/ScaledObject document (or none named
 // `selection.name`; the message lists the objects found); no or empty spec.triggers; a trigger
 // index out of range; no evaluable trigger, or several without `trigger_index` (the message
-// lists every trigger by index, type and name); a trigger of another type; a trigger without
-// metadata or with a metadata value that is not a scalar; an envSourceContainerName that names
-// no container.
+// lists every trigger by index, type and name); a trigger of another type; a trigger the API
+// server would refuse (common/keda_manifest.h: no metadata map, a metadata value that is not a
+// string, such as an unquoted 5 or true); an envSourceContainerName that names no container.
 absl::StatusOr<ManifestTrigger> ParseManifestTrigger(absl::string_view yaml,
                                                      const ManifestSelection& selection);
 

@@ -2,14 +2,11 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "absl/status/status.h"
-#include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/keda_manifest.h"
 #include "common/status_macros.h"
 
 namespace klag::local {
@@ -62,21 +59,6 @@ absl::StatusOr<std::vector<std::string>> StringList(const YAML::Node& node,
     out.push_back(std::move(s));
   }
   return out;
-}
-
-// Whether Kubernetes' YAML decoder (YAML 1.1 resolution) reads this scalar as a string: quoted,
-// or plain text that is not a number, a boolean (true, yes, on, ...) or null.
-bool IsYamlString(const YAML::Node& node) {
-  if (node.Tag() == "!") return true;  // quoted
-  const std::string lower = absl::AsciiStrToLower(node.Scalar());
-  static constexpr absl::string_view kNotStrings[] = {"",   "~",  "null", "true", "false", "yes",
-                                                      "no", "on", "off",  "y",    "n"};
-  for (absl::string_view word : kNotStrings) {
-    if (lower == word) return false;
-  }
-  double number = 0;
-  return !absl::SimpleAtod(lower, &number) ||
-         lower.find_first_of("0123456789") == std::string::npos;
 }
 
 absl::StatusOr<KeyRef> ParseKeyRef(const YAML::Node& node, absl::string_view field) {
@@ -259,30 +241,12 @@ absl::StatusOr<ScaledJob> ParseDocument(const YAML::Node& doc) {
     return Invalid("spec.triggers", "needs at least one trigger");
   }
   for (size_t i = 0; i < triggers.size(); ++i) {
-    const std::string field = absl::StrCat("spec.triggers[", i, "]");
-    Trigger t;
-    ASSIGN_OR_RETURN(t.type, Scalar(triggers[i]["type"], absl::StrCat(field, ".type")));
-    if (triggers[i]["name"]) {
-      ASSIGN_OR_RETURN(t.name, Scalar(triggers[i]["name"], absl::StrCat(field, ".name")));
+    absl::StatusOr<manifest::Trigger> t =
+        manifest::ParseTrigger(triggers[i], absl::StrCat("spec.triggers[", i, "]"));
+    if (!t.ok()) {
+      return absl::Status(t.status().code(), absl::StrCat("ScaledJob ", t.status().message()));
     }
-    const YAML::Node md = triggers[i]["metadata"];
-    if (!md || !md.IsMap()) return Invalid(absl::StrCat(field, ".metadata"), "is required");
-    for (const auto& kv : md) {
-      ASSIGN_OR_RETURN(std::string key, Scalar(kv.first, absl::StrCat(field, ".metadata key")));
-      // KEDA's CRD types metadata as map<string,string>: an unquoted 1 or true is refused by the
-      // API server, so it is refused here too.
-      if (!kv.second.IsScalar() || !IsYamlString(kv.second)) {
-        return Invalid(absl::StrCat(field, ".metadata.", key),
-                       "must be a quoted string (KEDA's CRD refuses numbers and booleans)");
-      }
-      t.metadata[key] = kv.second.Scalar();
-    }
-    if (triggers[i]["authenticationRef"]) {
-      ASSIGN_OR_RETURN(t.authentication_ref,
-                       Scalar(triggers[i]["authenticationRef"]["name"],
-                              absl::StrCat(field, ".authenticationRef.name")));
-    }
-    sj.triggers.push_back(std::move(t));
+    sj.triggers.push_back(*std::move(t));
   }
   return sj;
 }
@@ -290,17 +254,9 @@ absl::StatusOr<ScaledJob> ParseDocument(const YAML::Node& doc) {
 }  // namespace
 
 absl::StatusOr<ScaledJob> ParseScaledJob(absl::string_view yaml) {
-  std::vector<YAML::Node> docs;
-  try {
-    docs = YAML::LoadAll(std::string(yaml));
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("ScaledJob YAML: ", e.what()));
-  }
+  ASSIGN_OR_RETURN(const std::vector<YAML::Node> docs, manifest::ParseDocuments(yaml));
   for (const YAML::Node& doc : docs) {
-    if (!doc.IsMap() || !doc["kind"] || !doc["kind"].IsScalar() ||
-        doc["kind"].Scalar() != "ScaledJob") {
-      continue;
-    }
+    if (manifest::ScalarAt(doc, "kind") != "ScaledJob") continue;
     try {
       return ParseDocument(doc);
     } catch (const YAML::Exception& e) {
@@ -311,13 +267,11 @@ absl::StatusOr<ScaledJob> ParseScaledJob(absl::string_view yaml) {
 }
 
 absl::StatusOr<ScaledJob> LoadScaledJob(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::ostringstream text;
-  text << in.rdbuf();
-  absl::StatusOr<ScaledJob> sj = ParseScaledJob(text.str());
-  if (!sj.ok())
+  ASSIGN_OR_RETURN(const std::string text, manifest::ReadFile(path));
+  absl::StatusOr<ScaledJob> sj = ParseScaledJob(text);
+  if (!sj.ok()) {
     return absl::Status(sj.status().code(), absl::StrCat(path, ": ", sj.status().message()));
+  }
   return sj;
 }
 

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/keda_manifest.h"
 
 namespace klag::local {
 
@@ -58,12 +59,8 @@ struct JobTemplate {
   size_t container_count = 0;
 };
 
-struct Trigger {
-  std::string type;
-  std::string name;
-  StringMap metadata;
-  std::optional<std::string> authentication_ref;
-};
+// One entry of spec.triggers, read as `klag-scaler check` reads it (common/keda_manifest.h).
+using Trigger = manifest::Trigger;
 
 enum class Strategy { kDefault, kCustom, kAccurate, kEager };
 enum class MultipleScalersCalculation { kMax, kMin, kAvg, kSum };

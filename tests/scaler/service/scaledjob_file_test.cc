@@ -245,10 +245,17 @@ TEST(ScaledJobFileTest, BadFilesAreErrorsThatSayWhatIsWrong) {
        absl::StatusCode::kInvalidArgument,
        "ScaledJob x has no external, external-push or kafka trigger (0: type cpu)"},
       {"kind: ScaledJob\nmetadata: {name: x}\nspec: {triggers: [{type: external}]}\n",
-       absl::StatusCode::kInvalidArgument, "spec.triggers[0] has no metadata map"},
+       absl::StatusCode::kInvalidArgument, "ScaledJob x spec.triggers[0].metadata: is required"},
       {"kind: ScaledJob\nmetadata: {name: x}\nspec: {triggers: [{type: external, metadata: "
        "{topic: [a, b]}}]}\n",
-       absl::StatusCode::kInvalidArgument, "spec.triggers[0].metadata.topic: values must be"},
+       absl::StatusCode::kInvalidArgument,
+       "ScaledJob x spec.triggers[0].metadata.topic: must be a string"},
+      // What `kubectl apply` refuses (KEDA's CRD: metadata is map<string, string>), check
+      // refuses too, instead of evaluating a manifest that cannot be deployed.
+      {"kind: ScaledJob\nmetadata: {name: x}\nspec: {triggers: [{type: external, metadata: "
+       "{topic: t, lagThreshold: 5}}]}\n",
+       absl::StatusCode::kInvalidArgument,
+       "ScaledJob x spec.triggers[0].metadata.lagThreshold: must be a string; quote numbers"},
       {"kind: ScaledJob\nspec: 7\n", absl::StatusCode::kInvalidArgument,
        "ScaledJob (no name) has no spec.triggers"},
   };
