@@ -1,12 +1,13 @@
 #include "common/keda_manifest.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace klag::manifest {
@@ -14,6 +15,50 @@ namespace {
 
 absl::Status Invalid(absl::string_view field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
+}
+
+// Whether yaml.v2 (what Kubernetes decodes manifests with) resolves a plain scalar to an int or
+// a float: underscores dropped, then a Go integer literal (sign; 0x, 0o, 0b or a leading 0 for
+// octal) or its float syntax ([-+]?(.D+|D+(.D*)?)([eE][-+]?D+)?). Timestamps (2001-12-14) become
+// strings in the JSON the API server validates, so they count as strings here.
+bool IsYamlNumber(absl::string_view text) {
+  // yaml.v2 tries numbers only for text that starts with a digit, a sign or a dot, and keeps the
+  // underscores of text that starts with a dot (Go's ParseFloat refuses them).
+  if (text.empty() || absl::string_view("+-.0123456789").find(text[0]) == absl::string_view::npos ||
+      (text[0] == '.' && absl::StrContains(text, '_'))) {
+    return false;
+  }
+  std::string plain(text);
+  plain.erase(std::remove(plain.begin(), plain.end(), '_'), plain.end());
+  absl::string_view p = plain;
+  if (!p.empty() && (p[0] == '+' || p[0] == '-')) p.remove_prefix(1);
+  auto all_of = [](absl::string_view digits, absl::string_view allowed) {
+    return !digits.empty() && digits.find_first_not_of(allowed) == absl::string_view::npos;
+  };
+  constexpr absl::string_view kDecimal = "0123456789";
+  if (p.size() > 2 && p[0] == '0') {
+    const char base = absl::ascii_tolower(p[1]);
+    if (base == 'x') return all_of(p.substr(2), "0123456789abcdefABCDEF");
+    if (base == 'o') return all_of(p.substr(2), "01234567");
+    if (base == 'b') return all_of(p.substr(2), "01");
+  }
+  if (all_of(p, kDecimal)) return true;  // decimal, or octal with a leading 0 (else a float)
+  // The float syntax: mantissa .D+ or D+(.D*)?, then an optional exponent.
+  const size_t int_digits = p.find_first_not_of(kDecimal);
+  size_t i = int_digits == absl::string_view::npos ? p.size() : int_digits;
+  if (i < p.size() && p[i] == '.') {
+    const size_t frac_end = p.find_first_not_of(kDecimal, i + 1);
+    const size_t end = frac_end == absl::string_view::npos ? p.size() : frac_end;
+    if (int_digits == 0 && end == i + 1) return false;  // "." alone, or ".e5"
+    i = end;
+  } else if (i == 0) {
+    return false;
+  }
+  if (i == p.size()) return true;
+  if (p[i] != 'e' && p[i] != 'E') return false;
+  absl::string_view exponent = p.substr(i + 1);
+  if (!exponent.empty() && (exponent[0] == '+' || exponent[0] == '-')) exponent.remove_prefix(1);
+  return all_of(exponent, kDecimal);
 }
 
 absl::StatusOr<Trigger> ParseTriggerUnchecked(const YAML::Node& node, absl::string_view field) {
@@ -94,15 +139,17 @@ bool Present(const YAML::Node& node) { return node.IsDefined() && !node.IsNull()
 bool IsYamlString(const YAML::Node& node) {
   if (!node.IsScalar()) return false;
   if (node.Tag() == "!") return true;  // quoted
-  const std::string lower = absl::AsciiStrToLower(node.Scalar());
-  static constexpr absl::string_view kNotStrings[] = {"",   "~",  "null", "true", "false", "yes",
-                                                      "no", "on", "off",  "y",    "n"};
+  const std::string& text = node.Scalar();
+  // Exact spellings, as yaml.v2 lists them (its resolve table): "tRue" stays a string.
+  static constexpr absl::string_view kNotStrings[] = {
+      "",      "~",    "null", "Null",  "NULL",  "y",     "Y",     "yes",   "Yes",   "YES",
+      "n",     "N",    "no",   "No",    "NO",    "true",  "True",  "TRUE",  "false", "False",
+      "FALSE", "on",   "On",   "ON",    "off",   "Off",   "OFF",   ".nan",  ".NaN",  ".NAN",
+      ".inf",  ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF", "<<"};
   for (absl::string_view word : kNotStrings) {
-    if (lower == word) return false;
+    if (text == word) return false;
   }
-  double number = 0;
-  return !absl::SimpleAtod(lower, &number) ||
-         lower.find_first_of("0123456789") == std::string::npos;
+  return !IsYamlNumber(text);
 }
 
 absl::StatusOr<Trigger> ParseTrigger(const YAML::Node& trigger, absl::string_view field) {

@@ -44,8 +44,9 @@ std::optional<std::string> ScalarAt(const YAML::Node& parent, const char* key);
 // Whether the manifest sets the field (a missing key and an explicit null are alike).
 bool Present(const YAML::Node& node);
 
-// Whether Kubernetes' YAML decoder (YAML 1.1 resolution) reads this scalar as a string: quoted,
-// or plain text that is not a number, a boolean (true, yes, on, ...) or null.
+// Whether Kubernetes' YAML decoder (yaml.v2: YAML 1.1 booleans) reads this scalar as a string:
+// quoted, or plain text that is not a number (5, -2.5, 1e3, 0x1F, 1_000, .inf), a boolean (true,
+// True, yes, on, y, ... in yaml.v2's exact spellings) or null (~, null, empty).
 bool IsYamlString(const YAML::Node& node);
 
 // One entry of spec.triggers.

@@ -54,22 +54,54 @@ TEST(KedaManifestTest, IsYamlStringFollowsKubernetesYaml11Resolution) {
     bool string;
   };
   const Case cases[] = {
+      // Strings.
       {"\"5\"", true},
       {"'true'", true},
       {"ListedStockPrice", true},
       {"kafka:9092", true},
       {"klag-scaler:6000", true},
       {"\"\"", true},
+      {"tRue", true},  // yaml.v2 knows exact spellings only
+      {"yES", true},
+      {"inf", true},
+      {"e3", true},
+      {"1e", true},
+      {"0x", true},
+      {"0x1G", true},
+      {"0b2", true},
+      {"_1", true},          // numbers start with a digit, a sign or a dot
+      {"2001-12-14", true},  // a timestamp: a string in the JSON the API server checks
+      {"1.2.3", true},
+      {"+", true},
+      // Numbers.
       {"5", false},
       {"-3", false},
+      {"+7", false},
       {"2.5", false},
+      {"1.", false},
+      {".5", false},
+      {"+.5", false},
       {"1e3", false},
+      {"1.5E-3", false},
+      {"08", false},
+      {"0x1F", false},
+      {"-0x1f", false},
+      {"0o17", false},
+      {"0b101", false},
+      {"1_000", false},
+      {".inf", false},
+      {"-.Inf", false},
+      {".NaN", false},
+      // Booleans and null.
       {"true", false},
       {"False", false},
       {"yes", false},
+      {"Y", false},
+      {"NO", false},
       {"off", false},
       {"~", false},
       {"null", false},
+      // Not scalars.
       {"[a, b]", false},
       {"{a: b}", false},
   };
