@@ -17,10 +17,11 @@ absl::Status Invalid(absl::string_view field, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
 }
 
-// Whether yaml.v2 (what Kubernetes decodes manifests with) resolves a plain scalar to an int or
-// a float: underscores dropped, then a Go integer literal (sign; 0x, 0o, 0b or a leading 0 for
-// octal) or its float syntax ([-+]?(.D+|D+(.D*)?)([eE][-+]?D+)?). Timestamps (2001-12-14) become
-// strings in the JSON the API server validates, so they count as strings here.
+// Whether yaml.v2 (what Kubernetes decodes manifests with: sigs.k8s.io/yaml's goyaml.v2,
+// resolve.go) resolves a plain scalar to an int or a float: underscores dropped, then a Go integer
+// literal (sign; 0x, 0o, 0b or a leading 0 for octal) or its float syntax
+// ([-+]?(.D+|D+(.D*)?)([eE][-+]?D+)?). Timestamps (2001-12-14) become strings in the JSON the API
+// server validates, so they count as strings here.
 bool IsYamlNumber(absl::string_view text) {
   // yaml.v2 tries numbers only for text that starts with a digit, a sign or a dot, and keeps the
   // underscores of text that starts with a dot (Go's ParseFloat refuses them).
@@ -140,7 +141,7 @@ bool IsYamlString(const YAML::Node& node) {
   if (!node.IsScalar()) return false;
   if (node.Tag() == "!") return true;  // quoted
   const std::string& text = node.Scalar();
-  // Exact spellings, as yaml.v2 lists them (its resolve table): "tRue" stays a string.
+  // Exact spellings, as goyaml.v2's resolve table lists them: "tRue" stays a string.
   static constexpr absl::string_view kNotStrings[] = {
       "",      "~",    "null", "Null",  "NULL",  "y",     "Y",     "yes",   "Yes",   "YES",
       "n",     "N",    "no",   "No",    "NO",    "true",  "True",  "TRUE",  "false", "False",
