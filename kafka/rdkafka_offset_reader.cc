@@ -20,6 +20,7 @@
 #include "kafka/rdkafka_client.h"
 #include "kafka/rdkafka_handle.h"
 #include "kafka/rdkafka_list_offsets.h"
+#include "kafka/rdkafka_offsets_topic.h"
 #include "kafka/rdkafka_status.h"
 #include "kafka/rdkafka_topic_metadata.h"
 #include "spdlog/spdlog.h"
@@ -53,6 +54,8 @@ struct Counters {
   std::atomic<int64_t> offset_fetch_requests{0};
   std::atomic<int64_t> offset_fetch_shared{0};
   std::atomic<int64_t> unreachable_probe_failures{0};
+  std::atomic<int64_t> offsets_topic_answers{0};
+  std::atomic<int64_t> offsets_topic_fallbacks{0};
   std::atomic<int> clients{0};
 };
 
@@ -118,6 +121,7 @@ class RdkafkaOffsetReader::Impl {
                   counters_.metadata_requests) {}
 
   ~Impl() {
+    follower_.reset();
     for (auto& lane : lanes_) {
       if (lane == nullptr) continue;
       lane->offsets.reset();
@@ -172,6 +176,11 @@ class RdkafkaOffsetReader::Impl {
                                             absl::Time& read_at);
   void Publish(const std::string& key, const std::shared_ptr<SharedCommitted>& shared,
                absl::StatusOr<Committed> result, absl::Time read_at);
+  // kOffsetsTopic: the follower's answer, or nullopt when the read must fall back to
+  // OffsetFetch (counted; the follower is started on first use).
+  std::optional<Committed> FollowedCommitted(const std::string& group,
+                                             const std::vector<TopicPartition>* partitions,
+                                             absl::Time deadline, absl::Time& read_at);
   absl::Status LookupOffsets(Lane& lane, const std::vector<TopicPartition>& partitions,
                              absl::Time deadline, absl::string_view context,
                              absl::flat_hash_map<TopicPartition, int64_t>& end,
@@ -191,7 +200,54 @@ class RdkafkaOffsetReader::Impl {
   absl::flat_hash_map<std::string, std::shared_ptr<SharedCommitted>> committed_
       ABSL_GUARDED_BY(committed_mu_);
   absl::Time last_committed_sweep_ ABSL_GUARDED_BY(committed_mu_);
+
+  mutable absl::Mutex follower_mu_;
+  bool follower_started_ ABSL_GUARDED_BY(follower_mu_) = false;
+  std::unique_ptr<rdkafka::OffsetsTopicFollower> follower_ ABSL_GUARDED_BY(follower_mu_);
 };
+
+std::optional<Committed> RdkafkaOffsetReader::Impl::FollowedCommitted(
+    const std::string& group, const std::vector<TopicPartition>* partitions, absl::Time deadline,
+    absl::Time& read_at) {
+  rdkafka::OffsetsTopicFollower* follower = nullptr;
+  {
+    absl::MutexLock lock(&follower_mu_);
+    if (!follower_started_) {
+      follower_started_ = true;
+      RdkafkaProperties properties = properties_;
+      for (const auto& extra : options_.extra_properties) properties.push_back(extra);
+      absl::StatusOr<std::unique_ptr<rdkafka::OffsetsTopicFollower>> started =
+          rdkafka::OffsetsTopicFollower::Start(
+              properties, {.name = name_,
+                           .max_entries = options_.offsets_topic_max_entries,
+                           .ends_max_age = options_.end_offsets_max_age,
+                           .statistics_interval = options_.statistics_interval});
+      if (started.ok()) {
+        follower_ = *std::move(started);
+      } else {
+        spdlog::warn("cluster {}: committed offsets come from OffsetFetch: {}", name_,
+                     std::string(started.status().message()));
+      }
+    }
+    follower = follower_.get();
+  }
+  if (follower != nullptr) {
+    // Half the time left, so a follower that cannot catch up leaves time for an OffsetFetch.
+    const absl::Time now = absl::Now();
+    absl::StatusOr<Committed> committed =
+        follower->Committed(group, partitions, now + (deadline - now) / 2, read_at);
+    if (committed.ok()) {
+      counters_.offsets_topic_answers.fetch_add(1);
+      // As with OffsetFetch, "no commit" is not an offset.
+      absl::erase_if(*committed, [](const auto& entry) { return entry.second < 0; });
+      return *std::move(committed);
+    }
+    spdlog::debug("cluster {}: group {}: reading committed offsets with OffsetFetch: {}", name_,
+                  group, std::string(committed.status().message()));
+  }
+  counters_.offsets_topic_fallbacks.fetch_add(1);
+  return std::nullopt;
+}
 
 absl::StatusOr<Lane*> RdkafkaOffsetReader::Impl::LaneFor(IsolationLevel isolation) {
   const int index = isolation == IsolationLevel::kReadCommitted ? 1 : 0;
@@ -536,25 +592,41 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
     for (const auto& [topic, count] : counts) {
       for (int p = 0; p < count; ++p) all.push_back(TopicPartition{topic, p});
     }
-    // Runs while the ListOffsets lookups below are in flight.
-    committed_read.emplace(*this, key);
-    if (absl::Status s =
-            BeginCommitted(lane, *committed_read, query.group, &all, arrived, deadline,
-                           absl::StrCat(context, ": topic ", absl::StrJoin(topics, ", ")));
-        !s.ok()) {
-      return s;
+    std::optional<Committed> followed;
+    if (options_.committed_offsets_source == CommittedOffsetsSource::kOffsetsTopic) {
+      followed = FollowedCommitted(query.group, &all, deadline, committed_read_at);
+    }
+    if (followed.has_value()) {
+      committed = *std::move(followed);
+    } else {
+      // Runs while the ListOffsets lookups below are in flight.
+      committed_read.emplace(*this, key);
+      if (absl::Status s =
+              BeginCommitted(lane, *committed_read, query.group, &all, arrived, deadline,
+                             absl::StrCat(context, ": topic ", absl::StrJoin(topics, ", ")));
+          !s.ok()) {
+        return s;
+      }
     }
   } else {
-    CommittedRead read(*this, key);
-    if (absl::Status s =
-            BeginCommitted(lane, read, query.group, nullptr, arrived, deadline, context);
-        !s.ok()) {
-      return s;
+    std::optional<Committed> followed;
+    if (options_.committed_offsets_source == CommittedOffsetsSource::kOffsetsTopic) {
+      followed = FollowedCommitted(query.group, nullptr, deadline, committed_read_at);
     }
-    absl::StatusOr<Committed> fetched =
-        FinishCommitted(lane, read, query.group, nullptr, deadline, context, committed_read_at);
-    if (!fetched.ok()) return fetched.status();
-    committed = *std::move(fetched);
+    if (followed.has_value()) {
+      committed = *std::move(followed);
+    } else {
+      CommittedRead read(*this, key);
+      if (absl::Status s =
+              BeginCommitted(lane, read, query.group, nullptr, arrived, deadline, context);
+          !s.ok()) {
+        return s;
+      }
+      absl::StatusOr<Committed> fetched =
+          FinishCommitted(lane, read, query.group, nullptr, deadline, context, committed_read_at);
+      if (!fetched.ok()) return fetched.status();
+      committed = *std::move(fetched);
+    }
     std::map<std::string, int32_t> max_partition;
     for (const auto& [tp, offset] : committed) {
       max_partition[tp.topic] = std::max(max_partition[tp.topic], tp.partition);
@@ -648,7 +720,17 @@ RdkafkaOffsetReaderStats RdkafkaOffsetReader::Impl::Stats() const {
   stats.offset_fetch_requests = counters_.offset_fetch_requests.load();
   stats.offset_fetch_shared = counters_.offset_fetch_shared.load();
   stats.unreachable_probe_failures = counters_.unreachable_probe_failures.load();
+  stats.offsets_topic_answers = counters_.offsets_topic_answers.load();
+  stats.offsets_topic_fallbacks = counters_.offsets_topic_fallbacks.load();
   stats.clients = counters_.clients.load();
+  {
+    absl::MutexLock lock(&follower_mu_);
+    if (follower_ != nullptr) {
+      const rdkafka::OffsetsTopicFollower::Stats follower = follower_->GetStats();
+      stats.offsets_topic_entries = follower.entries;
+      stats.broker_requests += follower.broker_requests;
+    }
+  }
   absl::MutexLock lock(&lanes_mu_);
   for (const auto& lane : lanes_) {
     if (lane == nullptr) continue;

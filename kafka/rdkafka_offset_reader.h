@@ -14,6 +14,10 @@
 //     one answer at once; the first broker that answers again ends that (rdkafka_client.h);
 //   - partitions: per-topic metadata cache, refreshed after `metadata_max_age` and at once after
 //     "unknown topic"/"not leader"-style errors (rdkafka_topic_metadata.h);
+//   - committed offsets, with committed_offsets_source = kOffsetsTopic: from the reader's
+//     follower of __consumer_offsets once it has read that topic up to end offsets listed at
+//     most `end_offsets_max_age` before the call (GroupOffsets::committed_read_at is that
+//     ListOffsets' send time); otherwise (the default, and the follower's fallback):
 //   - committed offsets: admin ListConsumerGroupOffsets (one OffsetFetch for the group), started
 //     first and awaited last. Read for this call by default: concurrent calls for the same
 //     (group, isolation level, partitions) share one OffsetFetch only when it was sent after
@@ -45,6 +49,18 @@
 
 namespace klag::kafka {
 
+// Where committed offsets come from.
+enum class CommittedOffsetsSource {
+  // An OffsetFetch to the group's coordinator (admin ListConsumerGroupOffsets) per read.
+  kOffsetFetch,
+  // The reader's own follower of `__consumer_offsets` (rdkafka_offsets_topic.h, the way Burrow
+  // reads commits): no request per group; commits at most `end_offsets_max_age` old. The
+  // credentials need Describe and Read on that topic. Reads fall back to OffsetFetch while the
+  // follower loads, when it cannot catch up within half the time left, or once it stopped (no
+  // permission, more than `offsets_topic_max_entries` commits).
+  kOffsetsTopic,
+};
+
 struct RdkafkaOffsetReaderOptions {
   // How long a topic's partition count is trusted before it is looked up again (new partitions
   // appear after at most this long).
@@ -62,6 +78,12 @@ struct RdkafkaOffsetReaderOptions {
   // ScaledJobs on one group cost one OffsetFetch per max age instead of S; the lag they see may
   // then miss commits made within that age (it overstates lag by at most that much consumption).
   absl::Duration committed_offsets_max_age = absl::ZeroDuration();
+  // Where committed offsets come from (see CommittedOffsetsSource); with kOffsetsTopic,
+  // committed_offsets_max_age applies to the fallback OffsetFetch only.
+  CommittedOffsetsSource committed_offsets_source = CommittedOffsetsSource::kOffsetFetch;
+  // kOffsetsTopic: most (group, topic, partition) commits the follower holds (about 100 bytes
+  // each); a cluster with more falls back to OffsetFetch.
+  int64_t offsets_topic_max_entries = 200'000;
   // How long a snapshot refresh waits after its first caller for others to join it. Zero: no
   // waiting (callers still share the next refresh while one is in flight).
   absl::Duration list_offsets_window = absl::ZeroDuration();
@@ -112,6 +134,11 @@ struct RdkafkaOffsetReaderStats {
   // ReadOffsets calls that shared another call's ListConsumerGroupOffsets (sent after they
   // arrived) instead of sending their own.
   int64_t offset_fetch_shared = 0;
+  // kOffsetsTopic: reads answered by the __consumer_offsets follower, reads that fell back to
+  // OffsetFetch (loading, behind, or stopped), and the commits it holds now.
+  int64_t offsets_topic_answers = 0;
+  int64_t offsets_topic_fallbacks = 0;
+  int64_t offsets_topic_entries = 0;
   // Calls answered kUnavailable by the reachability probe (the cluster known down).
   int64_t unreachable_probe_failures = 0;
   // Of the Metadata calls made while the cluster was known down: those that waited for a

@@ -69,6 +69,8 @@ struct Options {
   absl::Duration end_offsets_max_age = absl::Seconds(1);
   int64_t lag_history_points = 32;
   absl::Duration committed_offsets_max_age = absl::ZeroDuration();
+  std::string committed_offsets_source = "offset-fetch";
+  int64_t offsets_topic_max_entries = kafka::RdkafkaOffsetReaderOptions{}.offsets_topic_max_entries;
   absl::Duration client_idle_timeout = absl::Minutes(30);
   absl::Duration shutdown_grace = absl::Seconds(10);
   absl::Duration stats_interval = absl::ZeroDuration();
@@ -125,6 +127,17 @@ void RegisterFlags(FlagSet& flags, Options& o) {
                  "group and topic share one OffsetFetch per this age (lag may then miss commits "
                  "that recent); 0: read them for every evaluation",
                  &o.committed_offsets_max_age);
+  flags.String("committed-offsets-source", "KLAG_COMMITTED_OFFSETS_SOURCE",
+               "where committed offsets come from: offset-fetch (an OffsetFetch to the group's "
+               "coordinator per evaluation) or offsets-topic (one reader of __consumer_offsets "
+               "per cluster, as Burrow does: no request per group, commits at most "
+               "--end-offsets-max-age old; needs Describe and Read on that topic, falls back to "
+               "offset-fetch while loading or when refused)",
+               &o.committed_offsets_source);
+  flags.Int("offsets-topic-max-entries", "KLAG_OFFSETS_TOPIC_MAX_ENTRIES",
+            "offsets-topic: most (group, topic, partition) commits held per cluster (about 100 "
+            "bytes each); a cluster with more falls back to offset-fetch",
+            &o.offsets_topic_max_entries);
   flags.Int("lag-history-points", "KLAG_LAG_HISTORY_POINTS",
             "(end offset, time) points kept per partition for lag in seconds and "
             "activationLagSeconds (16 bytes each; a partition whose end never moves holds 2); 0: "
@@ -240,6 +253,11 @@ struct Wiring {
               reader_options.end_offsets_max_age = o.end_offsets_max_age;
               reader_options.lag_history_points = static_cast<int>(o.lag_history_points);
               reader_options.committed_offsets_max_age = o.committed_offsets_max_age;
+              reader_options.committed_offsets_source =
+                  o.committed_offsets_source == "offsets-topic"
+                      ? kafka::CommittedOffsetsSource::kOffsetsTopic
+                      : kafka::CommittedOffsetsSource::kOffsetFetch;
+              reader_options.offsets_topic_max_entries = o.offsets_topic_max_entries;
               absl::StatusOr<std::unique_ptr<kafka::RdkafkaOffsetReader>> reader =
                   kafka::RdkafkaOffsetReader::Create(config, reader_options);
               if (!reader.ok()) return reader.status();
@@ -275,20 +293,40 @@ struct Wiring {
     metrics->SetSources(MetricsSources{
         .evaluator = [this] { return evaluator.Stats(); },
         .kafka_clients = [this] { return static_cast<int64_t>(registry.Snapshot().size()); },
-        .kafka_requests = [this] { return KafkaRequests(); }});
+        .kafka_requests = [this] { return KafkaRequests(); },
+        .offsets_topic = o.committed_offsets_source == "offsets-topic"
+                             ? std::function<std::map<std::string, int64_t>()>(
+                                   [this] { return OffsetsTopicCounts(); })
+                             : nullptr});
+  }
+
+  // Calls `f` with the name and statistics of every librdkafka reader held now.
+  template <typename F>
+  void ForEachReader(F f) const {
+    for (const auto& [cluster, reader] : registry.Snapshot()) {
+      const auto* rdkafka = dynamic_cast<const kafka::RdkafkaOffsetReader*>(reader.get());
+      if (rdkafka != nullptr) f(cluster, rdkafka->Stats());
+    }
   }
 
   // Summed over the readers held now (a reader dropped for idleness takes its counts along).
   KafkaRequestCounts KafkaRequests() const {
     KafkaRequestCounts counts = {{"Metadata", 0}, {"ListOffsets", 0}, {"OffsetFetch", 0}};
-    for (const auto& [cluster, reader] : registry.Snapshot()) {
-      const auto* rdkafka = dynamic_cast<const kafka::RdkafkaOffsetReader*>(reader.get());
-      if (rdkafka == nullptr) continue;
-      const kafka::RdkafkaOffsetReaderStats r = rdkafka->Stats();
+    ForEachReader([&counts](const auto&, const kafka::RdkafkaOffsetReaderStats& r) {
       counts["Metadata"] += r.metadata_requests;
       counts["ListOffsets"] += r.list_offsets_calls;
       counts["OffsetFetch"] += r.offset_fetch_requests;
-    }
+    });
+    return counts;
+  }
+
+  std::map<std::string, int64_t> OffsetsTopicCounts() const {
+    std::map<std::string, int64_t> counts = {{"answered", 0}, {"fallback", 0}, {"commits", 0}};
+    ForEachReader([&counts](const auto&, const kafka::RdkafkaOffsetReaderStats& r) {
+      counts["answered"] += r.offsets_topic_answers;
+      counts["fallback"] += r.offsets_topic_fallbacks;
+      counts["commits"] += r.offsets_topic_entries;
+    });
     return counts;
   }
 
@@ -307,16 +345,15 @@ void LogStats(Wiring& wiring) {
       "expired={} queued={} running={}",
       e.triggers, e.evaluations, e.reused, e.joined, e.failures, e.rejected, e.expired, e.queued,
       e.running);
-  for (const auto& [cluster, reader] : wiring.registry.Snapshot()) {
-    const auto* rdkafka = dynamic_cast<const kafka::RdkafkaOffsetReader*>(reader.get());
-    if (rdkafka == nullptr) continue;
-    const kafka::RdkafkaOffsetReaderStats r = rdkafka->Stats();
+  wiring.ForEachReader([](const auto& cluster, const kafka::RdkafkaOffsetReaderStats& r) {
     spdlog::info(
         "stats cluster {}: read_offsets={} metadata_requests={} list_offsets_calls={} "
-        "list_offsets_lookups={} offset_fetch_requests={} broker_requests={} clients={}",
+        "list_offsets_lookups={} offset_fetch_requests={} offsets_topic_answers={} "
+        "offsets_topic_fallbacks={} offsets_topic_commits={} broker_requests={} clients={}",
         cluster, r.read_offsets_calls, r.metadata_requests, r.list_offsets_calls,
-        r.list_offsets_lookups, r.offset_fetch_requests, r.broker_requests, r.clients);
-  }
+        r.list_offsets_lookups, r.offset_fetch_requests, r.offsets_topic_answers,
+        r.offsets_topic_fallbacks, r.offsets_topic_entries, r.broker_requests, r.clients);
+  });
 }
 
 int Check(const Options& options, const std::vector<std::string>& args) {
@@ -542,6 +579,18 @@ int Main(int argc, char** argv) {
                 << "\n";
       return 2;
     }
+  }
+  if (options.committed_offsets_source != "offset-fetch" &&
+      options.committed_offsets_source != "offsets-topic") {
+    std::cerr << "klag-scaler: --committed-offsets-source must be offset-fetch or offsets-topic, "
+                 "got \""
+              << options.committed_offsets_source << "\"\n";
+    return 2;
+  }
+  if (options.offsets_topic_max_entries < 1 || options.offsets_topic_max_entries > 100'000'000) {
+    std::cerr << "klag-scaler: --offsets-topic-max-entries must be between 1 and 100000000, got "
+              << options.offsets_topic_max_entries << "\n";
+    return 2;
   }
   if (options.lag_history_points < 0 || options.lag_history_points > 10'000) {
     std::cerr << "klag-scaler: --lag-history-points must be between 0 and 10000, got "

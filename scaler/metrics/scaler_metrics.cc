@@ -78,13 +78,16 @@ ScalerMetrics::ScalerMetrics(ScalerMetricsOptions options, BuildInfo build)
                .Help("Fresh evaluations that failed, by gRPC status code name (Kafka errors: "
                      "UNAVAILABLE, DEADLINE_EXCEEDED, NOT_FOUND, PERMISSION_DENIED, ...)")
                .Register(*rpc_registry_)),
-      data_age_(&prometheus::BuildHistogram()
-                     .Name("klag_evaluation_data_age_seconds")
-                     .Help("Age of the offsets behind each fresh evaluation when it was computed: "
-                           "evaluation time minus the send time of the ListOffsets "
-                           "(offsets=\"end\", bounded by --end-offsets-max-age) or of the "
-                           "OffsetFetch (offsets=\"committed\", read for this evaluation)")
-                     .Register(*rpc_registry_)) {}
+      data_age_(
+          &prometheus::BuildHistogram()
+               .Name("klag_evaluation_data_age_seconds")
+               .Help("Age of the offsets behind each fresh evaluation when it was computed: "
+                     "evaluation time minus the send time of the ListOffsets "
+                     "(offsets=\"end\", bounded by --end-offsets-max-age) or of the "
+                     "OffsetFetch (offsets=\"committed\", read for this evaluation) or of the "
+                     "ListOffsets of __consumer_offsets its follower had read up to "
+                     "(--committed-offsets-source offsets-topic)")
+               .Register(*rpc_registry_)) {}
 
 void ScalerMetrics::SetSources(MetricsSources sources) { sources_ = std::move(sources); }
 
@@ -277,6 +280,28 @@ std::vector<MetricFamily> ScalerMetrics::Collect() const {
       AddSample(requests, {{"api", api}}, static_cast<double>(count));
     }
     out.push_back(std::move(requests));
+  }
+  if (sources_.offsets_topic) {
+    const std::map<std::string, int64_t> counts = sources_.offsets_topic();
+    MetricFamily reads = Family(
+        "klag_scaler_offsets_topic_reads_total",
+        "With --committed-offsets-source offsets-topic: committed-offset reads answered by a "
+        "__consumer_offsets follower (result=\"answered\") or sent to OffsetFetch instead "
+        "(result=\"fallback\": the follower is loading, behind, or stopped)",
+        MetricType::Counter);
+    MetricFamily commits =
+        Family("klag_scaler_offsets_topic_commits",
+               "Committed offsets the __consumer_offsets followers hold, summed over clusters",
+               MetricType::Gauge);
+    for (const char* result : {"answered", "fallback"}) {
+      auto it = counts.find(result);
+      AddSample(reads, {{"result", result}},
+                static_cast<double>(it == counts.end() ? 0 : it->second));
+    }
+    auto it = counts.find("commits");
+    AddSample(commits, {}, static_cast<double>(it == counts.end() ? 0 : it->second));
+    out.push_back(std::move(reads));
+    out.push_back(std::move(commits));
   }
 
   MetricFamily dropped = Family("klag_metrics_series_dropped_total",

@@ -66,6 +66,10 @@ struct MetricsSources {
   std::function<EvaluatorStats()> evaluator;
   std::function<int64_t()> kafka_clients;              // readers in the cluster registry
   std::function<KafkaRequestCounts()> kafka_requests;  // summed over clusters
+  // --committed-offsets-source offsets-topic, summed over clusters: "answered" (reads answered
+  // by a __consumer_offsets follower), "fallback" (reads that went to OffsetFetch instead) and
+  // "commits" (commits the followers hold now).
+  std::function<std::map<std::string, int64_t>()> offsets_topic;
 };
 
 class ScalerMetrics final : public prometheus::Collectable,

@@ -406,6 +406,29 @@ absl::StatusOr<std::vector<int64_t>> ProduceTransactional(const std::string& boo
   return offsets;
 }
 
+absl::Status DeleteGroup(const std::string& bootstrap, const std::string& group,
+                         absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  const std::string context = Context(bootstrap, absl::StrCat("group ", group, ": DeleteGroups"));
+  absl::StatusOr<HandlePtr> rk = Client(RD_KAFKA_PRODUCER, bootstrap);
+  if (!rk.ok()) return rk.status();
+  rd_kafka_DeleteGroup_t* request = rd_kafka_DeleteGroup_new(group.c_str());
+  absl::StatusOr<kafka::rdkafka::EventPtr> event =
+      AwaitAdminResult(rk->get(), deadline, RD_KAFKA_EVENT_DELETEGROUPS_RESULT, context,
+                       [&](const rd_kafka_AdminOptions_t* options, rd_kafka_queue_t* queue) {
+                         rd_kafka_DeleteGroups(rk->get(), &request, 1, options, queue);
+                       });
+  rd_kafka_DeleteGroup_destroy(request);
+  if (!event.ok()) return event.status();
+  size_t count = 0;
+  const rd_kafka_group_result_t** groups =
+      rd_kafka_DeleteGroups_result_groups(rd_kafka_event_DeleteGroups_result(event->get()), &count);
+  for (size_t i = 0; i < count; ++i) {
+    RETURN_IF_ERROR(RdkafkaErrorStatus(rd_kafka_group_result_error(groups[i]), context));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CommitOffsets(const std::string& bootstrap, const std::string& group,
                            const std::vector<CommitEntry>& offsets, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;

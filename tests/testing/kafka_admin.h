@@ -107,6 +107,12 @@ absl::Status CommitOffsets(const std::string& bootstrap, const std::string& grou
                            const std::vector<CommitEntry>& offsets,
                            absl::Duration timeout = kAdminTimeout);
 
+// Deletes `group` (which must have no live members) with its committed offsets: the coordinator
+// writes tombstones for them. Errors: the group's error (e.g. kNotFound) or the mapped librdkafka
+// error.
+absl::Status DeleteGroup(const std::string& bootstrap, const std::string& group,
+                         absl::Duration timeout = kAdminTimeout);
+
 // The group's committed offsets for every partition of `topic` that has one (partitions without
 // a commit are absent).
 absl::StatusOr<std::map<int32_t, int64_t>> CommittedOffsets(const std::string& bootstrap,

@@ -191,6 +191,11 @@ TEST(ScalerMetricsTest, EvaluatorAndKafkaSourcesAreReadAtScrape) {
                      .kafka_requests =
                          [] {
                            return KafkaRequestCounts{{"Metadata", 5}, {"OffsetFetch", 4}};
+                         },
+                     .offsets_topic =
+                         [] {
+                           return std::map<std::string, int64_t>{
+                               {"answered", 40}, {"fallback", 3}, {"commits", 120}};
                          }});
   const std::string text = Scrape(metrics);
   EXPECT_THAT(text, HasSubstr(R"(klag_scaler_evaluations_total{outcome="fresh"} 4)"));
@@ -206,6 +211,9 @@ TEST(ScalerMetricsTest, EvaluatorAndKafkaSourcesAreReadAtScrape) {
   EXPECT_THAT(text, HasSubstr(R"(klag_scaler_refused_total{reason="over_bound"} 8)"));
   EXPECT_THAT(text, HasSubstr("klag_scaler_kafka_clients 2\n"));
   EXPECT_THAT(text, HasSubstr(R"(klag_scaler_kafka_requests_total{api="Metadata"} 5)"));
+  EXPECT_THAT(text, HasSubstr(R"(klag_scaler_offsets_topic_reads_total{result="answered"} 40)"));
+  EXPECT_THAT(text, HasSubstr(R"(klag_scaler_offsets_topic_reads_total{result="fallback"} 3)"));
+  EXPECT_THAT(text, HasSubstr("klag_scaler_offsets_topic_commits 120\n"));
 }
 
 TEST(ScalerMetricsTest, AFailedEvaluationKeepsTheLastValuesAndSetsTheCode) {

@@ -1,0 +1,129 @@
+// Follows one cluster's `__consumer_offsets` topic the way Burrow does: a librdkafka client of
+// its own reads every partition from the beginning (read_committed, no consumer group, nothing
+// committed) and keeps the latest committed offset of every group (kafka/offsets_topic.h), so
+// RdkafkaOffsetReader can answer committed offsets without an OffsetFetch per group.
+// Internal to RdkafkaOffsetReader (`committed_offsets_source = kOffsetsTopic`).
+//
+//   absl::StatusOr<std::unique_ptr<rdkafka::OffsetsTopicFollower>> follower =
+//       rdkafka::OffsetsTopicFollower::Start(properties, {.name = "prod"});
+//   absl::Time read_at;
+//   absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> committed =
+//       (*follower)->Committed("billing", nullptr, deadline, read_at);
+//
+// Freshness: Committed() answers once the follower has read every partition of the topic up to
+// its last stable offset as listed by a ListOffsets sent at most `ends_max_age` before the call
+// (`read_at` is that send time). A group coordinator answers an OffsetCommit only after the
+// commit is written and replicated, so the answer holds every commit acknowledged before
+// `read_at`: the same bound klag applies to end offsets. Transactional offset commits count once
+// their transaction commits (read_committed), as with OffsetFetch.
+//
+// Life cycle: Start() returns at once; a thread looks up the topic's partitions (retrying while
+// the topic does not exist yet: a cluster where no group ever committed), then reads. Until
+// every partition has been read to its end once, Committed() answers kUnavailable (loading), so
+// the caller reads elsewhere; a follower that cannot go on (no permission to read the topic, more
+// commits than `max_entries`) stops, frees its table and answers kFailedPrecondition with the
+// reason from then on.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "kafka/connection_config.h"
+#include "kafka/end_offsets_cache.h"
+#include "kafka/offsets.h"
+#include "kafka/offsets_topic.h"
+#include "kafka/rdkafka_client.h"
+#include "kafka/rdkafka_list_offsets.h"
+
+namespace klag::kafka::rdkafka {
+
+class OffsetsTopicFollower {
+ public:
+  struct Options {
+    // Cluster name for errors and logs (no secret).
+    std::string name;
+    // Most (group, topic, partition) commits kept; past it the follower stops (memory bound).
+    int64_t max_entries = 200'000;
+    // How old the topic's end offsets behind an answer may be (see the header comment).
+    absl::Duration ends_max_age = absl::Seconds(1);
+    // While the topic does not exist or its metadata fails: how long between lookups.
+    absl::Duration retry = absl::Seconds(5);
+    // Statistics for the client's broker request counter; zero disables.
+    absl::Duration statistics_interval = absl::Seconds(1);
+  };
+
+  struct Stats {
+    bool ready = false;
+    bool failed = false;
+    int64_t records = 0;    // records read
+    int64_t malformed = 0;  // records skipped as unparsable
+    int64_t entries = 0;    // commits held now
+    int64_t groups = 0;     // groups with commits now
+    int64_t broker_requests = 0;
+  };
+
+  // `properties`: the cluster's connection properties and client settings; the follower adds
+  // what reading needs (isolation level, partition EOF events, bounded prefetch). Errors:
+  // kInvalidArgument from librdkafka's configuration (never a property value).
+  static absl::StatusOr<std::unique_ptr<OffsetsTopicFollower>> Start(
+      const RdkafkaProperties& properties, const Options& options);
+
+  // Stops reading and destroys the client. No Committed() call may be running.
+  ~OffsetsTopicFollower();
+  OffsetsTopicFollower(const OffsetsTopicFollower&) = delete;
+  OffsetsTopicFollower& operator=(const OffsetsTopicFollower&) = delete;
+
+  // The committed offsets of `group` (of `partitions` when given, else every partition it has a
+  // commit for), as of the freshness bound above; `read_at` gets the ListOffsets send time.
+  // Thread-safe. Errors: kUnavailable while loading or when the end offsets cannot be listed,
+  // kFailedPrecondition once the follower stopped (the reason), kDeadlineExceeded when reading
+  // did not reach the end offsets by `deadline`.
+  absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> Committed(
+      const std::string& group, const std::vector<TopicPartition>* partitions, absl::Time deadline,
+      absl::Time& read_at);
+
+  Stats GetStats() const;
+
+ private:
+  OffsetsTopicFollower(Options options, std::unique_ptr<Client> client);
+  void Run();
+  // Looks up the topic's partitions and starts reading them; false to try again later.
+  bool StartReading();
+  void Fail(absl::Status reason);
+
+  const Options options_;
+  std::unique_ptr<Client> client_;
+  ListOffsetsCounters list_offsets_counters_;
+  std::atomic<int64_t> metadata_requests_{0};
+  std::unique_ptr<EndOffsetsCache> ends_;
+  std::atomic<bool> stop_{false};
+  std::thread reader_;
+  // Owned by the reader thread (set before reading starts, released in the destructor).
+  rd_kafka_topic_t* topic_ = nullptr;
+  rd_kafka_queue_t* queue_ = nullptr;
+
+  mutable absl::Mutex mu_;
+  int32_t partition_count_ ABSL_GUARDED_BY(mu_) = 0;  // 0 until known
+  // Per partition: the offset read up to (next record offset), and whether its end was reached
+  // once (loading is over when every partition's was).
+  std::vector<int64_t> reached_ ABSL_GUARDED_BY(mu_);
+  std::vector<bool> loaded_ ABSL_GUARDED_BY(mu_);
+  int32_t loaded_count_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status failed_ ABSL_GUARDED_BY(mu_);
+  CommittedOffsetsTable table_ ABSL_GUARDED_BY(mu_);
+  int64_t records_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t malformed_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time started_at_;
+};
+
+}  // namespace klag::kafka::rdkafka
