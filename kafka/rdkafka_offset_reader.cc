@@ -216,12 +216,31 @@ std::optional<Committed> RdkafkaOffsetReader::Impl::FollowedCommitted(
       follower_started_ = true;
       RdkafkaProperties properties = properties_;
       for (const auto& extra : options_.extra_properties) properties.push_back(extra);
+      // Its end offsets come from the read_committed lane's snapshot: shared with the topics
+      // of read_committed triggers, bounded by end_offsets_max_age, and on other connections
+      // than its long-polling Fetch (rdkafka_offsets_topic.h).
+      auto ends = [this](const std::vector<TopicPartition>& partitions, absl::Time deadline) {
+        absl::StatusOr<Lane*> lane = LaneFor(IsolationLevel::kReadCommitted);
+        if (!lane.ok()) {
+          EndOffsetsCache::Answer failed;
+          failed.error = RD_KAFKA_RESP_ERR__INVALID_ARG;
+          return failed;
+        }
+        EndOffsetsCache::Answer answer = (*lane)->offsets->Lookup(partitions, deadline);
+        std::vector<TopicPartition> failed;
+        for (const auto& [tp, offsets] : answer.partitions) {
+          if (offsets.error != 0) failed.push_back(tp);
+        }
+        if (!failed.empty()) (*lane)->offsets->Invalidate(failed);
+        return answer;
+      };
       absl::StatusOr<std::unique_ptr<rdkafka::OffsetsTopicFollower>> started =
           rdkafka::OffsetsTopicFollower::Start(
-              properties, {.name = name_,
-                           .max_entries = options_.offsets_topic_max_entries,
-                           .ends_max_age = options_.end_offsets_max_age,
-                           .statistics_interval = options_.statistics_interval});
+              properties,
+              {.name = name_,
+               .max_entries = options_.offsets_topic_max_entries,
+               .statistics_interval = options_.statistics_interval},
+              std::move(ends));
       if (started.ok()) {
         follower_ = *std::move(started);
       } else {

@@ -5,17 +5,21 @@
 // Internal to RdkafkaOffsetReader (`committed_offsets_source = kOffsetsTopic`).
 //
 //   absl::StatusOr<std::unique_ptr<rdkafka::OffsetsTopicFollower>> follower =
-//       rdkafka::OffsetsTopicFollower::Start(properties, {.name = "prod"});
+//       rdkafka::OffsetsTopicFollower::Start(properties, {.name = "prod"}, ends);
 //   absl::Time read_at;
 //   absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> committed =
 //       (*follower)->Committed("billing", nullptr, deadline, read_at);
 //
 // Freshness: Committed() answers once the follower has read every partition of the topic up to
-// its last stable offset as listed by a ListOffsets sent at most `ends_max_age` before the call
-// (`read_at` is that send time). A group coordinator answers an OffsetCommit only after the
-// commit is written and replicated, so the answer holds every commit acknowledged before
-// `read_at`: the same bound klag applies to end offsets. Transactional offset commits count once
-// their transaction commits (read_committed), as with OffsetFetch.
+// its last stable offset as listed by the `ends` function it was given (RdkafkaOffsetReader's
+// read_committed snapshot: a ListOffsets sent at most end_offsets_max_age before the call;
+// `read_at` is that send time). The ListOffsets must go over another client's connections: a
+// broker serves one request per connection at a time, so behind the follower's own long-polling
+// Fetch it would wait up to fetch.wait.max.ms (measured: whole-poll p99 ~450 ms). A group
+// coordinator answers an OffsetCommit only after the commit is written and replicated, so the
+// answer holds every commit acknowledged before `read_at`: the same bound klag applies to end
+// offsets. Transactional offset commits count once their transaction commits (read_committed), as
+// with OffsetFetch.
 //
 // Life cycle: Start() returns at once; a thread looks up the topic's partitions (retrying while
 // the topic does not exist yet: a cluster where no group ever committed), then reads. Until
@@ -27,6 +31,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -43,7 +48,6 @@
 #include "kafka/offsets.h"
 #include "kafka/offsets_topic.h"
 #include "kafka/rdkafka_client.h"
-#include "kafka/rdkafka_list_offsets.h"
 
 namespace klag::kafka::rdkafka {
 
@@ -54,8 +58,6 @@ class OffsetsTopicFollower {
     std::string name;
     // Most (group, topic, partition) commits kept; past it the follower stops (memory bound).
     int64_t max_entries = 200'000;
-    // How old the topic's end offsets behind an answer may be (see the header comment).
-    absl::Duration ends_max_age = absl::Seconds(1);
     // While the topic does not exist or its metadata fails: how long between lookups.
     absl::Duration retry = absl::Seconds(5);
     // Statistics for the client's broker request counter; zero disables.
@@ -72,11 +74,16 @@ class OffsetsTopicFollower {
     int64_t broker_requests = 0;
   };
 
+  // Lists end offsets (last stable offsets) of `partitions` of the topic by `deadline`, on
+  // another client (see the header comment). Called from Committed() callers' threads.
+  using EndsFn = std::function<EndOffsetsCache::Answer(const std::vector<TopicPartition>&,
+                                                       absl::Time deadline)>;
+
   // `properties`: the cluster's connection properties and client settings; the follower adds
   // what reading needs (isolation level, partition EOF events, bounded prefetch). Errors:
   // kInvalidArgument from librdkafka's configuration (never a property value).
   static absl::StatusOr<std::unique_ptr<OffsetsTopicFollower>> Start(
-      const RdkafkaProperties& properties, const Options& options);
+      const RdkafkaProperties& properties, const Options& options, EndsFn ends);
 
   // Stops reading and destroys the client. No Committed() call may be running.
   ~OffsetsTopicFollower();
@@ -95,7 +102,7 @@ class OffsetsTopicFollower {
   Stats GetStats() const;
 
  private:
-  OffsetsTopicFollower(Options options, std::unique_ptr<Client> client);
+  OffsetsTopicFollower(Options options, std::unique_ptr<Client> client, EndsFn ends);
   void Run();
   // Looks up the topic's partitions and starts reading them; false to try again later.
   bool StartReading();
@@ -103,9 +110,8 @@ class OffsetsTopicFollower {
 
   const Options options_;
   std::unique_ptr<Client> client_;
-  ListOffsetsCounters list_offsets_counters_;
+  const EndsFn ends_;
   std::atomic<int64_t> metadata_requests_{0};
-  std::unique_ptr<EndOffsetsCache> ends_;
   std::atomic<bool> stop_{false};
   std::thread reader_;
   // Owned by the reader thread (set before reading starts, released in the destructor).
