@@ -360,12 +360,11 @@ def targets(d, pairs, job_by):
     def verdict(met):
         return "met" if met else "missed"
 
-    for s, k, r in pairs:
-        name = f"S = {fmt(s)}"
+    def size_rows(name, k, r):
         if not ok(k):
             rows.append([f"{name}: fan-out", "klag-scaler run failed" if k else "not run", "missed",
                          (k or {}).get("error", "")[:200]])
-            continue
+            return
         failed = k.get("failed_polls", 0)
         rows.append([f"{name}: no failed poll", f"{failed} of {k.get('polls')} failed"
                      + (f" (first: {k.get('first_error', '')[:100]})" if failed else ""), verdict(failed == 0), ""])
@@ -378,7 +377,7 @@ def targets(d, pairs, job_by):
             why = ("not run" if not r else "not run: " + r["skipped"][:150] if "skipped" in r
                    else "failed: " + r["error"].strip().splitlines()[-1][:150])
             rows.append([f"{name}: ratios to KEDA's code", "KEDA's side " + why, "n/a", ""])
-            continue
+            return
         cpu = (k.get("cpu_s_per_cycle") or 0) / (r.get("cpu_s_per_cycle") or float("inf"))
         rows.append([f"{name}: CPU per cycle <= 0.5x KEDA's",
                      f"{fmt(k.get('cpu_s_per_cycle'), 3)} vs {fmt(r.get('cpu_s_per_cycle'), 3)} s = {cpu:.2f}x",
@@ -394,10 +393,19 @@ def targets(d, pairs, job_by):
                      f"{fmt(krss)} vs {fmt(rrss)} MB = {100 * krss / rrss:.1f}%" if rrss else "n/a",
                      verdict(rrss > 0 and krss <= 0.05 * rrss), ""])
 
+    for s, k, r in pairs:
+        size_rows(f"S = {fmt(s)}", k, r)
+    # The same figures for klag-only refinements of the base rows ("distinct groups (--flag)"),
+    # against KEDA's base row of that size.
+    for (s, var), v in sorted(by.items(), key=lambda x: (x[0][0] or 0, x[0][1])):
+        if var.startswith(BASE + " (") and v.get("klag") is not None:
+            size_rows(f"S = {fmt(s)}, {var[len(BASE) + 2:-1]}", v.get("klag"), keda_of(by, s, var))
+
     for (s, var), v in sorted(by.items(), key=lambda x: (x[0][0] or 0, x[0][1])):
         k = v.get("klag")
-        if var == BASE or not ok(k):
-            if var != BASE and k is not None and not ok(k):
+        refinement = var.startswith(BASE + " (")  # rows above
+        if var == BASE or refinement or not ok(k):
+            if var != BASE and not refinement and k is not None and not ok(k):
                 rows.append([f"S = {fmt(s)}, {var}", "run failed: " + k["error"].strip().splitlines()[-1][:150], "missed", ""])
             continue
         if k.get("share", 1) > 1:
@@ -478,11 +486,15 @@ part) stay in `.cache/bench/<date>/`; `bench/report.py <dir>` turns them into th
   GetMetricSpec, GetMetrics, IsActive over one shared gRPC connection (KEDA's generated client).
   `keda-ref` runs KEDA v2.20.2's own `kafka` scaler code (`scalers.NewKafkaScaler`, one instance
   and one sarama client per trigger, as the operator keeps them) with the same loop and calls
-  GetMetricSpecForScaling and GetMetricsAndActivity. After the S sweep (1,000, 5,000,
-  10,000), variants at S = 1,000: 10 ScaledJobs per group (both sides: one group's OffsetFetch
+  GetMetricSpecForScaling and GetMetricsAndActivity. Each S runs klag-scaler twice: with its
+  defaults (committed offsets by an OffsetFetch per evaluation) and with
+  `--committed-offsets-source offsets-topic` (one reader of `__consumer_offsets` per cluster,
+  committed offsets at most `--end-offsets-max-age` old), both against KEDA's row of that S.
+  After the S sweep (1,000, 5,000, 10,000), variants at S = 1,000: 10 ScaledJobs per group (both sides: one group's OffsetFetch
   should serve its ten triggers; klag-scaler twice more, with `--committed-offsets-max-age 1s`
   and with it set to the poll interval, which let the triggers of one group share a committed
-  read up to that old, compared with KEDA's row of the same variant), 1,000 StreamIsActive streams held open while the ScaledJobs
+  read up to that old, and with `--committed-offsets-source offsets-topic`, compared with KEDA's
+  row of the same variant), 1,000 StreamIsActive streams held open while the ScaledJobs
   poll (klag-scaler only), and 1,000 more ScaledJobs on a dead cluster beside the healthy one,
   first one that refuses connections, then one that accepts and never answers (klag-scaler
   only; the healthy ScaledJobs' figures are the row's, the dead ones' are under Variants). The interval is compressed (1-5 s instead of

@@ -44,7 +44,8 @@ Usage: bench/run.sh [options]
   -h, --help       this text
 
 Environment: KLAG_BENCH_SCALER_ENV (NAME=VALUE words set for klag-scaler only, for A/B runs:
-e.g. LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2), KLAG_BENCH_BUILD_DIR (default
+e.g. LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2), KLAG_BENCH_SCALER_LOG_LEVEL (its
+--log-level, default warn), KLAG_BENCH_BUILD_DIR (default
 build-bench), KLAG_BENCH_KAFKA_STATE (default .cache/kafka/bench), KLAG_BENCH_POSTGRES_STATE
 (default .cache/postgres/bench), GOFLAGS and GOPROXY as for any Go build.
 EOF
@@ -248,7 +249,7 @@ if want fanout; then
     mport=$(free_port)
     # shellcheck disable=SC2086 # scaler_flags and KLAG_BENCH_SCALER_ENV split into words on purpose
     env ${KLAG_BENCH_SCALER_ENV:-} \
-      "$SCALER" --listen "127.0.0.1:$port" --evaluation-window 500ms --log-level warn \
+      "$SCALER" --listen "127.0.0.1:$port" --evaluation-window 500ms --log-level "${KLAG_BENCH_SCALER_LOG_LEVEL:-warn}" \
       --metrics-listen "127.0.0.1:$mport" $scaler_flags >"$RESULTS/scaler-$s.log" 2>&1 &
     scaler_pid=$!
     for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
@@ -330,6 +331,10 @@ if want fanout; then
     IFS=: read -r interval warmup cycles <<<"$(plan_for "$s")"
     run_klag "$s" "$interval" "$warmup" "$cycles"
     run_keda "$s" "$interval" "$warmup" "$cycles"
+    # Committed offsets from one reader of __consumer_offsets instead of an OffsetFetch per
+    # evaluation (opt-in: kafka/README.md), against KEDA's row above.
+    scaler_flags="--committed-offsets-source offsets-topic" run_klag "$s" "$interval" "$warmup" \
+      "$cycles" --variant-note "--committed-offsets-source offsets-topic"
   done
   # Variants at S = variant_s: ScaledJobs sharing groups (both sides), open streams and a dead
   # cluster beside the healthy one (klag-scaler; KEDA's code has no counterpart to compare).
@@ -344,6 +349,8 @@ if want fanout; then
     # And up to one poll interval: what one OffsetFetch per group per poll costs in freshness.
     scaler_flags="--committed-offsets-max-age $interval" run_klag "$variant_s" "$interval" \
       "$warmup" "$cycles" --share 10 --variant-note "--committed-offsets-max-age $interval"
+    scaler_flags="--committed-offsets-source offsets-topic" run_klag "$variant_s" "$interval" \
+      "$warmup" "$cycles" --share 10 --variant-note "--committed-offsets-source offsets-topic"
     run_klag "$variant_s" "$interval" "$warmup" "$cycles" --streams 1000
     run_klag "$variant_s" "$interval" "$warmup" "$cycles" --dead "$variant_s" --dead-mode refused
     run_klag "$variant_s" "$interval" "$warmup" "$cycles" --dead "$variant_s" --dead-mode blackhole
