@@ -30,6 +30,9 @@ absl::StatusOr<std::unique_ptr<OffsetsTopicFollower>> OffsetsTopicFollower::Star
   props.push_back({"isolation.level", "read_committed"});
   props.push_back({"enable.partition.eof", "true"});
   props.push_back({"enable.auto.commit", "false"});
+  // Should the position ever fall out of range, read again from the start rather than skip to
+  // the end (librdkafka's default), which would silently lose the commits in between.
+  props.push_back({"auto.offset.reset", "earliest"});
   // Prefetch is per partition with the simple consumer: keep it small (the topic has 50
   // partitions by default; steady-state traffic is a few commits per second per group). A fetch
   // that fills the queue past these thresholds postpones the partition's next fetch by
