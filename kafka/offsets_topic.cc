@@ -147,7 +147,9 @@ bool CommittedOffsetsTable::Apply(const OffsetCommitRecord& record) {
   if (!record.offset.has_value()) {
     auto group = groups_.find(record.group);
     if (group == groups_.end()) return true;
-    entries_ -= static_cast<int64_t>(group->second.erase(record.partition));
+    const auto erased = static_cast<int64_t>(group->second.erase(record.partition));
+    entries_ -= erased;
+    if (options_.budget != nullptr && erased > 0) options_.budget->Give(erased);
     if (group->second.empty()) groups_.erase(group);
     return true;
   }
@@ -159,6 +161,7 @@ bool CommittedOffsetsTable::Apply(const OffsetCommitRecord& record) {
     }
   }
   if (entries_ >= options_.max_entries) return false;
+  if (options_.budget != nullptr && !options_.budget->Take()) return false;
   if (group == groups_.end()) group = groups_.try_emplace(record.group).first;
   group->second.emplace(record.partition, *record.offset);
   ++entries_;
@@ -178,6 +181,7 @@ absl::flat_hash_map<TopicPartition, int64_t> CommittedOffsetsTable::Group(
 }
 
 void CommittedOffsetsTable::Clear() {
+  if (options_.budget != nullptr) options_.budget->Give(entries_);
   groups_.clear();
   entries_ = 0;
 }

@@ -22,6 +22,7 @@
 //           deleted, or its offsets expired).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -56,18 +57,46 @@ absl::StatusOr<std::optional<OffsetCommitRecord>> ParseOffsetsTopicRecord(
     absl::string_view key, std::optional<absl::string_view> value);
 
 // The latest committed offset per (group, topic, partition), as of the records applied so far.
+// Entries every CommittedOffsetsTable sharing it may hold together (a process-wide memory bound
+// over all clusters). Thread-safe.
+class CommitBudget {
+ public:
+  explicit CommitBudget(int64_t max_entries) : max_(max_entries) {}
+  // Takes one entry; false (nothing taken) when all are in use.
+  bool Take() {
+    int64_t used = used_.load();
+    do {
+      if (used >= max_) return false;
+    } while (!used_.compare_exchange_weak(used, used + 1));
+    return true;
+  }
+  void Give(int64_t n) { used_.fetch_sub(n); }
+  int64_t used() const { return used_.load(); }
+  int64_t max() const { return max_; }
+
+ private:
+  const int64_t max_;
+  std::atomic<int64_t> used_{0};
+};
+
 // Not thread-safe (its owner locks).
 class CommittedOffsetsTable {
  public:
   struct Options {
     // Most (group, topic, partition) entries kept; Apply refuses to grow past it.
     int64_t max_entries = 200'000;
+    // Shared with other tables (may be null); Apply also refuses to grow when it is used up.
+    // Must outlive the table.
+    CommitBudget* budget = nullptr;
   };
 
   explicit CommittedOffsetsTable(Options options) : options_(options) {}
+  ~CommittedOffsetsTable() { Clear(); }
+  CommittedOffsetsTable(const CommittedOffsetsTable&) = delete;
+  CommittedOffsetsTable& operator=(const CommittedOffsetsTable&) = delete;
 
   // Records `record` (a tombstone deletes the entry). Returns false, changing nothing, when it
-  // would add an entry beyond max_entries.
+  // would add an entry beyond max_entries or the shared budget.
   bool Apply(const OffsetCommitRecord& record);
 
   // The group's committed offsets: those of `partitions` (when given) or every partition it has

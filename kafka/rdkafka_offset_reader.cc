@@ -239,6 +239,7 @@ std::optional<Committed> RdkafkaOffsetReader::Impl::FollowedCommitted(
               properties,
               {.name = name_,
                .max_entries = options_.offsets_topic_max_entries,
+               .budget = options_.offsets_topic_budget.get(),
                .statistics_interval = options_.statistics_interval},
               std::move(ends));
       if (started.ok()) {

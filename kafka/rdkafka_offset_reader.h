@@ -46,6 +46,7 @@
 #include "absl/time/time.h"
 #include "kafka/connection_config.h"
 #include "kafka/offsets.h"
+#include "kafka/offsets_topic.h"
 
 namespace klag::kafka {
 
@@ -84,6 +85,9 @@ struct RdkafkaOffsetReaderOptions {
   // kOffsetsTopic: most (group, topic, partition) commits the follower holds (about 100 bytes
   // each); a cluster with more falls back to OffsetFetch.
   int64_t offsets_topic_max_entries = 200'000;
+  // kOffsetsTopic: a budget of commits shared by the followers of every reader given it (the
+  // process-wide bound); null: none.
+  std::shared_ptr<CommitBudget> offsets_topic_budget;
   // How long a snapshot refresh waits after its first caller for others to join it. Zero: no
   // waiting (callers still share the next refresh while one is in flight).
   absl::Duration list_offsets_window = absl::ZeroDuration();

@@ -62,7 +62,7 @@ OffsetsTopicFollower::OffsetsTopicFollower(Options options, std::unique_ptr<Clie
     : options_(std::move(options)),
       client_(std::move(client)),
       ends_(std::move(ends)),
-      table_({.max_entries = options_.max_entries}),
+      table_({.max_entries = options_.max_entries, .budget = options_.budget}),
       started_at_(absl::Now()) {}
 
 OffsetsTopicFollower::~OffsetsTopicFollower() {
@@ -205,11 +205,15 @@ void OffsetsTopicFollower::Run() {
         }
         if (!record->has_value()) continue;
         if (!table_.Apply(**record)) {
-          fail = absl::ResourceExhaustedError(absl::StrCat(
-              "cluster ", options_.name, ": ", kOffsetsTopic, " holds more than ",
-              options_.max_entries,
-              " committed offsets (--offsets-topic-max-entries); reading it would hold too much "
-              "memory"));
+          fail = absl::ResourceExhaustedError(
+              table_.entries() >= options_.max_entries
+                  ? absl::StrCat("cluster ", options_.name, ": ", kOffsetsTopic,
+                                 " holds more than ", options_.max_entries,
+                                 " committed offsets (--offsets-topic-max-entries); reading it "
+                                 "would hold too much memory")
+                  : absl::StrCat("cluster ", options_.name, ": the ", options_.budget->max(),
+                                 " committed offsets all clusters' followers may hold "
+                                 "(--offsets-topic-max-entries-total) are in use"));
           break;
         }
       }

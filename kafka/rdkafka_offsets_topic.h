@@ -58,6 +58,9 @@ class OffsetsTopicFollower {
     std::string name;
     // Most (group, topic, partition) commits kept; past it the follower stops (memory bound).
     int64_t max_entries = 200'000;
+    // Entries shared with every other follower of the process (may be null); past it the
+    // follower stops too. Must outlive the follower.
+    CommitBudget* budget = nullptr;
     // While the topic does not exist or its metadata fails: how long between lookups.
     absl::Duration retry = absl::Seconds(5);
     // Statistics for the client's broker request counter; zero disables.

@@ -71,6 +71,7 @@ struct Options {
   absl::Duration committed_offsets_max_age = absl::ZeroDuration();
   std::string committed_offsets_source = "offset-fetch";
   int64_t offsets_topic_max_entries = kafka::RdkafkaOffsetReaderOptions{}.offsets_topic_max_entries;
+  int64_t offsets_topic_max_entries_total = 1'000'000;
   absl::Duration client_idle_timeout = absl::Minutes(30);
   absl::Duration shutdown_grace = absl::Seconds(10);
   absl::Duration stats_interval = absl::ZeroDuration();
@@ -138,6 +139,11 @@ void RegisterFlags(FlagSet& flags, Options& o) {
             "offsets-topic: most (group, topic, partition) commits held per cluster (about 100 "
             "bytes each); a cluster with more falls back to offset-fetch",
             &o.offsets_topic_max_entries);
+  flags.Int("offsets-topic-max-entries-total", "KLAG_OFFSETS_TOPIC_MAX_ENTRIES_TOTAL",
+            "offsets-topic: most commits held by all clusters' readers together (the memory "
+            "bound over every cluster a trigger may name); a cluster that would pass it falls "
+            "back to offset-fetch",
+            &o.offsets_topic_max_entries_total);
   flags.Int("lag-history-points", "KLAG_LAG_HISTORY_POINTS",
             "(end offset, time) points kept per partition for lag in seconds and "
             "activationLagSeconds (16 bytes each; a partition whose end never moves holds 2); 0: "
@@ -246,7 +252,8 @@ LibraryVersions Libraries() {
 struct Wiring {
   explicit Wiring(const Options& o)
       : registry(
-            [o](const kafka::ConnectionConfig& config)
+            [o, budget = std::make_shared<kafka::CommitBudget>(o.offsets_topic_max_entries_total)](
+                const kafka::ConnectionConfig& config)
                 -> absl::StatusOr<std::shared_ptr<kafka::OffsetReader>> {
               kafka::RdkafkaOffsetReaderOptions reader_options;
               reader_options.metadata_max_age = o.metadata_max_age;
@@ -258,6 +265,7 @@ struct Wiring {
                       ? kafka::CommittedOffsetsSource::kOffsetsTopic
                       : kafka::CommittedOffsetsSource::kOffsetFetch;
               reader_options.offsets_topic_max_entries = o.offsets_topic_max_entries;
+              reader_options.offsets_topic_budget = budget;
               absl::StatusOr<std::unique_ptr<kafka::RdkafkaOffsetReader>> reader =
                   kafka::RdkafkaOffsetReader::Create(config, reader_options);
               if (!reader.ok()) return reader.status();
@@ -587,10 +595,15 @@ int Main(int argc, char** argv) {
               << options.committed_offsets_source << "\"\n";
     return 2;
   }
-  if (options.offsets_topic_max_entries < 1 || options.offsets_topic_max_entries > 100'000'000) {
-    std::cerr << "klag-scaler: --offsets-topic-max-entries must be between 1 and 100000000, got "
-              << options.offsets_topic_max_entries << "\n";
-    return 2;
+  for (const auto& [flag, value] :
+       {std::pair<const char*, int64_t>{"--offsets-topic-max-entries",
+                                        options.offsets_topic_max_entries},
+        {"--offsets-topic-max-entries-total", options.offsets_topic_max_entries_total}}) {
+    if (value < 1 || value > 100'000'000) {
+      std::cerr << "klag-scaler: " << flag << " must be between 1 and 100000000, got " << value
+                << "\n";
+      return 2;
+    }
   }
   if (options.lag_history_points < 0 || options.lag_history_points > 10'000) {
     std::cerr << "klag-scaler: --lag-history-points must be between 0 and 10000, got "

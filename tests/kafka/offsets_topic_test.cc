@@ -183,5 +183,31 @@ TEST(CommittedOffsetsTableTest, RefusesToGrowPastMaxEntriesButUpdatesWhatItHolds
   EXPECT_EQ(table.groups(), 0);
 }
 
+TEST(CommittedOffsetsTableTest, TablesSharingABudgetHoldAtMostItTogether) {
+  CommitBudget budget(3);
+  {
+    CommittedOffsetsTable a({.max_entries = 10, .budget = &budget});
+    CommittedOffsetsTable b({.max_entries = 10, .budget = &budget});
+    EXPECT_TRUE(a.Apply(Commit("g", "t", 0, 1, 0)));
+    EXPECT_TRUE(a.Apply(Commit("g", "t", 1, 1, 0)));
+    EXPECT_TRUE(b.Apply(Commit("h", "t", 0, 1, 0)));
+    EXPECT_EQ(budget.used(), 3);
+    EXPECT_FALSE(b.Apply(Commit("h", "t", 1, 1, 0)));  // the budget, not b's own bound
+    EXPECT_EQ(b.entries(), 1);
+    EXPECT_TRUE(a.Apply(Commit("g", "t", 0, 5, 0)));  // updates need no budget
+    // A tombstone gives its entry back; so does Clear.
+    EXPECT_TRUE(a.Apply(Commit("g", "t", 1, std::nullopt, 0)));
+    EXPECT_EQ(budget.used(), 2);
+    EXPECT_TRUE(b.Apply(Commit("h", "t", 1, 1, 0)));
+    a.Clear();
+    EXPECT_EQ(budget.used(), 2);
+    // A table refused by its own bound takes nothing from the budget.
+    CommittedOffsetsTable c({.max_entries = 0, .budget = &budget});
+    EXPECT_FALSE(c.Apply(Commit("i", "t", 0, 1, 0)));
+    EXPECT_EQ(budget.used(), 2);
+  }
+  EXPECT_EQ(budget.used(), 0);  // destroyed tables give everything back
+}
+
 }  // namespace
 }  // namespace klag::kafka

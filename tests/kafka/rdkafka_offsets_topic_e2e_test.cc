@@ -146,17 +146,16 @@ TEST(RdkafkaOffsetsTopicE2eTest, DeletedGroupHasNoCommitsAnyMore) {
   EXPECT_EQ(reader->Stats().offsets_topic_fallbacks, fallbacks);
 }
 
-TEST(RdkafkaOffsetsTopicE2eTest, TooManyCommitsFallsBackToOffsetFetch) {
-  KLAG_REQUIRE_BROKER(bootstrap);
+// Every read is right (OffsetFetch) before, while and after the follower reads and gives up; it
+// never answers (it gives up before it has read the partition holding the group's commits).
+void ExpectEveryReadFromOffsetFetch(const std::string& bootstrap,
+                                    const RdkafkaOffsetReaderOptions& options) {
   const std::string topic = UniqueName("follow-full");
   const std::string group = UniqueName("follow-full-group");
   ASSERT_TRUE(CreateTopic(bootstrap, topic, 2).ok());
   ASSERT_TRUE(CommitOffsets(bootstrap, group, {{topic, 0, 0}, {topic, 1, 0}}).ok());
-  // The shared test broker holds commits of many groups: one entry is too few for any of them.
-  auto reader = NewReader(bootstrap, {.offsets_topic_max_entries = 1});
+  auto reader = NewReader(bootstrap, options);
   ASSERT_NE(reader, nullptr);
-  // Every read is right (OffsetFetch) before, while and after the follower reads and gives up;
-  // it never answers (it gives up before it has read the partition holding these commits).
   constexpr int kReads = 20;
   for (int i = 0; i < kReads; ++i) {
     absl::StatusOr<GroupOffsets> offsets =
@@ -171,6 +170,20 @@ TEST(RdkafkaOffsetsTopicE2eTest, TooManyCommitsFallsBackToOffsetFetch) {
   EXPECT_EQ(stats.offsets_topic_fallbacks, kReads);
   EXPECT_EQ(stats.offset_fetch_requests, kReads);
   EXPECT_EQ(stats.offsets_topic_entries, 0);
+}
+
+TEST(RdkafkaOffsetsTopicE2eTest, TooManyCommitsFallsBackToOffsetFetch) {
+  KLAG_REQUIRE_BROKER(bootstrap);
+  // This group's two commits alone are more than one entry.
+  ExpectEveryReadFromOffsetFetch(bootstrap, {.offsets_topic_max_entries = 1});
+}
+
+TEST(RdkafkaOffsetsTopicE2eTest, SharedBudgetUsedUpFallsBackToOffsetFetchAndIsGivenBack) {
+  KLAG_REQUIRE_BROKER(bootstrap);
+  auto budget = std::make_shared<CommitBudget>(1);
+  ExpectEveryReadFromOffsetFetch(bootstrap, {.offsets_topic_budget = budget});
+  // The stopped follower freed its table, and the reader gave back all it held.
+  EXPECT_EQ(budget->used(), 0);
 }
 
 }  // namespace
