@@ -56,7 +56,6 @@ struct OffsetCommitRecord {
 absl::StatusOr<std::optional<OffsetCommitRecord>> ParseOffsetsTopicRecord(
     absl::string_view key, std::optional<absl::string_view> value);
 
-// The latest committed offset per (group, topic, partition), as of the records applied so far.
 // Entries every CommittedOffsetsTable sharing it may hold together (a process-wide memory bound
 // over all clusters). Thread-safe.
 class CommitBudget {
@@ -79,6 +78,7 @@ class CommitBudget {
   std::atomic<int64_t> used_{0};
 };
 
+// The latest committed offset per (group, topic, partition), as of the records applied so far.
 // Not thread-safe (its owner locks).
 class CommittedOffsetsTable {
  public:

@@ -176,8 +176,9 @@ class RdkafkaOffsetReader::Impl {
                                             absl::Time& read_at);
   void Publish(const std::string& key, const std::shared_ptr<SharedCommitted>& shared,
                absl::StatusOr<Committed> result, absl::Time read_at);
-  // kOffsetsTopic: the follower's answer, or nullopt when the read must fall back to
-  // OffsetFetch (counted; the follower is started on first use).
+  // The follower's answer, or nullopt when committed offsets come from OffsetFetch: always with
+  // kOffsetFetch; with kOffsetsTopic when the read falls back (counted; the follower is started
+  // on first use).
   std::optional<Committed> FollowedCommitted(const std::string& group,
                                              const std::vector<TopicPartition>* partitions,
                                              absl::Time deadline, absl::Time& read_at);
@@ -209,6 +210,9 @@ class RdkafkaOffsetReader::Impl {
 std::optional<Committed> RdkafkaOffsetReader::Impl::FollowedCommitted(
     const std::string& group, const std::vector<TopicPartition>* partitions, absl::Time deadline,
     absl::Time& read_at) {
+  if (options_.committed_offsets_source != CommittedOffsetsSource::kOffsetsTopic) {
+    return std::nullopt;
+  }
   rdkafka::OffsetsTopicFollower* follower = nullptr;
   {
     absl::MutexLock lock(&follower_mu_);
@@ -612,10 +616,8 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
     for (const auto& [topic, count] : counts) {
       for (int p = 0; p < count; ++p) all.push_back(TopicPartition{topic, p});
     }
-    std::optional<Committed> followed;
-    if (options_.committed_offsets_source == CommittedOffsetsSource::kOffsetsTopic) {
-      followed = FollowedCommitted(query.group, &all, deadline, committed_read_at);
-    }
+    std::optional<Committed> followed =
+        FollowedCommitted(query.group, &all, deadline, committed_read_at);
     if (followed.has_value()) {
       committed = *std::move(followed);
     } else {
@@ -629,10 +631,8 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
       }
     }
   } else {
-    std::optional<Committed> followed;
-    if (options_.committed_offsets_source == CommittedOffsetsSource::kOffsetsTopic) {
-      followed = FollowedCommitted(query.group, nullptr, deadline, committed_read_at);
-    }
+    std::optional<Committed> followed =
+        FollowedCommitted(query.group, nullptr, deadline, committed_read_at);
     if (followed.has_value()) {
       committed = *std::move(followed);
     } else {

@@ -72,7 +72,7 @@ OffsetsTopicFollower::~OffsetsTopicFollower() {
     int32_t count = 0;
     {
       absl::MutexLock lock(&mu_);
-      count = partition_count_;
+      count = PartitionCountLocked();
     }
     for (int32_t p = 0; p < count; ++p) rd_kafka_consume_stop(topic_, p);
     rd_kafka_topic_destroy(topic_);
@@ -122,9 +122,14 @@ bool OffsetsTopicFollower::StartReading() {
   }
   queue_ = rd_kafka_queue_new(client_->rk());
   topic_ = topic;
+  auto partitions = std::make_shared<std::vector<TopicPartition>>();
+  partitions->reserve(count);
+  for (int32_t p = 0; p < count; ++p) {
+    partitions->push_back(TopicPartition{std::string(kOffsetsTopic), p});
+  }
   {
     absl::MutexLock lock(&mu_);
-    partition_count_ = count;
+    partitions_ = std::move(partitions);
     reached_.assign(count, 0);
     loaded_.assign(count, false);
   }
@@ -158,12 +163,12 @@ void OffsetsTopicFollower::Run() {
       for (ssize_t i = 0; i < n; ++i) {
         const rd_kafka_message_t* m = batch[i];
         const int32_t p = m->partition;
-        if (p < 0 || p >= partition_count_) continue;
+        if (p < 0 || p >= PartitionCountLocked()) continue;
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
           reached_[p] = std::max(reached_[p], m->offset);
           if (!loaded_[p]) {
             loaded_[p] = true;
-            if (++loaded_count_ == partition_count_) {
+            if (++loaded_count_ == PartitionCountLocked()) {
               spdlog::info("cluster {}: read {} to its end in {}: {} commits of {} groups",
                            options_.name, std::string(kOffsetsTopic),
                            absl::FormatDuration(
@@ -226,25 +231,22 @@ void OffsetsTopicFollower::Run() {
 absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> OffsetsTopicFollower::Committed(
     const std::string& group, const std::vector<TopicPartition>* partitions, absl::Time deadline,
     absl::Time& read_at) {
-  std::vector<TopicPartition> topic_partitions;
+  std::shared_ptr<const std::vector<TopicPartition>> topic_partitions;
   {
     absl::MutexLock lock(&mu_);
     if (!failed_.ok()) return absl::FailedPreconditionError(failed_.message());
-    if (partition_count_ == 0 || loaded_count_ < partition_count_) {
+    if (partitions_ == nullptr || loaded_count_ < PartitionCountLocked()) {
       return absl::UnavailableError(
           absl::StrCat("cluster ", options_.name, ": ", kOffsetsTopic, " is still being read"));
     }
-    topic_partitions.reserve(partition_count_);
-    for (int32_t p = 0; p < partition_count_; ++p) {
-      topic_partitions.push_back(TopicPartition{std::string(kOffsetsTopic), p});
-    }
+    topic_partitions = partitions_;
   }
   const std::string context = absl::StrCat("cluster ", options_.name, ": topic ", kOffsetsTopic);
-  EndOffsetsCache::Answer ends = ends_(topic_partitions, deadline);
+  EndOffsetsCache::Answer ends = ends_(*topic_partitions, deadline);
   if (ends.timed_out) return absl::DeadlineExceededError(absl::StrCat(context, ": ListOffsets"));
-  std::vector<int64_t> end(topic_partitions.size());
-  for (size_t p = 0; p < topic_partitions.size(); ++p) {
-    auto it = ends.partitions.find(topic_partitions[p]);
+  std::vector<int64_t> end(topic_partitions->size());
+  for (size_t p = 0; p < topic_partitions->size(); ++p) {
+    auto it = ends.partitions.find((*topic_partitions)[p]);
     const int error = it == ends.partitions.end() ? ends.error : it->second.error;
     if (error != 0 || it == ends.partitions.end()) {
       return RdkafkaTransientStatus(static_cast<rd_kafka_resp_err_t>(error),
@@ -278,7 +280,7 @@ OffsetsTopicFollower::Stats OffsetsTopicFollower::GetStats() const {
   Stats stats;
   stats.broker_requests = client_->broker_requests();
   absl::MutexLock lock(&mu_);
-  stats.ready = partition_count_ > 0 && loaded_count_ == partition_count_ && failed_.ok();
+  stats.ready = partitions_ != nullptr && loaded_count_ == PartitionCountLocked() && failed_.ok();
   stats.failed = !failed_.ok();
   stats.records = records_;
   stats.malformed = malformed_;

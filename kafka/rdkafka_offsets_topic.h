@@ -110,6 +110,9 @@ class OffsetsTopicFollower {
   // Looks up the topic's partitions and starts reading them; false to try again later.
   bool StartReading();
   void Fail(absl::Status reason);
+  int32_t PartitionCountLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return partitions_ == nullptr ? 0 : static_cast<int32_t>(partitions_->size());
+  }
 
   const Options options_;
   std::unique_ptr<Client> client_;
@@ -122,7 +125,9 @@ class OffsetsTopicFollower {
   rd_kafka_queue_t* queue_ = nullptr;
 
   mutable absl::Mutex mu_;
-  int32_t partition_count_ ABSL_GUARDED_BY(mu_) = 0;  // 0 until known
+  // The topic's partitions, set once when reading starts (null until then): what every
+  // Committed() asks the end offsets of.
+  std::shared_ptr<const std::vector<TopicPartition>> partitions_ ABSL_GUARDED_BY(mu_);
   // Per partition: the offset read up to (next record offset), and whether its end was reached
   // once (loading is over when every partition's was).
   std::vector<int64_t> reached_ ABSL_GUARDED_BY(mu_);
