@@ -215,9 +215,17 @@ absl::StatusOr<JobOptions> ParseJobOptions(const std::vector<std::string>& args,
                "postgres sink: upsert key: offset = one row per record (topic, partition, "
                "offset); key = one row per record key (topic, key), latest wins",
                {"offset", "key"}, &o.postgres_conflict_key);
+  int64_t postgres_connections = o.postgres_connections;
+  flags.Int("postgres-connections", "KLAG_POSTGRES_CONNECTIONS",
+            "postgres sink: connections a large batch is loaded over at once (1 to 16; each is a "
+            "PostgreSQL backend and its own transaction)",
+            &postgres_connections);
 
-  int64_t batch_size = o.drain.batch_size;
-  flags.Int("batch-size", "KLAG_BATCH_SIZE", "records per sink batch", &batch_size);
+  int64_t batch_size = 0;  // the sink's own
+  flags.Int("batch-size", "KLAG_BATCH_SIZE",
+            "records per sink batch; 0: the sink's default, 5000 for postgres (loaded in parts "
+            "over its connections), 500 for the others",
+            &batch_size);
   flags.Duration("batch-linger", "KLAG_BATCH_LINGER",
                  "longest wait for a batch to fill before it is delivered", &o.drain.batch_linger);
   flags.Int("max-records", "KLAG_MAX_RECORDS", "stop after this many records (0: no limit)",
@@ -302,6 +310,12 @@ absl::StatusOr<JobOptions> ParseJobOptions(const std::vector<std::string>& args,
                      o.postgres_table, "\""));
   }
 
+  if (postgres_connections < 1 || postgres_connections > 16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--postgres-connections: expected 1 to 16, got ", postgres_connections));
+  }
+  o.postgres_connections = static_cast<int>(postgres_connections);
+  if (batch_size == 0) batch_size = o.sink == SinkKind::kPostgres ? 5000 : o.drain.batch_size;
   if (batch_size < 1 || batch_size > 1000000) {
     return absl::InvalidArgumentError(
         absl::StrCat("--batch-size: expected 1 to 1000000, got ", batch_size));

@@ -53,6 +53,7 @@ struct JobOptions {
   std::string postgres_uri;
   std::string postgres_table = "klag_records";
   std::string postgres_conflict_key = "offset";  // offset | key
+  int postgres_connections = 2;                  // 1..PostgresSink::kMaxConnections
 
   DrainOptions drain;
   DeliveryOptions delivery;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <iterator>
+#include <thread>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "job/json_check.h"
 #include "job/record_json.h"
 #include "spdlog/spdlog.h"
@@ -138,7 +140,56 @@ std::string Trimmed(const char* message) {
 
 }  // namespace
 
-PostgresSink::PostgresSink(PostgresSinkOptions options) : options_(std::move(options)) {
+// One connection: connects, creates the table and this session's staging table, and loads one
+// part of a batch per Write, by COPY or by upsert.
+class PostgresSink::Connection {
+ public:
+  explicit Connection(const PostgresSinkOptions& options);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  absl::Status Connect();
+  // Loads `rows` in one transaction (connecting first when not connected); on failure rolls
+  // back, or drops a lost connection so the next Write reconnects.
+  absl::Status Write(absl::Span<const Record* const> rows, const WriteContext& context);
+  bool copy_eligible() const { return copy_eligible_; }
+  bool opened() const { return opened_; }
+  const Stats& stats() const { return stats_; }
+
+ private:
+  absl::Status EnsureTable();
+  // Whether the table takes the copy path (see the top of postgres_sink.h).
+  absl::StatusOr<bool> CopyEligible();
+  // Runs `sql` (several statements when n_params is 0), abandoning it when `context` asks. With
+  // `copy_in`, stops when a COPY FROM STDIN starts and sets *copy_in.
+  absl::Status Run(const std::string& sql, int n_params, const char* const* values,
+                   const int* lengths, const int* formats, const WriteContext& context,
+                   bool* copy_in = nullptr);
+  // Collects the results of what was sent; the first error wins.
+  absl::Status Await(const WriteContext& context, bool* copy_in);
+  // Fills copy_buffer_ with `rows` in COPY's binary format; kInvalidArgument for a timestamp
+  // outside timestamptz's range.
+  absl::Status EncodeCopyData(absl::Span<const Record* const> rows);
+  // Sends `copy_sql` (ending in a COPY FROM STDIN), then copy_buffer_, and collects the results.
+  absl::Status Copy(const std::string& copy_sql, const WriteContext& context);
+  // The copy path when the table takes it and no conflict is recent, else the upsert path.
+  absl::Status Load(absl::Span<const Record* const> rows, const WriteContext& context);
+
+  const PostgresSinkOptions& options_;
+  std::string quoted_table_;
+  std::string upsert_sql_;     // INSERT ... SELECT FROM the staging table ... ; COMMIT
+  std::string copy_sql_;       // COPY the table (columns) FROM STDIN (FORMAT binary)
+  std::string last_sqlstate_;  // of the last error Await returned; empty without server answer
+  bool copy_eligible_ = false;
+  bool opened_ = false;  // connected at least once
+  int upsert_batches_left_ = 0;
+  Stats stats_;
+  std::string copy_buffer_;  // reused between batches
+  PGconn* conn_ = nullptr;
+};
+
+PostgresSink::Connection::Connection(const PostgresSinkOptions& options) : options_(options) {
   std::vector<std::string> parts;
   for (absl::string_view p : absl::StrSplit(options_.table, '.')) {
     parts.push_back(absl::StrCat("\"", p, "\""));
@@ -168,23 +219,11 @@ PostgresSink::PostgresSink(PostgresSinkOptions options) : options_(std::move(opt
   copy_sql_ = absl::StrCat("COPY ", quoted_table_, " (", columns, ") FROM STDIN (FORMAT binary)");
 }
 
-PostgresSink::~PostgresSink() {
-  if (stats_.copied_batches + stats_.upserted_batches > 0) {
-    spdlog::info(
-        "postgres sink: {} batches loaded by COPY into {}, {} by upsert ({} COPYs met rows already "
-        "loaded)",
-        stats_.copied_batches, options_.table, stats_.upserted_batches, stats_.copy_conflicts);
-  }
+PostgresSink::Connection::~Connection() {
   if (conn_ != nullptr) PQfinish(conn_);
 }
 
-absl::StatusOr<std::unique_ptr<PostgresSink>> PostgresSink::Create(PostgresSinkOptions options) {
-  std::unique_ptr<PostgresSink> sink(new PostgresSink(std::move(options)));
-  if (absl::Status s = sink->Connect(); !s.ok()) return s;
-  return sink;
-}
-
-absl::Status PostgresSink::Connect() {
+absl::Status PostgresSink::Connection::Connect() {
   if (conn_ != nullptr) PQfinish(conn_);
   const std::string timeout =
       absl::StrCat(std::max<int64_t>(1, absl::ToInt64Seconds(options_.connect_timeout)));
@@ -213,10 +252,17 @@ absl::Status PostgresSink::Connect() {
         spdlog::debug("postgres sink: server notice: {}", Trimmed(message));
       },
       nullptr);
-  return EnsureTable();
+  opened_ = true;
+  if (absl::Status s = EnsureTable(); !s.ok()) {
+    // Not usable without its staging table: the next Write connects again.
+    PQfinish(conn_);
+    conn_ = nullptr;
+    return s;
+  }
+  return absl::OkStatus();
 }
 
-absl::Status PostgresSink::EnsureTable() {
+absl::Status PostgresSink::Connection::EnsureTable() {
   const std::string primary_key =
       options_.conflict_on_key ? "topic, key" : "topic, \"partition\", \"offset\"";
   const std::string sql = absl::StrCat(
@@ -250,7 +296,7 @@ absl::Status PostgresSink::EnsureTable() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> PostgresSink::CopyEligible() {
+absl::StatusOr<bool> PostgresSink::Connection::CopyEligible() {
   if (options_.conflict_on_key) return false;  // later records of a key conflict by design
   // The columns COPY writes must have the types EnsureTable gives them: with any other type the
   // INSERT's assignment casts (bytea into text, say) would store something else than COPY. The
@@ -294,9 +340,10 @@ absl::StatusOr<bool> PostgresSink::CopyEligible() {
   return eligible;
 }
 
-absl::Status PostgresSink::Run(const std::string& sql, int n_params, const char* const* values,
-                               const int* lengths, const int* formats, const WriteContext& context,
-                               bool* copy_in) {
+absl::Status PostgresSink::Connection::Run(const std::string& sql, int n_params,
+                                           const char* const* values, const int* lengths,
+                                           const int* formats, const WriteContext& context,
+                                           bool* copy_in) {
   // Without parameters the simple query protocol, which takes several statements at once.
   const int sent = n_params == 0 ? PQsendQuery(conn_, sql.c_str())
                                  : PQsendQueryParams(conn_, sql.c_str(), n_params, nullptr, values,
@@ -308,7 +355,7 @@ absl::Status PostgresSink::Run(const std::string& sql, int n_params, const char*
   return Await(context, copy_in);
 }
 
-absl::Status PostgresSink::Await(const WriteContext& context, bool* copy_in) {
+absl::Status PostgresSink::Connection::Await(const WriteContext& context, bool* copy_in) {
   last_sqlstate_.clear();
   bool cancel_sent = false;
   ResultPtr first_error;
@@ -390,7 +437,7 @@ absl::StatusOr<std::vector<const Record*>> PostgresSink::RowsToLoad(
   return rows;
 }
 
-absl::Status PostgresSink::EncodeCopyData(const std::vector<const Record*>& rows) {
+absl::Status PostgresSink::Connection::EncodeCopyData(absl::Span<const Record* const> rows) {
   copy_buffer_.clear();
   copy_buffer_.append(kCopySignature, sizeof(kCopySignature));  // with its NUL
   PutInt32(0, &copy_buffer_);                                   // flags: no OIDs
@@ -431,7 +478,8 @@ absl::Status PostgresSink::EncodeCopyData(const std::vector<const Record*>& rows
   return absl::OkStatus();
 }
 
-absl::Status PostgresSink::Copy(const std::string& copy_sql, const WriteContext& context) {
+absl::Status PostgresSink::Connection::Copy(const std::string& copy_sql,
+                                            const WriteContext& context) {
   bool copy_in = false;
   if (absl::Status s = Run(copy_sql, 0, nullptr, nullptr, nullptr, context, &copy_in); !s.ok()) {
     return s;
@@ -457,8 +505,8 @@ absl::Status PostgresSink::Copy(const std::string& copy_sql, const WriteContext&
   return Await(context, nullptr);
 }
 
-absl::Status PostgresSink::Load(const std::vector<const Record*>& rows,
-                                const WriteContext& context) {
+absl::Status PostgresSink::Connection::Load(absl::Span<const Record* const> rows,
+                                            const WriteContext& context) {
   if (absl::Status s = EncodeCopyData(rows); !s.ok()) return s;
   if (copy_eligible_ && upsert_batches_left_ == 0) {
     // One round trip: COPY outside a transaction block is its own transaction, so a failed one
@@ -493,13 +541,12 @@ absl::Status PostgresSink::Load(const std::vector<const Record*>& rows,
   return s;
 }
 
-absl::Status PostgresSink::Write(absl::Span<const Record> records, const WriteContext& context) {
+absl::Status PostgresSink::Connection::Write(absl::Span<const Record* const> rows,
+                                             const WriteContext& context) {
   if (conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK) {
     if (absl::Status s = Connect(); !s.ok()) return s;
   }
-  absl::StatusOr<std::vector<const Record*>> rows = RowsToLoad(records);
-  if (!rows.ok()) return rows.status();
-  absl::Status s = Load(*rows, context);
+  absl::Status s = Load(rows, context);
   if (s.ok()) return s;
   if (PQstatus(conn_) != CONNECTION_OK) {
     PQfinish(conn_);
@@ -514,6 +561,142 @@ absl::Status PostgresSink::Write(absl::Span<const Record> records, const WriteCo
     }
   }
   return s;
+}
+
+// A Connection of its own loading one part at a time on its own thread: Start hands a part over
+// (the helper must be idle), Wait returns its status.
+class PostgresSink::Helper {
+ public:
+  explicit Helper(const PostgresSinkOptions& options)
+      : connection_(options), thread_([this] { Loop(); }) {}
+
+  ~Helper() {
+    {
+      absl::MutexLock lock(&mu_);
+      quit_ = true;
+    }
+    thread_.join();
+  }
+
+  void Start(absl::Span<const Record* const> rows, const WriteContext& context) {
+    absl::MutexLock lock(&mu_);
+    rows_ = rows;
+    context_ = &context;
+    state_ = State::kQueued;
+  }
+
+  absl::Status Wait() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](State* state) { return *state == State::kDone; }, &state_));
+    state_ = State::kIdle;
+    return std::move(status_);
+  }
+
+  // Only while idle (between a Wait and the next Start).
+  const Connection& connection() const { return connection_; }
+
+ private:
+  enum class State { kIdle, kQueued, kLoading, kDone };
+
+  void Loop() {
+    absl::MutexLock lock(&mu_);
+    while (true) {
+      mu_.Await(absl::Condition(this, &Helper::HasWork));
+      if (quit_) return;
+      state_ = State::kLoading;
+      const absl::Span<const Record* const> rows = rows_;
+      const WriteContext& context = *context_;
+      mu_.Unlock();
+      absl::Status status = connection_.Write(rows, context);
+      mu_.Lock();
+      status_ = std::move(status);
+      state_ = State::kDone;
+    }
+  }
+
+  bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return quit_ || state_ == State::kQueued;
+  }
+
+  Connection connection_;  // used by the thread only, except while idle
+  absl::Mutex mu_;
+  State state_ ABSL_GUARDED_BY(mu_) = State::kIdle;
+  bool quit_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Span<const Record* const> rows_ ABSL_GUARDED_BY(mu_);
+  const WriteContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;  // last: started once the rest is built
+};
+
+PostgresSink::PostgresSink(PostgresSinkOptions options)
+    : options_(std::move(options)), first_(std::make_unique<Connection>(options_)) {}
+
+PostgresSink::~PostgresSink() {
+  const Stats s = stats();
+  if (s.copied_batches + s.upserted_batches > 0) {
+    spdlog::info(
+        "postgres sink: {} parts loaded by COPY into {}, {} by upsert ({} COPYs met rows already "
+        "loaded), over {} connections",
+        s.copied_batches, options_.table, s.upserted_batches, s.copy_conflicts, s.connections_used);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<PostgresSink>> PostgresSink::Create(PostgresSinkOptions options) {
+  if (options.connections < 1 || options.connections > kMaxConnections) {
+    return absl::InvalidArgumentError(absl::StrCat("postgres sink: connections: expected 1 to ",
+                                                   kMaxConnections, ", got ", options.connections));
+  }
+  std::unique_ptr<PostgresSink> sink(new PostgresSink(std::move(options)));
+  if (absl::Status s = sink->first_->Connect(); !s.ok()) return s;
+  return sink;
+}
+
+bool PostgresSink::copy_eligible() const { return first_->copy_eligible(); }
+
+PostgresSink::Stats PostgresSink::stats() const {
+  Stats total;
+  const auto add = [&total](const Connection& c) {
+    total.copied_batches += c.stats().copied_batches;
+    total.upserted_batches += c.stats().upserted_batches;
+    total.copy_conflicts += c.stats().copy_conflicts;
+    total.connections_used += c.opened() ? 1 : 0;
+  };
+  add(*first_);
+  for (const std::unique_ptr<Helper>& h : helpers_) add(h->connection());
+  return total;
+}
+
+absl::Status PostgresSink::Write(absl::Span<const Record> records, const WriteContext& context) {
+  absl::StatusOr<std::vector<const Record*>> rows = RowsToLoad(records);
+  if (!rows.ok()) return rows.status();
+  const size_t parts = std::clamp<size_t>(rows->size() / kMinRowsPerConnection, 1,
+                                          static_cast<size_t>(options_.connections));
+  if (parts == 1) return first_->Write(*rows, context);
+  while (helpers_.size() < parts - 1) helpers_.push_back(std::make_unique<Helper>(options_));
+  // Contiguous parts of nearly equal size; the first (on this thread) is started last.
+  const absl::Span<const Record* const> all(*rows);
+  const auto part = [&](size_t i) {
+    const size_t begin = all.size() * i / parts;
+    return all.subspan(begin, all.size() * (i + 1) / parts - begin);
+  };
+  for (size_t i = 1; i < parts; ++i) helpers_[i - 1]->Start(part(i), context);
+  std::vector<absl::Status> statuses;
+  statuses.reserve(parts);
+  statuses.push_back(first_->Write(part(0), context));
+  for (size_t i = 1; i < parts; ++i) statuses.push_back(helpers_[i - 1]->Wait());
+  // One status for the batch: a stop first, then what blames the sink (Delivery retries it and
+  // never bisects), then a rejection of the data (Delivery may look for the poison record).
+  absl::Status result;
+  const auto rank = [](const absl::Status& s) {
+    if (s.ok()) return 0;
+    if (s.code() == absl::StatusCode::kCancelled) return 3;
+    return IsRecordRejection(s) ? 1 : 2;
+  };
+  for (absl::Status& s : statuses) {
+    if (rank(s) > rank(result)) result = std::move(s);
+  }
+  return result;
 }
 
 }  // namespace klag::job

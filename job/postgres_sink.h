@@ -9,6 +9,13 @@
 //    rules, no row-level security), so COPY stores exactly what the INSERT would. A batch that
 //    meets rows already loaded (a redelivery: unique violation, nothing written) is loaded
 //    again by upsert, and so are the next kUpsertBatchesAfterConflict batches.
+// A batch of at least 2 * kMinRowsPerConnection rows is split into contiguous parts loaded at
+// the same time over up to `connections` connections (one PostgreSQL backend each; the calling
+// thread drives the first, one helper thread each the others, opened at first use): one backend
+// on one core is what limits a load (docs/benchmarks.md). Each part is its own transaction, so a
+// batch that fails may leave some of its parts loaded; Write then fails, the batch is delivered
+// again and the upsert makes that exactly one row per record. Parts never share a conflict key
+// (the rows are deduplicated first), so their transactions never wait for each other.
 //
 //   ASSIGN_OR_RETURN(std::unique_ptr<PostgresSink> sink,
 //                    PostgresSink::Create({.uri = "postgresql://klag@db/prices",
@@ -31,8 +38,6 @@
 #include "absl/time/time.h"
 #include "job/sink.h"
 
-struct pg_conn;
-
 namespace klag::job {
 
 struct PostgresSinkOptions {
@@ -40,72 +45,60 @@ struct PostgresSinkOptions {
   std::string table = "klag_records";  // [schema.]name
   bool conflict_on_key = false;        // true: PRIMARY KEY (topic, key), latest offset wins
   absl::Duration connect_timeout = absl::Seconds(10);  // unless the URI sets connect_timeout
+  int connections = 2;  // 1..kMaxConnections: the most a batch is loaded over at once
 };
 
 class PostgresSink final : public Sink {
  public:
-  // Connects and creates the table when missing. Errors: kUnavailable (cannot connect),
-  // kPermissionDenied/kUnauthenticated, kNotFound (no such database), kFailedPrecondition (the
-  // table cannot be created); messages never hold the password.
+  static constexpr int kMaxConnections = 16;
+  // Rows per part at least: smaller batches go through one connection.
+  static constexpr size_t kMinRowsPerConnection = 128;
+
+  // Connects (the first connection) and creates the table when missing. Errors: kUnavailable
+  // (cannot connect), kPermissionDenied/kUnauthenticated, kNotFound (no such database),
+  // kFailedPrecondition (the table cannot be created), kInvalidArgument (connections out of
+  // range); messages never hold the password.
   static absl::StatusOr<std::unique_ptr<PostgresSink>> Create(PostgresSinkOptions options);
   ~PostgresSink() override;
 
-  // One transaction per batch. Errors: kInvalidArgument for data PostgreSQL rejects (SQLSTATE
-  // classes 21, 22, 23) or a record without key under conflict_on_key; kUnavailable when the
-  // connection is lost (reconnected at the next Write); kCancelled when abandoned (the query is
-  // cancelled and rolled back); kFailedPrecondition for schema problems (class 42);
-  // kAborted for serialization failures and deadlocks (class 40).
+  // One transaction per part (one part unless the batch is large). Errors: kInvalidArgument for
+  // data PostgreSQL rejects (SQLSTATE classes 21, 22, 23) or a record without key under
+  // conflict_on_key; kUnavailable when a connection is lost (reconnected at the next Write);
+  // kCancelled when abandoned (the queries are cancelled and rolled back); kFailedPrecondition
+  // for schema problems (class 42); kAborted for serialization failures and deadlocks (class
+  // 40). When parts fail differently: kCancelled first, then an error that blames the sink, then
+  // a rejection of the data.
   absl::Status Write(absl::Span<const Record> records, const WriteContext& context) override;
 
   // Whether the table takes the copy path at all (checked at every connect).
-  bool copy_eligible() const { return copy_eligible_; }
+  bool copy_eligible() const;
 
-  // How the batches were loaded (tests, and a log line when the sink is destroyed).
+  // How the parts were loaded, over every connection (tests, and a log line when the sink is
+  // destroyed).
   struct Stats {
-    int64_t copied_batches = 0;
+    int64_t copied_batches = 0;  // parts: a batch split over n connections counts n
     int64_t upserted_batches = 0;
     int64_t copy_conflicts = 0;  // copies that met loaded rows and were upserted instead
+    int connections_used = 0;    // connections opened so far
   };
-  const Stats& stats() const { return stats_; }
+  Stats stats() const;
 
-  // Batches loaded by upsert after a copy met rows already loaded: a redelivery spans the
-  // batches after the last commit, so the next few are likely to conflict too.
+  // Batches loaded by upsert after a copy met rows already loaded (per connection): a
+  // redelivery spans the batches after the last commit, so the next few are likely to conflict.
   static constexpr int kUpsertBatchesAfterConflict = 8;
 
  private:
+  class Connection;  // one libpq connection: connect, create, load a part
+  class Helper;      // a Connection driven by a thread of its own
+
   explicit PostgresSink(PostgresSinkOptions options);
-  absl::Status Connect();
-  absl::Status EnsureTable();
-  // Whether the table takes the copy path (see the top of this file).
-  absl::StatusOr<bool> CopyEligible();
-  // Runs `sql` (several statements when n_params is 0), abandoning it when `context` asks. With
-  // `copy_in`, stops when a COPY FROM STDIN starts and sets *copy_in.
-  absl::Status Run(const std::string& sql, int n_params, const char* const* values,
-                   const int* lengths, const int* formats, const WriteContext& context,
-                   bool* copy_in = nullptr);
-  // Collects the results of what was sent; the first error wins.
-  absl::Status Await(const WriteContext& context, bool* copy_in);
   // The records the upsert writes: the last one per conflict key; kInvalidArgument for a record
   // without key under conflict_on_key.
   absl::StatusOr<std::vector<const Record*>> RowsToLoad(absl::Span<const Record> records) const;
-  // Fills copy_buffer_ with `rows` in COPY's binary format; kInvalidArgument for a timestamp
-  // outside timestamptz's range.
-  absl::Status EncodeCopyData(const std::vector<const Record*>& rows);
-  // Sends `copy_sql` (ending in a COPY FROM STDIN), then copy_buffer_, and collects the results.
-  absl::Status Copy(const std::string& copy_sql, const WriteContext& context);
-  // The copy path when the table takes it and no conflict is recent, else the upsert path.
-  absl::Status Load(const std::vector<const Record*>& rows, const WriteContext& context);
 
   PostgresSinkOptions options_;
-  std::string quoted_table_;
-  std::string upsert_sql_;     // INSERT ... SELECT FROM the staging table ... ; COMMIT
-  std::string copy_sql_;       // COPY the table (columns) FROM STDIN (FORMAT binary)
-  std::string last_sqlstate_;  // of the last error Await returned; empty without server answer
-  bool copy_eligible_ = false;
-  int upsert_batches_left_ = 0;
-  Stats stats_;
-  std::string copy_buffer_;  // reused between batches
-  pg_conn* conn_ = nullptr;
+  std::unique_ptr<Connection> first_;             // driven by the caller's thread
+  std::vector<std::unique_ptr<Helper>> helpers_;  // up to connections - 1, opened when needed
 };
 
 }  // namespace klag::job

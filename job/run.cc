@@ -40,7 +40,8 @@ absl::StatusOr<std::unique_ptr<Sink>> MakeSink(const JobOptions& o) {
           PostgresSink::Create({.uri = o.postgres_uri,
                                 .table = o.postgres_table,
                                 .conflict_on_key = o.postgres_conflict_key == "key",
-                                .connect_timeout = o.kafka_timeout});
+                                .connect_timeout = o.kafka_timeout,
+                                .connections = o.postgres_connections});
       if (!sink.ok()) return sink.status();
       return std::unique_ptr<Sink>(std::move(*sink));
     }

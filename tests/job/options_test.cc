@@ -51,6 +51,7 @@ TEST(JobOptionsTest, DefaultsAreTheDocumentedOnes) {
   EXPECT_EQ(o->jsonl_path, "-");
   EXPECT_TRUE(o->SummaryOnStderr());
   EXPECT_EQ(o->drain.batch_size, 500);
+  EXPECT_EQ(o->postgres_connections, 2);
   EXPECT_EQ(o->drain.commit_interval, absl::Seconds(1));
   EXPECT_EQ(o->drain.assignment_timeout, absl::Seconds(15));
   EXPECT_EQ(o->drain.shutdown_timeout, absl::Seconds(20));
@@ -168,12 +169,14 @@ TEST(JobOptionsTest, Errors) {
       {With({"--group-protocol", "streams"}), "--group-protocol"},
       {With({"--on-poison", "dead-letter"}), "--dead-letter-topic"},
       {With({"--dead-letter-topic", "t"}), "poison would loop"},
-      {With({"--batch-size", "0"}), "--batch-size"},
+      {With({"--batch-size", "-1"}), "--batch-size"},
       {With({"--max-attempts", "0"}), "--max-attempts"},
       {With({"--shutdown-timeout", "1s"}), "--shutdown-timeout"},
       {With({"--commit-interval", "0s"}), "--commit-interval"},
       {With({"--kafka-properties", "fetch.min.bytes"}), "key=value"},
       {With({"--postgres-table", "drop table;"}), "--postgres-table"},
+      {With({"--postgres-connections", "0"}), "--postgres-connections: expected 1 to 16, got 0"},
+      {With({"--postgres-connections", "17"}), "--postgres-connections"},
       {With({"--max-duration", "soon"}), "--max-duration"},
       {With({"--no-such-flag"}), "unknown flag"},
       {With({"stray"}), "unexpected argument"},
@@ -190,12 +193,18 @@ TEST(JobOptionsTest, Errors) {
 TEST(JobOptionsTest, SinkSettingsAndPoisonPolicy) {
   absl::StatusOr<JobOptions> o =
       Parse(With({"--sink", "postgres", "--postgres-uri", "postgresql://x@h/db", "--postgres-table",
-                  "public.prices", "--dead-letter-topic", "t.dlq", "--kafka-properties",
-                  "fetch.min.bytes=1, queued.min.messages=1000"}));
+                  "public.prices", "--postgres-connections", "4", "--dead-letter-topic", "t.dlq",
+                  "--kafka-properties", "fetch.min.bytes=1, queued.min.messages=1000"}));
   ASSERT_TRUE(o.ok()) << o.status();
   EXPECT_EQ(o->sink, SinkKind::kPostgres);
   EXPECT_FALSE(o->SummaryOnStderr());
   EXPECT_EQ(o->postgres_table, "public.prices");
+  EXPECT_EQ(o->postgres_connections, 4);
+  EXPECT_EQ(o->drain.batch_size, 5000);  // the postgres sink's default
+  absl::StatusOr<JobOptions> given = Parse(
+      With({"--sink", "postgres", "--postgres-uri", "postgresql://x@h/db", "--batch-size", "700"}));
+  ASSERT_TRUE(given.ok()) << given.status();
+  EXPECT_EQ(given->drain.batch_size, 700);
   EXPECT_EQ(o->delivery.on_poison, PoisonPolicy::kDeadLetter);
   EXPECT_EQ(o->kafka_properties,
             (kafka::RdkafkaProperties{{"fetch.min.bytes", "1"}, {"queued.min.messages", "1000"}}));

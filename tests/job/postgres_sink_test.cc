@@ -112,19 +112,18 @@ TEST(PostgresSinkTest, NewRecordsAreCopiedAndARedeliveryIsUpserted) {
   const std::string table = UniqueTable();
   auto sink = PostgresSink::Create({.uri = uri, .table = table});
   ASSERT_TRUE(sink.ok()) << sink.status();
-  const PostgresSink::Stats& stats = (*sink)->stats();
   EXPECT_TRUE((*sink)->copy_eligible());
   ASSERT_TRUE((*sink)->Write(Offsets(0, 10), NeverAbandon()).ok());
-  EXPECT_EQ(stats.copied_batches, 1);
-  EXPECT_EQ(stats.upserted_batches, 0);
+  EXPECT_EQ((*sink)->stats().copied_batches, 1);
+  EXPECT_EQ((*sink)->stats().upserted_batches, 0);
   EXPECT_EQ(Select(uri, table, "count(*)"), 10);
 
   // Redelivered from offset 5 with new records after it: the copy meets offset 5 and writes
   // nothing; the upsert loads the batch.
   ASSERT_TRUE((*sink)->Write(Offsets(5, 10), NeverAbandon()).ok());
-  EXPECT_EQ(stats.copy_conflicts, 1);
-  EXPECT_EQ(stats.copied_batches, 1);
-  EXPECT_EQ(stats.upserted_batches, 1);
+  EXPECT_EQ((*sink)->stats().copy_conflicts, 1);
+  EXPECT_EQ((*sink)->stats().copied_batches, 1);
+  EXPECT_EQ((*sink)->stats().upserted_batches, 1);
   EXPECT_EQ(Select(uri, table, "count(*)"), 15);
   EXPECT_EQ(Select(uri, table, "count(DISTINCT \"offset\")"), 15);
 
@@ -132,12 +131,12 @@ TEST(PostgresSinkTest, NewRecordsAreCopiedAndARedeliveryIsUpserted) {
   for (int i = 0; i < PostgresSink::kUpsertBatchesAfterConflict; ++i) {
     ASSERT_TRUE((*sink)->Write(Offsets(15 + i, 1), NeverAbandon()).ok());
   }
-  EXPECT_EQ(stats.upserted_batches, 1 + PostgresSink::kUpsertBatchesAfterConflict);
-  EXPECT_EQ(stats.copied_batches, 1);
+  EXPECT_EQ((*sink)->stats().upserted_batches, 1 + PostgresSink::kUpsertBatchesAfterConflict);
+  EXPECT_EQ((*sink)->stats().copied_batches, 1);
   const int64_t next = 15 + PostgresSink::kUpsertBatchesAfterConflict;
   ASSERT_TRUE((*sink)->Write(Offsets(next, 3), NeverAbandon()).ok());
-  EXPECT_EQ(stats.copied_batches, 2);
-  EXPECT_EQ(stats.copy_conflicts, 1);
+  EXPECT_EQ((*sink)->stats().copied_batches, 2);
+  EXPECT_EQ((*sink)->stats().copy_conflicts, 1);
   EXPECT_EQ(Select(uri, table, "count(*)"), next + 3);
   // Both ways stored the same columns.
   EXPECT_EQ(Select(uri, table, "count(*)",
@@ -286,6 +285,89 @@ TEST(PostgresSinkTest, LargeBatchLoadsEveryRecordByteForByte) {
                    "headers->0->>'value' = 'v' || \"offset\" AND headers->1->'value' = "
                    "'null'::jsonb"),
             858);
+}
+
+// A batch of n rows over c connections: c contiguous parts, each loaded by COPY on its own
+// connection; a redelivery conflicts only in the parts that meet loaded rows.
+TEST(PostgresSinkTest, LargeBatchIsLoadedInPartsOverSeveralConnections) {
+  KLAG_REQUIRE_POSTGRES(uri);
+  const std::string table = UniqueTable();
+  auto sink = PostgresSink::Create({.uri = uri, .table = table, .connections = 3});
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  EXPECT_EQ((*sink)->stats().connections_used, 1);  // the others open at first use
+  ASSERT_TRUE((*sink)->Write(Offsets(0, 1000), NeverAbandon()).ok());
+  EXPECT_EQ((*sink)->stats().copied_batches, 3);
+  EXPECT_EQ((*sink)->stats().connections_used, 3);
+  EXPECT_EQ(Select(uri, table, "count(*)"), 1000);
+
+  // Redelivered from 500 with 500 new records: parts [500, 833), [833, 1166) meet loaded rows
+  // and are upserted; [1166, 1500) is copied.
+  ASSERT_TRUE((*sink)->Write(Offsets(500, 1000), NeverAbandon()).ok());
+  EXPECT_EQ((*sink)->stats().copy_conflicts, 2);
+  EXPECT_EQ((*sink)->stats().upserted_batches, 2);
+  EXPECT_EQ((*sink)->stats().copied_batches, 4);
+  EXPECT_EQ(Select(uri, table, "count(*)"), 1500);
+  EXPECT_EQ(Select(uri, table, "count(DISTINCT \"offset\")"), 1500);
+  EXPECT_EQ(Select(uri, table, "count(*)", "(value_json->>'o')::bigint = \"offset\""), 1500);
+
+  // Below 2 x kMinRowsPerConnection rows a batch takes one connection.
+  const PostgresSink::Stats before = (*sink)->stats();
+  ASSERT_TRUE(
+      (*sink)
+          ->Write(Offsets(1500, 2 * PostgresSink::kMinRowsPerConnection - 1), NeverAbandon())
+          .ok());
+  // (by upsert: the first connection met loaded rows within its last 8 parts)
+  EXPECT_EQ((*sink)->stats().upserted_batches, before.upserted_batches + 1);
+  EXPECT_EQ((*sink)->stats().copied_batches, before.copied_batches);
+
+  auto none = PostgresSink::Create({.uri = uri, .table = table, .connections = 0});
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kInvalidArgument) << none.status();
+  auto many = PostgresSink::Create(
+      {.uri = uri, .table = table, .connections = PostgresSink::kMaxConnections + 1});
+  EXPECT_EQ(many.status().code(), absl::StatusCode::kInvalidArgument) << many.status();
+}
+
+// A rejected record fails its part only: the batch fails as a rejection (Delivery may look for
+// the record), the other part is loaded, and delivering the batch again leaves one row each.
+TEST(PostgresSinkTest, RejectionInOnePartFailsTheBatchAndTheRedeliveryIsExact) {
+  KLAG_REQUIRE_POSTGRES(uri);
+  const std::string table = UniqueTable();
+  auto sink = PostgresSink::Create({.uri = uri, .table = table, .connections = 2});
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  std::vector<Record> batch = Offsets(0, 400);
+  batch[350].timestamp_ms = INT64_MAX;
+  absl::Status s = (*sink)->Write(batch, NeverAbandon());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_TRUE(IsRecordRejection(s));
+  EXPECT_NE(s.message().find("prices[2]@350"), absl::string_view::npos) << s;
+  EXPECT_EQ(Select(uri, table, "count(*)"), 200);
+  EXPECT_EQ(Select(uri, table, "max(\"offset\")"), 199);
+
+  batch[350].timestamp_ms = 1700000000000;
+  ASSERT_TRUE((*sink)->Write(batch, NeverAbandon()).ok());
+  EXPECT_EQ(Select(uri, table, "count(*)"), 400);
+  EXPECT_EQ(Select(uri, table, "count(DISTINCT \"offset\")"), 400);
+}
+
+// Abandoning a batch stops every part: all are cancelled and rolled back.
+TEST(PostgresSinkTest, BatchInPartsBlockedByALockIsAbandonedOnEveryConnection) {
+  KLAG_REQUIRE_POSTGRES(uri);
+  const std::string table = UniqueTable();
+  auto sink = PostgresSink::Create({.uri = uri, .table = table, .connections = 2});
+  ASSERT_TRUE(sink.ok()) << sink.status();
+  PGconn* locker = nullptr;
+  ASSERT_NO_FATAL_FAILURE(LockTable(uri, table, &locker));
+  const std::vector<Record> batch = Offsets(0, 400);
+  const absl::Time start = absl::Now();
+  absl::Status s = (*sink)->Write(batch, AbandonAfter(absl::Milliseconds(300)));
+  EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  EXPECT_EQ((*sink)->stats().connections_used, 2);
+  PQclear(PQexec(locker, "ROLLBACK"));
+  PQfinish(locker);
+  EXPECT_EQ(Select(uri, table, "count(*)"), 0);
+  ASSERT_TRUE((*sink)->Write(batch, NeverAbandon()).ok());
+  EXPECT_EQ(Select(uri, table, "count(*)"), 400);
 }
 
 TEST(PostgresSinkTest, TimestampOutsidePostgresRangeIsARecordRejection) {
