@@ -62,37 +62,54 @@ def offsets(bootstrap, topic, group, partitions):
         c.close()
 
 
-def postgres_alone(uri, table):
+def postgres_alone(uri, table, partitions):
     """The server's own ceiling for this load: the rows klag-job loaded into `table`, exported
     in COPY's binary format and loaded again by psql into an empty table of the same definition
-    (primary key included) with one COPY: what one PostgreSQL backend takes with no client work,
-    no batches and no Kafka. Returns {rows, wall_s, rows_per_s} or {error}."""
+    (primary key included): once with one COPY (what one PostgreSQL backend takes with no client
+    work, no batches and no Kafka), once as two COPYs at the same time (the partitions split in
+    two halves; two backends, as the sink's two connections). Returns {rows, wall_s, rows_per_s,
+    two: {rows, wall_s, rows_per_s}} or {error}."""
     cols = 'topic, "partition", "offset", "timestamp", key, value, value_json, headers'
     ref = f"{table}_alone"
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "rows.bin")
-        steps = [
-            f"\\copy (SELECT {cols} FROM {table}) TO '{path}' WITH (FORMAT binary)",
-            f"CREATE TABLE {ref} (LIKE {table} INCLUDING ALL)",
-            "CHECKPOINT",
-        ]
-        for sql in steps:
-            r = subprocess.run(["psql", uri, "-v", "ON_ERROR_STOP=1", "-qc", sql],
-                               capture_output=True, text=True)
+
+    def psql(sql):
+        return subprocess.run(["psql", uri, "-v", "ON_ERROR_STOP=1", "-qc", sql],
+                              capture_output=True, text=True)
+
+    def load(paths):
+        for sql in (f"DROP TABLE IF EXISTS {ref}", f"CREATE TABLE {ref} (LIKE {table} INCLUDING ALL)",
+                    "CHECKPOINT"):
+            r = psql(sql)
             if r.returncode != 0:
                 return {"error": r.stderr.strip()}
         start = time.monotonic()
-        r = subprocess.run(["psql", uri, "-v", "ON_ERROR_STOP=1", "-qc",
-                            f"\\copy {ref} ({cols}) FROM '{path}' WITH (FORMAT binary)"],
-                           capture_output=True, text=True)
+        procs = [subprocess.Popen(["psql", uri, "-v", "ON_ERROR_STOP=1", "-qc",
+                                   f"\\copy {ref} ({cols}) FROM '{path}' WITH (FORMAT binary)"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                 for path in paths]
+        errors = [p.communicate()[1].strip() for p in procs]
         wall = time.monotonic() - start
+        if any(p.returncode != 0 for p in procs):
+            return {"error": "; ".join(e for e in errors if e) or "psql failed"}
         count = subprocess.run(["psql", uri, "-tAc", f"SELECT count(*) FROM {ref}"],
                                capture_output=True, text=True)
-        subprocess.run(["psql", uri, "-qc", f"DROP TABLE IF EXISTS {ref}"], capture_output=True)
-        if r.returncode != 0:
-            return {"error": r.stderr.strip()}
-    rows = int(count.stdout.strip() or 0)
-    return {"rows": rows, "wall_s": wall, "rows_per_s": rows / wall if wall > 0 else None}
+        rows = int(count.stdout.strip() or 0)
+        return {"rows": rows, "wall_s": wall, "rows_per_s": rows / wall if wall > 0 else None}
+
+    half = (partitions + 1) // 2
+    with tempfile.TemporaryDirectory() as tmp:
+        exports = {"all": ("TRUE", os.path.join(tmp, "all.bin")),
+                   "low": (f'"partition" < {half}', os.path.join(tmp, "low.bin")),
+                   "high": (f'"partition" >= {half}', os.path.join(tmp, "high.bin"))}
+        for where, path in exports.values():
+            r = psql(f"\\copy (SELECT {cols} FROM {table} WHERE {where}) TO '{path}' WITH (FORMAT binary)")
+            if r.returncode != 0:
+                return {"error": r.stderr.strip()}
+        one = load([exports["all"][1]])
+        if "error" not in one:
+            one["two"] = load([exports["low"][1], exports["high"][1]])
+        psql(f"DROP TABLE IF EXISTS {ref}")
+    return one
 
 
 def main():
@@ -145,10 +162,16 @@ def main():
     ]
     if args.postgres_uri:
         table = f"bench_{rid}"
-        contenders.append(("klag-job postgres", lambda g: [
-            args.klag_job, "--bootstrap-servers", args.bootstrap, "--group", g, "--topic", args.topic,
-            "--sink", "postgres", "--postgres-uri", args.postgres_uri, "--postgres-table", table,
-            "--log-level", "warn"]))
+        # The defaults (2 connections, batches of 5,000) and the sink as it was before them (one
+        # connection, batches of 500), side by side.
+        for name, extra, tbl in (("klag-job postgres", [], table),
+                                 ("klag-job postgres 1 conn batch 500",
+                                  ["--postgres-connections", "1", "--batch-size", "500"],
+                                  f"{table}_one")):
+            contenders.append((name, lambda g, extra=extra, tbl=tbl: [
+                args.klag_job, "--bootstrap-servers", args.bootstrap, "--group", g, "--topic",
+                args.topic, "--sink", "postgres", "--postgres-uri", args.postgres_uri,
+                "--postgres-table", tbl, "--log-level", "warn"] + extra))
 
     results = []
     payload_bytes = None
@@ -171,11 +194,13 @@ def main():
         if name.startswith("python") and "bytes" in summary:
             payload_bytes = summary["bytes"]
         payload_bytes = payload_bytes or summary.get("bytes")
-        if name == "klag-job postgres":
-            rows = subprocess.run(["psql", args.postgres_uri, "-tAc", f"select count(*) from {table}"],
+        if name.startswith("klag-job postgres"):
+            tbl = table if name == "klag-job postgres" else f"{table}_one"
+            rows = subprocess.run(["psql", args.postgres_uri, "-tAc", f"select count(*) from {tbl}"],
                                   capture_output=True, text=True)
             drain["postgres_rows"] = int(rows.stdout.strip() or -1)
-            drain["postgres_alone"] = postgres_alone(args.postgres_uri, table)
+            if name == "klag-job postgres":
+                drain["postgres_alone"] = postgres_alone(args.postgres_uri, table, args.partitions)
         nowork = []
         for _ in range(args.nowork_reps):
             r, out = run_measured(cmd(group), stdout=subprocess.PIPE, stderr=errlog)
