@@ -35,6 +35,29 @@ void EndOffsetsCache::SweepLocked(absl::Time now) {
   }
 }
 
+std::optional<EndOffsetsCache::Answer> EndOffsetsCache::Peek(
+    const std::vector<TopicPartition>& partitions) {
+  const absl::Time now = options_.clock();
+  const absl::Time bound = now - options_.max_age;
+  Answer answer;
+  absl::MutexLock lock(&mu_);
+  for (const TopicPartition& tp : partitions) {
+    topic_used_[tp.topic] = now;
+    auto topic = snapshot_.find(tp.topic);
+    if (topic == snapshot_.end()) return std::nullopt;
+    auto entry = topic->second.find(tp.partition);
+    if (entry == topic->second.end() || !entry->second.has_value || entry->second.read_at < bound) {
+      return std::nullopt;
+    }
+    answer.partitions[tp] = entry->second.offsets;
+    answer.read_at = std::min(answer.read_at, entry->second.read_at);
+  }
+  ++stats_.lookups;
+  ++stats_.snapshot_answers;
+  answer.from_snapshot = true;
+  return answer;
+}
+
 EndOffsetsCache::Answer EndOffsetsCache::Lookup(const std::vector<TopicPartition>& partitions,
                                                 absl::Time deadline) {
   const absl::Time now = options_.clock();

@@ -115,6 +115,11 @@ class EndOffsetsCache {
   // Thread-safe. Returns by `deadline` (plus scheduling noise).
   Answer Lookup(const std::vector<TopicPartition>& partitions, absl::Time deadline);
 
+  // Lookup's answer when every partition has a value in the snapshot within max_age, else
+  // nullopt; never waits and never starts a fetch (a caller that cannot block asks this first).
+  // Counts as a use of the topics. Thread-safe.
+  std::optional<Answer> Peek(const std::vector<TopicPartition>& partitions);
+
   // Drops the snapshot values of `partitions` (e.g. after their leader moved), so the next
   // Lookup fetches them. Their end offset histories stay.
   void Invalidate(const std::vector<TopicPartition>& partitions);

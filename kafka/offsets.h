@@ -91,6 +91,15 @@ class OffsetReader {
   // for authorization failures; kInvalidArgument for bad query values.
   virtual absl::StatusOr<GroupOffsets> ReadOffsets(const OffsetQuery& query,
                                                    absl::Time deadline) = 0;
+
+  // ReadOffsets' answer when the reader can give it at once from state it already holds, with
+  // the same freshness (no request sent, no wait: e.g. a fresh end offset snapshot and a
+  // follower of __consumer_offsets that is caught up); nullopt otherwise, including every case
+  // in which ReadOffsets would fail. Lets a caller answer on its own thread and keep
+  // ReadOffsets, which blocks, for a worker. Thread-safe; never blocks on Kafka.
+  virtual std::optional<GroupOffsets> TryReadOffsets(const OffsetQuery& /*query*/) {
+    return std::nullopt;
+  }
 };
 
 }  // namespace klag::kafka

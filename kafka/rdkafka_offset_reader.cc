@@ -130,6 +130,7 @@ class RdkafkaOffsetReader::Impl {
   }
 
   absl::StatusOr<GroupOffsets> ReadOffsets(const OffsetQuery& query, absl::Time deadline);
+  std::optional<GroupOffsets> TryReadOffsets(const OffsetQuery& query);
   RdkafkaOffsetReaderStats Stats() const;
 
  private:
@@ -182,6 +183,13 @@ class RdkafkaOffsetReader::Impl {
   std::optional<Committed> FollowedCommitted(const std::string& group,
                                              const std::vector<TopicPartition>* partitions,
                                              absl::Time deadline, absl::Time& read_at);
+  // The answer for `all` (in (topic, partition) order) from the offsets read, with the times
+  // the oldest unconsumed records were produced where the end offset history tells.
+  GroupOffsets Assemble(Lane& lane, const std::vector<TopicPartition>& all,
+                        const Committed& committed,
+                        const absl::flat_hash_map<TopicPartition, int64_t>& end,
+                        const absl::flat_hash_map<TopicPartition, int64_t>& log_start,
+                        absl::Time end_read_at, absl::Time committed_read_at) const;
   absl::Status LookupOffsets(Lane& lane, const std::vector<TopicPartition>& partitions,
                              absl::Time deadline, absl::string_view context,
                              absl::flat_hash_map<TopicPartition, int64_t>& end,
@@ -697,6 +705,75 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
     committed = *std::move(fetched);
   }
 
+  return Assemble(lane, all, committed, end, log_start, end_read_at, committed_read_at);
+}
+
+std::optional<GroupOffsets> RdkafkaOffsetReader::Impl::TryReadOffsets(const OffsetQuery& query) {
+  // Only committed offsets held in memory can be answered at once; the topics must be named
+  // (with none, they come from the group's commits, which ReadOffsets resolves).
+  if (options_.committed_offsets_source != CommittedOffsetsSource::kOffsetsTopic ||
+      query.group.empty() || query.topics.empty()) {
+    return std::nullopt;
+  }
+  Lane* lane = nullptr;
+  Lane* committed_lane = nullptr;  // the follower's end offsets come from its snapshot
+  {
+    // No lane is created here.
+    absl::MutexLock lock(&lanes_mu_);
+    lane = lanes_[query.isolation == IsolationLevel::kReadCommitted ? 1 : 0].get();
+    committed_lane = lanes_[1].get();
+  }
+  if (lane == nullptr || committed_lane == nullptr || !lane->client->Reachable()) {
+    return std::nullopt;
+  }
+  rdkafka::OffsetsTopicFollower* follower = nullptr;
+  {
+    absl::MutexLock lock(&follower_mu_);
+    follower = follower_.get();
+  }
+  if (follower == nullptr) return std::nullopt;
+  std::set<std::string> topics;
+  for (const std::string& topic : query.topics) {
+    if (topic.empty()) return std::nullopt;
+    topics.insert(topic);
+  }
+  std::vector<TopicPartition> all;
+  for (const std::string& topic : topics) {
+    const std::optional<int> count = metadata_.CachedPartitionCount(topic);
+    if (!count.has_value()) return std::nullopt;
+    for (int p = 0; p < *count; ++p) all.push_back(TopicPartition{topic, p});
+  }
+  // From the snapshots only (Peek starts no fetch), and only when the follower has already read
+  // up to __consumer_offsets' end offsets listed within the bound: no request, no waiting.
+  absl::Time committed_read_at = absl::InfinitePast();
+  std::optional<Committed> committed = follower->TryCommitted(
+      query.group, &all,
+      [committed_lane](const std::vector<TopicPartition>& partitions) {
+        return committed_lane->offsets->Peek(partitions);
+      },
+      committed_read_at);
+  if (!committed.has_value()) return std::nullopt;
+  absl::erase_if(*committed, [](const auto& entry) { return entry.second < 0; });
+  std::optional<EndOffsetsCache::Answer> answer = lane->offsets->Peek(all);
+  if (!answer.has_value()) return std::nullopt;
+  absl::flat_hash_map<TopicPartition, int64_t> end;
+  absl::flat_hash_map<TopicPartition, int64_t> log_start;
+  for (const auto& [tp, offsets] : answer->partitions) {
+    if (offsets.error != 0) return std::nullopt;
+    end[tp] = offsets.end;
+    log_start[tp] = offsets.log_start;
+  }
+  counters_.read_offsets_calls.fetch_add(1);
+  counters_.list_offsets_lookups.fetch_add(2);  // end and log start
+  counters_.offsets_topic_answers.fetch_add(1);
+  return Assemble(*lane, all, *committed, end, log_start, answer->read_at, committed_read_at);
+}
+
+GroupOffsets RdkafkaOffsetReader::Impl::Assemble(
+    Lane& lane, const std::vector<TopicPartition>& all, const Committed& committed,
+    const absl::flat_hash_map<TopicPartition, int64_t>& end,
+    const absl::flat_hash_map<TopicPartition, int64_t>& log_start, absl::Time end_read_at,
+    absl::Time committed_read_at) const {
   GroupOffsets result;
   result.end_offsets_read_at = end_read_at;
   result.committed_read_at = committed_read_at;
@@ -804,6 +881,10 @@ RdkafkaOffsetReader::~RdkafkaOffsetReader() = default;
 absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::ReadOffsets(const OffsetQuery& query,
                                                               absl::Time deadline) {
   return impl_->ReadOffsets(query, deadline);
+}
+
+std::optional<GroupOffsets> RdkafkaOffsetReader::TryReadOffsets(const OffsetQuery& query) {
+  return impl_->TryReadOffsets(query);
 }
 
 RdkafkaOffsetReaderStats RdkafkaOffsetReader::Stats() const { return impl_->Stats(); }

@@ -244,16 +244,9 @@ absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> OffsetsTopicFollowe
   const std::string context = absl::StrCat("cluster ", options_.name, ": topic ", kOffsetsTopic);
   EndOffsetsCache::Answer ends = ends_(*topic_partitions, deadline);
   if (ends.timed_out) return absl::DeadlineExceededError(absl::StrCat(context, ": ListOffsets"));
-  std::vector<int64_t> end(topic_partitions->size());
-  for (size_t p = 0; p < topic_partitions->size(); ++p) {
-    auto it = ends.partitions.find((*topic_partitions)[p]);
-    const int error = it == ends.partitions.end() ? ends.error : it->second.error;
-    if (error != 0 || it == ends.partitions.end()) {
-      return RdkafkaTransientStatus(static_cast<rd_kafka_resp_err_t>(error),
-                                    absl::StrCat(context, " partition ", p, ": ListOffsets"));
-    }
-    end[p] = it->second.end;
-  }
+  absl::StatusOr<std::vector<int64_t>> end_or = EndsOf(*topic_partitions, ends);
+  if (!end_or.ok()) return end_or.status();
+  const std::vector<int64_t>& end = *end_or;
   absl::MutexLock lock(&mu_);
   auto caught_up = [this, &end]() {
     if (!failed_.ok()) return true;
@@ -273,6 +266,47 @@ absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> OffsetsTopicFollowe
   }
   if (!failed_.ok()) return absl::FailedPreconditionError(failed_.message());
   read_at = ends.read_at;
+  return table_.Group(group, partitions);
+}
+
+absl::StatusOr<std::vector<int64_t>> OffsetsTopicFollower::EndsOf(
+    const std::vector<TopicPartition>& topic_partitions,
+    const EndOffsetsCache::Answer& ends) const {
+  std::vector<int64_t> end(topic_partitions.size());
+  for (size_t p = 0; p < topic_partitions.size(); ++p) {
+    auto it = ends.partitions.find(topic_partitions[p]);
+    const int error = it == ends.partitions.end() ? ends.error : it->second.error;
+    if (error != 0 || it == ends.partitions.end()) {
+      return RdkafkaTransientStatus(static_cast<rd_kafka_resp_err_t>(error),
+                                    absl::StrCat("cluster ", options_.name, ": topic ",
+                                                 kOffsetsTopic, " partition ", p, ": ListOffsets"));
+    }
+    end[p] = it->second.end;
+  }
+  return end;
+}
+
+std::optional<absl::flat_hash_map<TopicPartition, int64_t>> OffsetsTopicFollower::TryCommitted(
+    const std::string& group, const std::vector<TopicPartition>* partitions, const PeekFn& peek,
+    absl::Time& read_at) {
+  std::shared_ptr<const std::vector<TopicPartition>> topic_partitions;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!failed_.ok() || partitions_ == nullptr || loaded_count_ < PartitionCountLocked()) {
+      return std::nullopt;
+    }
+    topic_partitions = partitions_;
+  }
+  std::optional<EndOffsetsCache::Answer> ends = peek(*topic_partitions);
+  if (!ends.has_value()) return std::nullopt;
+  absl::StatusOr<std::vector<int64_t>> end = EndsOf(*topic_partitions, *ends);
+  if (!end.ok()) return std::nullopt;
+  absl::MutexLock lock(&mu_);
+  if (!failed_.ok()) return std::nullopt;
+  for (size_t p = 0; p < end->size() && p < reached_.size(); ++p) {
+    if (reached_[p] < (*end)[p]) return std::nullopt;
+  }
+  read_at = ends->read_at;
   return table_.Group(group, partitions);
 }
 

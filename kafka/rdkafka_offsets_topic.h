@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -102,9 +103,22 @@ class OffsetsTopicFollower {
       const std::string& group, const std::vector<TopicPartition>* partitions, absl::Time deadline,
       absl::Time& read_at);
 
+  // Committed() without waiting and without listing: answers when the follower has loaded and
+  // has already read every partition up to the end offsets `peek` gives (the reader's snapshot,
+  // EndOffsetsCache::Peek), else nullopt. Thread-safe; never blocks on Kafka.
+  using PeekFn =
+      std::function<std::optional<EndOffsetsCache::Answer>(const std::vector<TopicPartition>&)>;
+  std::optional<absl::flat_hash_map<TopicPartition, int64_t>> TryCommitted(
+      const std::string& group, const std::vector<TopicPartition>* partitions, const PeekFn& peek,
+      absl::Time& read_at);
+
   Stats GetStats() const;
 
  private:
+  // The end offset of each of `topic_partitions` (in order) from `ends`; the first failed or
+  // missing partition's error otherwise.
+  absl::StatusOr<std::vector<int64_t>> EndsOf(const std::vector<TopicPartition>& topic_partitions,
+                                              const EndOffsetsCache::Answer& ends) const;
   OffsetsTopicFollower(Options options, std::unique_ptr<Client> client, EndsFn ends);
   void Run();
   // Looks up the topic's partitions and starts reading them; false to try again later.

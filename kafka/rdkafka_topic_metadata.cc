@@ -53,6 +53,16 @@ absl::StatusOr<int> TopicMetadataCache::Fetch(Client& client, const std::string&
   return absl::UnavailableError(absl::StrCat(context, ": the answer does not mention the topic"));
 }
 
+std::optional<int> TopicMetadataCache::CachedPartitionCount(const std::string& topic) {
+  absl::MutexLock lock(&mu_);
+  auto it = topics_.find(topic);
+  if (it == topics_.end() || !it->second.valid) return std::nullopt;
+  const absl::Time now = absl::Now();
+  if (now - it->second.fetched >= max_age_) return std::nullopt;
+  it->second.last_used = now;
+  return it->second.partitions;
+}
+
 absl::StatusOr<int> TopicMetadataCache::PartitionCount(Client& client, const std::string& topic,
                                                        absl::Time deadline, bool force) {
   absl::MutexLock lock(&mu_);

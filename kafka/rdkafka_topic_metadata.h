@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -33,6 +34,10 @@ class TopicMetadataCache {
   // may miss it for a moment). Thread-safe.
   absl::StatusOr<int> PartitionCount(Client& client, const std::string& topic, absl::Time deadline,
                                      bool force);
+
+  // The topic's partition count when the cache holds one younger than max_age (what
+  // PartitionCount would answer without a request), else nullopt. Never blocks on Kafka.
+  std::optional<int> CachedPartitionCount(const std::string& topic);
 
   // The next PartitionCount of `topic` asks the cluster.
   void Invalidate(const std::string& topic);

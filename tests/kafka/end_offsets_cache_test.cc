@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -126,6 +127,30 @@ TEST(EndOffsetsCacheTest, WithinMaxAgeAnswersFromTheSnapshotAndAfterItFetchesAga
   EXPECT_EQ(stats.lookups, 3);
   EXPECT_EQ(stats.snapshot_answers, 1);
   EXPECT_EQ(stats.fetches, 2);
+}
+
+TEST(EndOffsetsCacheTest, PeekAnswersOnlyFromTheSnapshotAndNeverFetches) {
+  Fixture f;
+  f.cluster.SetEnd(kA0, 5);
+  f.cluster.SetEnd(kA1, 7);
+  EXPECT_FALSE(f.cache.Peek({kA0}).has_value());  // nothing yet, and nothing fetched for it
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_TRUE(f.cluster.calls().empty());
+
+  const absl::Time t0 = f.clock.Now();
+  ASSERT_FALSE(f.cache.Lookup({kA0}, kFar).timed_out);  // fetches the topic: a0 and nothing else
+  f.clock.Advance(absl::Milliseconds(999));
+  std::optional<EndOffsetsCache::Answer> peeked = f.cache.Peek({kA0});
+  ASSERT_TRUE(peeked.has_value());
+  EXPECT_TRUE(peeked->from_snapshot);
+  EXPECT_EQ(peeked->partitions.at(kA0).end, 5);
+  EXPECT_EQ(peeked->read_at, t0);
+  EXPECT_FALSE(f.cache.Peek({kA0, kA1}).has_value());  // a1 was never fetched
+
+  f.clock.Advance(absl::Milliseconds(2));  // older than max_age
+  EXPECT_FALSE(f.cache.Peek({kA0}).has_value());
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(f.cluster.calls().size(), 1u);
 }
 
 TEST(EndOffsetsCacheTest, RefreshTakesTheOtherStalePartitionsOfTheTopicAlong) {

@@ -123,6 +123,81 @@ TEST(RdkafkaOffsetsTopicE2eTest, CommittedOffsetsAreAtMostEndOffsetsMaxAgeOld) {
   EXPECT_EQ(offsets->partitions[0].committed, 3);
 }
 
+// TryReadOffsets answers at once, without a request, what ReadOffsets would, within the same
+// freshness bound: a commit it does not show was made after the end offsets behind the answer
+// were listed.
+TEST(RdkafkaOffsetsTopicE2eTest, TryReadOffsetsAnswersAtOnceWithinTheSameBound) {
+  KLAG_REQUIRE_BROKER(bootstrap);
+  const std::string topic = UniqueName("follow-try");
+  const std::string group = UniqueName("follow-try-group");
+  ASSERT_TRUE(CreateTopic(bootstrap, topic, 2).ok());
+  ASSERT_TRUE(Produce(bootstrap, topic, 0, 8).ok());
+  ASSERT_TRUE(CommitOffsets(bootstrap, group, {{topic, 0, 3}, {topic, 1, 0}}).ok());
+  const absl::Duration max_age = absl::Seconds(2);
+  auto reader = NewReader(bootstrap, {.end_offsets_max_age = max_age});
+  ASSERT_NE(reader, nullptr);
+  const OffsetQuery query{.group = group, .topics = {topic}};
+  // Nothing to answer from before the first read: no client, no follower yet.
+  EXPECT_FALSE(reader->TryReadOffsets(query).has_value());
+  EXPECT_EQ(reader->Stats().clients, 0);
+
+  absl::StatusOr<GroupOffsets> read = ReadOnceLoaded(*reader, query);
+  ASSERT_TRUE(read.ok()) << read.status();
+  const RdkafkaOffsetReaderStats before = reader->Stats();
+  std::optional<GroupOffsets> now = reader->TryReadOffsets(query);
+  ASSERT_TRUE(now.has_value());
+  using Map = std::map<int32_t, std::optional<int64_t>>;
+  EXPECT_EQ(Committed(*now), (Map{{0, 3}, {1, 0}}));
+  ASSERT_EQ(now->partitions.size(), 2u);
+  EXPECT_EQ(now->partitions[0].end, 8);
+  EXPECT_EQ(now->partitions[1].end, 0);
+  const RdkafkaOffsetReaderStats after = reader->Stats();
+  EXPECT_EQ(after.list_offsets_calls, before.list_offsets_calls);
+  EXPECT_EQ(after.offset_fetch_requests, before.offset_fetch_requests);
+  EXPECT_EQ(after.metadata_requests, before.metadata_requests);
+  EXPECT_EQ(after.offsets_topic_answers, before.offsets_topic_answers + 1);
+  // Not for a query without topics (they come from the group's commits: ReadOffsets' work).
+  EXPECT_FALSE(reader->TryReadOffsets({.group = group}).has_value());
+
+  // A new commit: every answer at once either shows it or was listed before it was made, and
+  // is never older than the bound.
+  ASSERT_TRUE(CommitOffsets(bootstrap, group, {{topic, 0, 5}}).ok());
+  const absl::Time acknowledged = absl::Now();
+  int answers = 0;
+  for (absl::Time until = absl::Now() + absl::Seconds(3); absl::Now() < until;) {
+    const absl::Time asked = absl::Now();
+    std::optional<GroupOffsets> offsets = reader->TryReadOffsets(query);
+    if (offsets.has_value()) {
+      ++answers;
+      EXPECT_GE(offsets->committed_read_at, asked - max_age);
+      EXPECT_GE(offsets->end_offsets_read_at, asked - max_age);
+      if (offsets->partitions[0].committed != 5) {
+        EXPECT_EQ(offsets->partitions[0].committed, 3);
+        EXPECT_LT(offsets->committed_read_at, acknowledged);
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_GT(answers, 0);
+  // Once the snapshot has aged past the bound (nobody asked meanwhile), no answer at once; a
+  // read lists again.
+  absl::SleepFor(max_age + absl::Milliseconds(200));
+  EXPECT_FALSE(reader->TryReadOffsets(query).has_value());
+  ASSERT_TRUE(reader->ReadOffsets(query, absl::Now() + kDeadline).ok());
+  now = reader->TryReadOffsets(query);
+  ASSERT_TRUE(now.has_value());
+  EXPECT_EQ(now->partitions[0].committed, 5);
+
+  // The default source never answers at once.
+  ConnectionConfig config;
+  config.bootstrap_servers = bootstrap;
+  absl::StatusOr<std::unique_ptr<RdkafkaOffsetReader>> fetching =
+      RdkafkaOffsetReader::Create(config, {});
+  ASSERT_TRUE(fetching.ok()) << fetching.status();
+  ASSERT_TRUE((*fetching)->ReadOffsets(query, absl::Now() + kDeadline).ok());
+  EXPECT_FALSE((*fetching)->TryReadOffsets(query).has_value());
+}
+
 TEST(RdkafkaOffsetsTopicE2eTest, DeletedGroupHasNoCommitsAnyMore) {
   KLAG_REQUIRE_BROKER(bootstrap);
   const std::string topic = UniqueName("follow-delete");
