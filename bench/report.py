@@ -231,7 +231,7 @@ def section_fanout(d):
                          f"({fmt(a['count'])} evaluations)")
         ev = k.get("evaluations") or {}
         cells.append(", ".join(f"{o} {fmt(ev[o])}" for o in
-                               ("fresh", "reused", "reused_under_load", "joined") if o in ev))
+                               ("fresh", "immediate", "reused", "reused_under_load", "joined") if o in ev))
         arows.append([fmt(s), var] + cells)
     ages = table(["S", "variant", "end offsets", "committed offsets",
                   "answers by source (whole run)"], arows) if arows else ""

@@ -223,13 +223,16 @@ std::vector<MetricFamily> ScalerMetrics::Collect() const {
                "Trigger evaluations by outcome: fresh (a Kafka round trip), reused (answered from "
                "--evaluation-window), reused_under_load (answered from "
                "--evaluation-window-under-load: the cluster's Kafka work waited), joined "
-               "(waited for a concurrent identical evaluation)",
+               "(waited for a concurrent identical evaluation), immediate (evaluated at once "
+               "from offsets the scaler already holds, no Kafka request: "
+               "--committed-offsets-source offsets-topic)",
                MetricType::Counter);
     AddSample(evaluations, {{"outcome", "fresh"}}, static_cast<double>(s.evaluations));
     AddSample(evaluations, {{"outcome", "reused"}}, static_cast<double>(s.reused));
     AddSample(evaluations, {{"outcome", "reused_under_load"}},
               static_cast<double>(s.reused_under_load));
     AddSample(evaluations, {{"outcome", "joined"}}, static_cast<double>(s.joined));
+    AddSample(evaluations, {{"outcome", "immediate"}}, static_cast<double>(s.immediate));
     out.push_back(std::move(evaluations));
     MetricFamily triggers = Family("klag_scaler_triggers",
                                    "Triggers the evaluator holds state for (asked about within "

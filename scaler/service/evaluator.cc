@@ -43,6 +43,11 @@ struct Evaluator::TriggerState {
   // Snapshot of the previous poll, for excludePersistentLag.
   std::optional<LagSnapshot> previous ABSL_GUARDED_BY(mu);
   absl::Time last_used ABSL_GUARDED_BY(mu);
+  // The reader of the last evaluation sent to a worker and the cluster key it was got for: what
+  // an evaluation tries first to answer at once (OffsetReader::TryReadOffsets). Weak: the
+  // ClusterRegistry decides how long a reader lives.
+  std::weak_ptr<kafka::OffsetReader> reader ABSL_GUARDED_BY(mu);
+  std::string reader_cluster_key ABSL_GUARDED_BY(mu);
   // What the bounds count this state under; guarded by the Evaluator's mu_.
   std::string namespace_;
   std::string cluster_key;
@@ -50,6 +55,11 @@ struct Evaluator::TriggerState {
 };
 
 namespace {
+
+kafka::OffsetQuery QueryOf(const TriggerSpec& spec) {
+  return kafka::OffsetQuery{
+      .group = spec.consumer_group, .topics = spec.topics, .isolation = spec.isolation_level};
+}
 
 // 32 random bytes drawn once per process: the HMAC key of TriggerKey's digest.
 const std::string& ProcessSecret() {
@@ -426,18 +436,24 @@ void Evaluator::EvaluateAsync(const TriggerRef& ref, EvaluationCallback done) {
     std::move(done)(std::move(reuse));
     return;
   }
+  const TriggerSpec& spec = *parse->trigger.spec;
+  if (std::optional<absl::StatusOr<std::shared_ptr<const Evaluation>>> now =
+          TryImmediate(*state, *parse);
+      now.has_value()) {
+    Complete(*state, flight, spec, *std::move(now));
+    return;
+  }
 
   // The deadline runs from now: time spent waiting for a worker counts against kafka_timeout,
   // so the caller hears back within it whatever the queue.
   const absl::Time deadline = absl::Now() + options_.kafka_timeout;
-  const TriggerSpec& spec = *parse->trigger.spec;
   absl::Status queued = executor_->Submit(KafkaExecutor::Work{
       .cluster_key = parse->cluster_key,
       .cluster_name = spec.connection.bootstrap_servers,
       .deadline = deadline,
       .run = [this, state, parse, flight, deadline](absl::Status ready) {
         absl::StatusOr<std::shared_ptr<const Evaluation>> result =
-            ready.ok() ? RunEvaluation(*state, parse->trigger, deadline)
+            ready.ok() ? RunEvaluation(*state, *parse, deadline)
                        : absl::StatusOr<std::shared_ptr<const Evaluation>>(ready);
         if (!ready.ok()) {
           counters_.failures.fetch_add(1, std::memory_order_relaxed);
@@ -483,42 +499,66 @@ absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::Evaluate(const Trig
   return result;
 }
 
-absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::RunEvaluation(
-    TriggerState& state, const ParsedTrigger& trigger, absl::Time deadline) {
+absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::RunEvaluation(TriggerState& state,
+                                                                           const CachedParse& parse,
+                                                                           absl::Time deadline) {
   counters_.evaluations.fetch_add(1, std::memory_order_relaxed);
-  const TriggerSpec& spec = *trigger.spec;
+  const TriggerSpec& spec = *parse.trigger.spec;
   // `deadline` is on the real clock; the reader gets the time left on options_.now's (the same
   // clock outside tests).
   const absl::Time reader_deadline = options_.now() + (deadline - absl::Now());
   absl::StatusOr<std::shared_ptr<kafka::OffsetReader>> reader = readers_(spec.connection);
+  if (reader.ok()) {
+    absl::MutexLock lock(&state.mu);
+    state.reader = *reader;
+    state.reader_cluster_key = parse.cluster_key;
+  }
   absl::StatusOr<kafka::GroupOffsets> offsets =
-      reader.ok() ? (*reader)->ReadOffsets(kafka::OffsetQuery{.group = spec.consumer_group,
-                                                              .topics = spec.topics,
-                                                              .isolation = spec.isolation_level},
-                                           reader_deadline)
+      reader.ok() ? (*reader)->ReadOffsets(QueryOf(spec), reader_deadline)
                   : absl::StatusOr<kafka::GroupOffsets>(reader.status());
   if (!offsets.ok()) {
     counters_.failures.fetch_add(1, std::memory_order_relaxed);
     return offsets.status();
   }
+  return FinishEvaluation(state, parse.trigger, *std::move(offsets));
+}
+
+std::optional<absl::StatusOr<std::shared_ptr<const Evaluation>>> Evaluator::TryImmediate(
+    TriggerState& state, const CachedParse& parse) {
+  std::shared_ptr<kafka::OffsetReader> reader;
+  {
+    absl::MutexLock lock(&state.mu);
+    if (state.reader_cluster_key == parse.cluster_key) reader = state.reader.lock();
+  }
+  if (reader == nullptr) return std::nullopt;
+  std::optional<kafka::GroupOffsets> offsets = reader->TryReadOffsets(QueryOf(*parse.trigger.spec));
+  if (!offsets.has_value()) return std::nullopt;
+  counters_.immediate.fetch_add(1, std::memory_order_relaxed);
+  return FinishEvaluation(state, parse.trigger, *std::move(offsets));
+}
+
+absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::FinishEvaluation(
+    TriggerState& state, const ParsedTrigger& trigger, kafka::GroupOffsets offsets) {
+  const TriggerSpec& spec = *trigger.spec;
   // A partitionLimitation that selects no existing partition is an error (KEDA fails such a
   // trigger), not a lag of 0 that would hold a broken trigger at zero silently.
-  if (absl::Status s = CheckPartitionLimitation(spec, *offsets); !s.ok()) {
+  if (absl::Status s = CheckPartitionLimitation(spec, offsets); !s.ok()) {
     counters_.failures.fetch_add(1, std::memory_order_relaxed);
     return s;
   }
   auto evaluation = std::make_shared<Evaluation>();
   {
-    // Only the flight's worker gets here, so `previous` is read and replaced by one thread.
+    // Only the flight's owner gets here (a worker, or the caller answering at once), so
+    // `previous` is read and replaced by one thread.
     absl::MutexLock lock(&state.mu);
     const LagSnapshot* previous = state.previous.has_value() ? &*state.previous : nullptr;
-    evaluation->report = ComputeLag(spec, *offsets, previous);
+    evaluation->report = ComputeLag(spec, offsets, previous);
     state.previous = evaluation->report.snapshot;
   }
   evaluation->trigger = trigger;
   evaluation->evaluated_at = options_.now();
-  evaluation->end_offsets_read_at = offsets->end_offsets_read_at;
-  evaluation->committed_read_at = offsets->committed_read_at;
+  evaluation->end_offsets_read_at = offsets.end_offsets_read_at;
+  evaluation->committed_read_at = offsets.committed_read_at;
   return std::shared_ptr<const Evaluation>(std::move(evaluation));
 }
 
@@ -527,6 +567,7 @@ EvaluatorStats Evaluator::Stats() const {
   stats.evaluations = counters_.evaluations.load(std::memory_order_relaxed);
   stats.reused = counters_.reused.load(std::memory_order_relaxed);
   stats.reused_under_load = counters_.reused_under_load.load(std::memory_order_relaxed);
+  stats.immediate = counters_.immediate.load(std::memory_order_relaxed);
   stats.joined = counters_.joined.load(std::memory_order_relaxed);
   stats.failures = counters_.failures.load(std::memory_order_relaxed);
   stats.rejected = counters_.rejected.load(std::memory_order_relaxed);

@@ -10,7 +10,9 @@
 //
 // No thread waits for Kafka but the KafkaExecutor's workers (a bounded pool, fair between
 // clusters): a call answered from the window completes inline, a call for a trigger whose
-// evaluation is in flight joins it, and the rest queue for a worker. `Evaluate` is the blocking
+// evaluation is in flight joins it, a call whose reader can answer from shared state without a
+// request (OffsetReader::TryReadOffsets) is evaluated inline too, and the rest queue for a
+// worker. `Evaluate` is the blocking
 // form (klag-scaler check, tests).
 //
 // Triggers are keyed by namespace, name and a keyed digest of the metadata (KEDA tells neither
@@ -30,6 +32,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -131,7 +134,8 @@ struct EvaluatorStats {
   int64_t evaluations = 0;        // Kafka round trips started
   int64_t reused = 0;             // answered from the window
   int64_t reused_under_load = 0;  // answered from window_under_load (queued work waited a window)
-  int64_t joined = 0;             // waited for a concurrent identical evaluation
+  int64_t immediate = 0;   // evaluated at once from the reader's shared state (no worker, no I/O)
+  int64_t joined = 0;      // waited for a concurrent identical evaluation
   int64_t failures = 0;    // evaluations answered with an error (Kafka's, or rejected/expired)
   int64_t triggers = 0;    // triggers with state now
   int64_t rejected = 0;    // the Kafka work queue was full (RESOURCE_EXHAUSTED)
@@ -167,7 +171,9 @@ class Evaluator {
   absl::StatusOr<ParsedTrigger> ParseCached(const TriggerRef& ref);
 
   // Calls `done` exactly once with the evaluation of `ref` for this poll: inline when answered
-  // from the window or on bad metadata, else from a worker (or the executor's timer thread) when
+  // from the window, on bad metadata, or evaluated at once from what the trigger's reader
+  // already holds (OffsetReader::TryReadOffsets: with offsets-topic, a fresh snapshot and a
+  // caught-up follower), else from a worker (or the executor's timer thread) when
   // the evaluation this call started or joined completes. Errors: those of Parse, the reader's
   // (kNotFound, kUnavailable, kDeadlineExceeded, kPermissionDenied): never a made-up 0;
   // kResourceExhausted when the work queue is full or a bound is hit (ParseCached);
@@ -217,9 +223,19 @@ class Evaluator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UncountLocked(const std::string& ns, const std::string& cluster_key, int delta_triggers)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // On a worker: reads the offsets (blocking, by `deadline`) and evaluates; remembers the
+  // reader for TryImmediate.
   absl::StatusOr<std::shared_ptr<const Evaluation>> RunEvaluation(TriggerState& state,
-                                                                  const ParsedTrigger& trigger,
+                                                                  const CachedParse& parse,
                                                                   absl::Time deadline);
+  // On the caller's thread: the evaluation when the trigger's last reader can answer at once
+  // (OffsetReader::TryReadOffsets), else nullopt (the work goes to a worker).
+  std::optional<absl::StatusOr<std::shared_ptr<const Evaluation>>> TryImmediate(
+      TriggerState& state, const CachedParse& parse);
+  // The evaluation of `offsets` (lag, persistent-lag state, partitionLimitation's check).
+  absl::StatusOr<std::shared_ptr<const Evaluation>> FinishEvaluation(TriggerState& state,
+                                                                     const ParsedTrigger& trigger,
+                                                                     kafka::GroupOffsets offsets);
   // Records `result` as the flight's outcome, tells the observer and every waiter.
   void Complete(TriggerState& state, const std::shared_ptr<Flight>& flight, const TriggerSpec& spec,
                 absl::StatusOr<std::shared_ptr<const Evaluation>> result);
@@ -247,6 +263,7 @@ class Evaluator {
     std::atomic<int64_t> evaluations{0};
     std::atomic<int64_t> reused{0};
     std::atomic<int64_t> reused_under_load{0};
+    std::atomic<int64_t> immediate{0};
     std::atomic<int64_t> joined{0};
     std::atomic<int64_t> failures{0};
     std::atomic<int64_t> rejected{0};

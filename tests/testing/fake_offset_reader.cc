@@ -79,6 +79,31 @@ absl::StatusOr<kafka::GroupOffsets> FakeOffsetReader::ReadOffsets(const kafka::O
           absl::StrCat("FakeOffsetReader: group ", query.group, ": blocked past the deadline"));
     }
   }
+  return AnswerLocked(query);
+}
+
+std::optional<kafka::GroupOffsets> FakeOffsetReader::TryReadOffsets(
+    const kafka::OffsetQuery& query) {
+  absl::MutexLock lock(&mu_);
+  if (!immediate_) return std::nullopt;
+  absl::StatusOr<kafka::GroupOffsets> answer = AnswerLocked(query);
+  if (!answer.ok()) return std::nullopt;
+  ++immediate_answers_;
+  return *std::move(answer);
+}
+
+void FakeOffsetReader::AnswerImmediately(bool on) {
+  absl::MutexLock lock(&mu_);
+  immediate_ = on;
+}
+
+int FakeOffsetReader::immediate_answers() const {
+  absl::MutexLock lock(&mu_);
+  return immediate_answers_;
+}
+
+absl::StatusOr<kafka::GroupOffsets> FakeOffsetReader::AnswerLocked(
+    const kafka::OffsetQuery& query) const {
   if (auto it = errors_.find(query.group); it != errors_.end()) return it->second;
   auto it = offsets_.find(query.group);
   if (it == offsets_.end()) {

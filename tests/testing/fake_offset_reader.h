@@ -60,7 +60,16 @@ class FakeOffsetReader : public kafka::OffsetReader {
   absl::StatusOr<kafka::GroupOffsets> ReadOffsets(const kafka::OffsetQuery& query,
                                                   absl::Time deadline) override;
 
+  // From now on (while `on`), TryReadOffsets answers what ReadOffsets would, when that is not
+  // an error, at once and without counting as a call (never blocks); otherwise nullopt.
+  void AnswerImmediately(bool on);
+  int immediate_answers() const;
+  std::optional<kafka::GroupOffsets> TryReadOffsets(const kafka::OffsetQuery& query) override;
+
  private:
+  absl::StatusOr<kafka::GroupOffsets> AnswerLocked(const kafka::OffsetQuery& query) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   mutable absl::Mutex mu_;
   std::map<std::string, std::vector<kafka::PartitionOffsets>> offsets_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, absl::Status> errors_ ABSL_GUARDED_BY(mu_);
@@ -69,6 +78,8 @@ class FakeOffsetReader : public kafka::OffsetReader {
   bool blocking_ ABSL_GUARDED_BY(mu_) = false;
   bool honor_deadline_ ABSL_GUARDED_BY(mu_) = true;
   int blocked_ ABSL_GUARDED_BY(mu_) = 0;
+  bool immediate_ ABSL_GUARDED_BY(mu_) = false;
+  int immediate_answers_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace klag::testing

@@ -177,6 +177,7 @@ TEST(ScalerMetricsTest, EvaluatorAndKafkaSourcesAreReadAtScrape) {
                            return EvaluatorStats{.evaluations = 4,
                                                  .reused = 9,
                                                  .reused_under_load = 5,
+                                                 .immediate = 14,
                                                  .joined = 2,
                                                  .failures = 1,
                                                  .triggers = 3,
@@ -202,6 +203,7 @@ TEST(ScalerMetricsTest, EvaluatorAndKafkaSourcesAreReadAtScrape) {
   EXPECT_THAT(text, HasSubstr(R"(klag_scaler_evaluations_total{outcome="reused"} 9)"));
   EXPECT_THAT(text, HasSubstr(R"(klag_scaler_evaluations_total{outcome="joined"} 2)"));
   EXPECT_THAT(text, HasSubstr(R"(klag_scaler_evaluations_total{outcome="reused_under_load"} 5)"));
+  EXPECT_THAT(text, HasSubstr(R"(klag_scaler_evaluations_total{outcome="immediate"} 14)"));
   EXPECT_THAT(text, HasSubstr("klag_scaler_triggers 3\n"));
   EXPECT_THAT(text, HasSubstr("klag_scaler_clusters 13\n"));
   EXPECT_THAT(text, HasSubstr(R"(klag_scaler_kafka_work{state="queued"} 11)"));

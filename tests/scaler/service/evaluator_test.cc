@@ -6,6 +6,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -91,6 +92,48 @@ TEST_F(EvaluatorTest, CallsWithinTheWindowShareOneEvaluation) {
   ASSERT_TRUE(third.ok());
   EXPECT_NE(first->get(), third->get());
   EXPECT_EQ(reader_->calls(), 2);
+}
+
+// A reader that holds the answer already (offsets-topic: fresh snapshot, follower caught up) is
+// asked first, on the caller's thread; the worker path stays for everything else.
+TEST_F(EvaluatorTest, AReaderThatCanAnswerAtOnceIsEvaluatedOnTheCallersThread) {
+  reader_->SetOffsets("g", {{.topic = "t", .partition = 0, .committed = 2, .end = 10}});
+  reader_->AnswerImmediately(true);
+  // The first evaluation goes to a worker: the trigger has no reader yet.
+  auto first = evaluator_.Evaluate(Ref(BaseMetadata()));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(reader_->calls(), 1);
+  EXPECT_EQ(reader_->immediate_answers(), 0);
+
+  reader_->SetOffsets("g", {{.topic = "t", .partition = 0, .committed = 9, .end = 10}});
+  clock_.Advance(absl::Milliseconds(2100));  // the next poll
+  std::optional<absl::StatusOr<std::shared_ptr<const Evaluation>>> answered;
+  std::thread::id answered_on;
+  evaluator_.EvaluateAsync(Ref(BaseMetadata()),
+                           [&](absl::StatusOr<std::shared_ptr<const Evaluation>> e) {
+                             answered = std::move(e);
+                             answered_on = std::this_thread::get_id();
+                           });
+  ASSERT_TRUE(answered.has_value());  // before EvaluateAsync returned
+  EXPECT_EQ(answered_on, std::this_thread::get_id());
+  ASSERT_TRUE(answered->ok()) << answered->status();
+  EXPECT_EQ((**answered)->report.total_lag, 1);
+  EXPECT_EQ(reader_->calls(), 1);
+  EXPECT_EQ(reader_->immediate_answers(), 1);
+  EXPECT_EQ(evaluator_.Stats().immediate, 1);
+  EXPECT_EQ(evaluator_.Stats().evaluations, 1);
+  // It is the poll's evaluation: a call within the window reuses it.
+  auto again = evaluator_.Evaluate(Ref(BaseMetadata()));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->get(), answered->value().get());
+
+  // A reader that cannot answer at once: the worker reads.
+  reader_->AnswerImmediately(false);
+  clock_.Advance(absl::Milliseconds(2100));
+  auto third = evaluator_.Evaluate(Ref(BaseMetadata()));
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(reader_->calls(), 2);
+  EXPECT_EQ(evaluator_.Stats().immediate, 1);
 }
 
 TEST_F(EvaluatorTest, DifferentTriggersDoNotShareEvaluations) {
