@@ -48,6 +48,10 @@ struct Evaluator::TriggerState {
   // ClusterRegistry decides how long a reader lives.
   std::weak_ptr<kafka::OffsetReader> reader ABSL_GUARDED_BY(mu);
   std::string reader_cluster_key ABSL_GUARDED_BY(mu);
+  // When a worker last got `reader` from the ReaderProvider. Used for answers at once only for
+  // half of idle_ttl after that, so a reader in use is asked for again (and so kept by the
+  // ClusterRegistry, whose idle timeout is the same flag) whatever the snapshot's max age.
+  absl::Time reader_got_at ABSL_GUARDED_BY(mu);
   // What the bounds count this state under; guarded by the Evaluator's mu_.
   std::string namespace_;
   std::string cluster_key;
@@ -512,6 +516,7 @@ absl::StatusOr<std::shared_ptr<const Evaluation>> Evaluator::RunEvaluation(Trigg
     absl::MutexLock lock(&state.mu);
     state.reader = *reader;
     state.reader_cluster_key = parse.cluster_key;
+    state.reader_got_at = options_.now();
   }
   absl::StatusOr<kafka::GroupOffsets> offsets =
       reader.ok() ? (*reader)->ReadOffsets(QueryOf(spec), reader_deadline)
@@ -528,7 +533,10 @@ std::optional<absl::StatusOr<std::shared_ptr<const Evaluation>>> Evaluator::TryI
   std::shared_ptr<kafka::OffsetReader> reader;
   {
     absl::MutexLock lock(&state.mu);
-    if (state.reader_cluster_key == parse.cluster_key) reader = state.reader.lock();
+    if (state.reader_cluster_key == parse.cluster_key &&
+        options_.now() - state.reader_got_at < options_.idle_ttl / 2) {
+      reader = state.reader.lock();
+    }
   }
   if (reader == nullptr) return std::nullopt;
   std::optional<kafka::GroupOffsets> offsets = reader->TryReadOffsets(QueryOf(*parse.trigger.spec));

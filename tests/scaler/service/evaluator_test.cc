@@ -127,13 +127,24 @@ TEST_F(EvaluatorTest, AReaderThatCanAnswerAtOnceIsEvaluatedOnTheCallersThread) {
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again->get(), answered->value().get());
 
+  // Half of idle_ttl after a worker last got the reader, the next evaluation goes to a worker
+  // again (which asks the ReaderProvider, keeping the reader registered), then at once again.
+  clock_.Advance(absl::Minutes(15));
+  ASSERT_TRUE(evaluator_.Evaluate(Ref(BaseMetadata())).ok());
+  EXPECT_EQ(reader_->calls(), 2);
+  EXPECT_EQ(connections_.size(), 2u);
+  clock_.Advance(absl::Milliseconds(2100));
+  ASSERT_TRUE(evaluator_.Evaluate(Ref(BaseMetadata())).ok());
+  EXPECT_EQ(reader_->calls(), 2);
+  EXPECT_EQ(evaluator_.Stats().immediate, 2);
+
   // A reader that cannot answer at once: the worker reads.
   reader_->AnswerImmediately(false);
   clock_.Advance(absl::Milliseconds(2100));
   auto third = evaluator_.Evaluate(Ref(BaseMetadata()));
   ASSERT_TRUE(third.ok());
-  EXPECT_EQ(reader_->calls(), 2);
-  EXPECT_EQ(evaluator_.Stats().immediate, 1);
+  EXPECT_EQ(reader_->calls(), 3);
+  EXPECT_EQ(evaluator_.Stats().immediate, 2);
 }
 
 TEST_F(EvaluatorTest, DifferentTriggersDoNotShareEvaluations) {
