@@ -35,6 +35,19 @@ void EndOffsetsCache::SweepLocked(absl::Time now) {
   }
 }
 
+bool EndOffsetsCache::FromSnapshotLocked(const TopicPartition& tp, absl::Time bound,
+                                         Answer& answer) const {
+  auto topic = snapshot_.find(tp.topic);
+  if (topic == snapshot_.end()) return false;
+  auto entry = topic->second.find(tp.partition);
+  if (entry == topic->second.end() || !entry->second.has_value || entry->second.read_at < bound) {
+    return false;
+  }
+  answer.partitions[tp] = entry->second.offsets;
+  answer.read_at = std::min(answer.read_at, entry->second.read_at);
+  return true;
+}
+
 std::optional<EndOffsetsCache::Answer> EndOffsetsCache::Peek(
     const std::vector<TopicPartition>& partitions) {
   const absl::Time now = options_.clock();
@@ -43,14 +56,7 @@ std::optional<EndOffsetsCache::Answer> EndOffsetsCache::Peek(
   absl::MutexLock lock(&mu_);
   for (const TopicPartition& tp : partitions) {
     topic_used_[tp.topic] = now;
-    auto topic = snapshot_.find(tp.topic);
-    if (topic == snapshot_.end()) return std::nullopt;
-    auto entry = topic->second.find(tp.partition);
-    if (entry == topic->second.end() || !entry->second.has_value || entry->second.read_at < bound) {
-      return std::nullopt;
-    }
-    answer.partitions[tp] = entry->second.offsets;
-    answer.read_at = std::min(answer.read_at, entry->second.read_at);
+    if (!FromSnapshotLocked(tp, bound, answer)) return std::nullopt;
   }
   ++stats_.lookups;
   ++stats_.snapshot_answers;
@@ -70,17 +76,7 @@ EndOffsetsCache::Answer EndOffsetsCache::Lookup(const std::vector<TopicPartition
   std::vector<TopicPartition> need;
   for (const TopicPartition& tp : partitions) {
     topic_used_[tp.topic] = now;
-    auto topic = snapshot_.find(tp.topic);
-    if (topic != snapshot_.end()) {
-      auto entry = topic->second.find(tp.partition);
-      if (entry != topic->second.end() && entry->second.has_value &&
-          entry->second.read_at >= bound) {
-        answer.partitions[tp] = entry->second.offsets;
-        answer.read_at = std::min(answer.read_at, entry->second.read_at);
-        continue;
-      }
-    }
-    need.push_back(tp);
+    if (!FromSnapshotLocked(tp, bound, answer)) need.push_back(tp);
   }
   if (need.empty()) {
     ++stats_.snapshot_answers;

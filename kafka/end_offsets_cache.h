@@ -157,6 +157,10 @@ class EndOffsetsCache {
 
   void Run();
   void SweepLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds `tp`'s snapshot value to `answer` when it was fetched at or after `bound`; false (and
+  // nothing added) otherwise.
+  bool FromSnapshotLocked(const TopicPartition& tp, absl::Time bound, Answer& answer) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Forgets the value of `tp` but keeps its history (erases the entry when it has none).
   void DropValueLocked(const TopicPartition& tp) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

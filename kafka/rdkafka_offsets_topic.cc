@@ -248,20 +248,14 @@ absl::StatusOr<absl::flat_hash_map<TopicPartition, int64_t>> OffsetsTopicFollowe
   if (!end_or.ok()) return end_or.status();
   const std::vector<int64_t>& end = *end_or;
   absl::MutexLock lock(&mu_);
-  auto caught_up = [this, &end]() {
-    if (!failed_.ok()) return true;
-    for (size_t p = 0; p < end.size() && p < reached_.size(); ++p) {
-      if (reached_[p] < end[p]) return false;
-    }
-    return true;
+  auto caught_up = [this, &end]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !failed_.ok() || !FirstBehindLocked(end).has_value();
   };
   if (!mu_.AwaitWithDeadline(absl::Condition(&caught_up), deadline)) {
-    for (size_t p = 0; p < end.size() && p < reached_.size(); ++p) {
-      if (reached_[p] < end[p]) {
-        return absl::DeadlineExceededError(absl::StrCat(context, " partition ", p,
-                                                        ": read up to offset ", reached_[p], " of ",
-                                                        end[p], " by the deadline"));
-      }
+    if (const std::optional<size_t> p = FirstBehindLocked(end); p.has_value()) {
+      return absl::DeadlineExceededError(absl::StrCat(context, " partition ", *p,
+                                                      ": read up to offset ", reached_[*p], " of ",
+                                                      end[*p], " by the deadline"));
     }
   }
   if (!failed_.ok()) return absl::FailedPreconditionError(failed_.message());
@@ -286,6 +280,14 @@ absl::StatusOr<std::vector<int64_t>> OffsetsTopicFollower::EndsOf(
   return end;
 }
 
+std::optional<size_t> OffsetsTopicFollower::FirstBehindLocked(
+    const std::vector<int64_t>& end) const {
+  for (size_t p = 0; p < end.size() && p < reached_.size(); ++p) {
+    if (reached_[p] < end[p]) return p;
+  }
+  return std::nullopt;
+}
+
 std::optional<absl::flat_hash_map<TopicPartition, int64_t>> OffsetsTopicFollower::TryCommitted(
     const std::string& group, const std::vector<TopicPartition>* partitions, const PeekFn& peek,
     absl::Time& read_at) {
@@ -302,10 +304,7 @@ std::optional<absl::flat_hash_map<TopicPartition, int64_t>> OffsetsTopicFollower
   absl::StatusOr<std::vector<int64_t>> end = EndsOf(*topic_partitions, *ends);
   if (!end.ok()) return std::nullopt;
   absl::MutexLock lock(&mu_);
-  if (!failed_.ok()) return std::nullopt;
-  for (size_t p = 0; p < end->size() && p < reached_.size(); ++p) {
-    if (reached_[p] < (*end)[p]) return std::nullopt;
-  }
+  if (!failed_.ok() || FirstBehindLocked(*end).has_value()) return std::nullopt;
   read_at = ends->read_at;
   return table_.Group(group, partitions);
 }

@@ -119,6 +119,9 @@ class OffsetsTopicFollower {
   // missing partition's error otherwise.
   absl::StatusOr<std::vector<int64_t>> EndsOf(const std::vector<TopicPartition>& topic_partitions,
                                               const EndOffsetsCache::Answer& ends) const;
+  // The first partition not yet read up to its `end` (indexed like partitions_), if any.
+  std::optional<size_t> FirstBehindLocked(const std::vector<int64_t>& end) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   OffsetsTopicFollower(Options options, std::unique_ptr<Client> client, EndsFn ends);
   void Run();
   // Looks up the topic's partitions and starts reading them; false to try again later.
