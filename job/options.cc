@@ -11,6 +11,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/status_macros.h"
+#include "job/postgres_sink.h"
 
 namespace klag::job {
 namespace {
@@ -310,12 +311,16 @@ absl::StatusOr<JobOptions> ParseJobOptions(const std::vector<std::string>& args,
                      o.postgres_table, "\""));
   }
 
-  if (postgres_connections < 1 || postgres_connections > 16) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--postgres-connections: expected 1 to 16, got ", postgres_connections));
+  if (postgres_connections < 1 || postgres_connections > PostgresSink::kMaxConnections) {
+    return absl::InvalidArgumentError(absl::StrCat("--postgres-connections: expected 1 to ",
+                                                   PostgresSink::kMaxConnections, ", got ",
+                                                   postgres_connections));
   }
   o.postgres_connections = static_cast<int>(postgres_connections);
-  if (batch_size == 0) batch_size = o.sink == SinkKind::kPostgres ? 5000 : o.drain.batch_size;
+  if (batch_size == 0) {
+    batch_size =
+        o.sink == SinkKind::kPostgres ? PostgresSink::kDefaultBatchSize : o.drain.batch_size;
+  }
   if (batch_size < 1 || batch_size > 1000000) {
     return absl::InvalidArgumentError(
         absl::StrCat("--batch-size: expected 1 to 1000000, got ", batch_size));

@@ -51,6 +51,9 @@ struct PostgresSinkOptions {
 class PostgresSink final : public Sink {
  public:
   static constexpr int kMaxConnections = 16;
+  // Records per batch unless --batch-size says otherwise: parts of 2,500 over the default two
+  // connections (bench/README.md: at 500 a second connection did not help).
+  static constexpr int kDefaultBatchSize = 5000;
   // Rows per part at least: smaller batches go through one connection.
   static constexpr size_t kMinRowsPerConnection = 128;
 
