@@ -139,6 +139,55 @@ def ok(res):
     return res is not None and "error" not in res and "skipped" not in res
 
 
+# bench/rpc_floor.cc under the same load: KEDA's three RPCs per poll answered from the metadata
+# alone (no Kafka, no evaluation), with gRPC's callback API (klag-scaler's serving model) and its
+# completion-queue API.
+FLOORS = ("floor-callback", "floor-async")
+FLOOR_NAMES = {"floor-callback": "gRPC floor (callback API)",
+               "floor-async": "gRPC floor (completion queues)"}
+
+
+def floor_note(by, s, k, r):
+    """What the RPCs alone cost at S, next to klag-scaler's CPU per cycle (the 'why' of a missed
+    CPU target)."""
+    parts = []
+    for f in FLOORS:
+        fl = (by.get((s, BASE)) or {}).get(f)
+        if ok(fl) and ok(r) and r.get("cpu_s_per_cycle"):
+            parts.append(f"{FLOOR_NAMES[f]}: {fmt(fl.get('cpu_s_per_cycle'), 3)} s = "
+                         f"{fl['cpu_s_per_cycle'] / r['cpu_s_per_cycle']:.2f}x")
+    if not parts:
+        return ""
+    return ("the three RPCs per poll answered without Kafka on the same gRPC, same load: "
+            + "; ".join(parts))
+
+
+def section_floor(by):
+    """CPU per cycle of every side of the S sweep, the floors included, and per RPC."""
+    rows = []
+    for (s, var), v in sorted(by.items(), key=lambda x: x[0][0] or 0):
+        if var != BASE or not any(ok(v.get(f)) for f in FLOORS):
+            continue
+        r = v.get("keda")
+        sides = [("KEDA kafka scaler (in process, no RPC)", r), ("klag-scaler", v.get("klag")),
+                 ("klag-scaler, offsets-topic",
+                  (by.get((s, BASE + " (--committed-offsets-source offsets-topic)")) or {}).get("klag"))]
+        sides += [(FLOOR_NAMES[f], v.get(f)) for f in FLOORS]
+        for name, res in sides:
+            if not ok(res):
+                continue
+            cpu = res.get("cpu_s_per_cycle")
+            rows.append([fmt(s), name, fmt(cpu, 3),
+                         "" if name.startswith("KEDA") or not cpu else fmt(1e6 * cpu / (3 * s), 0),
+                         ratio(cpu, (r or {}).get("cpu_s_per_cycle")) if ok(r) else "n/a",
+                         fmt(res.get("peak_rss_mb")), fmt(res.get("threads")),
+                         f"{fmt(lat(res, 'poll', 'p50_ms'), 2)} / {fmt(lat(res, 'poll', 'p99_ms'), 2)}"])
+    if not rows:
+        return ""
+    return table(["S", "side", "CPU s per cycle", "CPU us per RPC", "x KEDA's CPU", "peak RSS MB",
+                  "threads", "whole poll p50 / p99 ms"], rows)
+
+
 def section_fanout(d):
     by = fanout_rows(d)
     if not by:
@@ -146,7 +195,9 @@ def section_fanout(d):
     order = sorted(by, key=lambda k: (k[1] != BASE, k[0] or 0, k[1]))
     rows = []
     for s, var in order:
-        for side, res in (("klag-scaler", by[(s, var)].get("klag")), ("KEDA kafka scaler", by[(s, var)].get("keda"))):
+        sides = [("klag-scaler", by[(s, var)].get("klag")), ("KEDA kafka scaler", by[(s, var)].get("keda"))]
+        sides += [(FLOOR_NAMES[f], by[(s, var)][f]) for f in FLOORS if f in by[(s, var)]]
+        for side, res in sides:
             if res is None and side.startswith("KEDA") and keda_of(by, s, var) is not None:
                 continue  # KEDA's row is the variant's without the note
             if res is None:
@@ -160,7 +211,7 @@ def section_fanout(d):
             if "error" in res:
                 rows.append([fmt(s), var, side, "failed: " + res["error"].strip().splitlines()[-1][:120]] + [""] * 9)
                 continue
-            heavy = "GetMetrics" if side.startswith("klag") else "GetMetricsAndActivity"
+            heavy = "GetMetricsAndActivity" if side.startswith("KEDA") else "GetMetrics"
             by_api = res.get("kafka_requests_per_cycle_by_api") or {}
             api_text = ", ".join(f"{a} {fmt(v)}" for a, v in sorted(by_api.items(), key=lambda x: -x[1]))
             rows.append([
@@ -256,6 +307,13 @@ def section_fanout(d):
             "more triggers whose bootstrapServers refuse connections or accept and never answer; "
             "the row's figures are the healthy S's.")
     parts = [note, main, "Ratios, klag-scaler / KEDA (below 1 is better for klag):", ratios]
+    floor = section_floor(by)
+    if floor:
+        parts += ["The RPCs alone (`bench/rpc_floor.cc`: the same three RPCs per poll, checked by "
+                  "the same load generator, answered from the trigger metadata with no Kafka and "
+                  "no evaluation, on the gRPC library klag-scaler links; \"callback API\" is "
+                  "klag-scaler's serving model, \"completion queues\" answers on the thread that "
+                  "polled the request). CPU per RPC is CPU per cycle / (3 x S):", floor]
     if variants:
         parts += ["Variants:", variants]
     if ages:
@@ -372,7 +430,7 @@ def targets(d, pairs, job_by):
     def verdict(met):
         return "met" if met else "missed"
 
-    def size_rows(name, k, r):
+    def size_rows(name, s, k, r):
         if not ok(k):
             rows.append([f"{name}: fan-out", "klag-scaler run failed" if k else "not run", "missed",
                          (k or {}).get("error", "")[:200]])
@@ -393,7 +451,7 @@ def targets(d, pairs, job_by):
         cpu = (k.get("cpu_s_per_cycle") or 0) / (r.get("cpu_s_per_cycle") or float("inf"))
         rows.append([f"{name}: CPU per cycle <= 0.5x KEDA's",
                      f"{fmt(k.get('cpu_s_per_cycle'), 3)} vs {fmt(r.get('cpu_s_per_cycle'), 3)} s = {cpu:.2f}x",
-                     verdict(cpu <= 0.5), ""])
+                     verdict(cpu <= 0.5), "" if cpu <= 0.5 else floor_note(by, s, k, r)])
         kr, rr = k.get("kafka_requests_per_cycle") or 0, r.get("kafka_requests_per_cycle") or 0
         by_api = k.get("kafka_requests_per_cycle_by_api") or {}
         rows.append([f"{name}: Kafka requests per cycle <= 0.4x KEDA's",
@@ -406,12 +464,12 @@ def targets(d, pairs, job_by):
                      verdict(rrss > 0 and krss <= 0.05 * rrss), ""])
 
     for s, k, r in pairs:
-        size_rows(f"S = {fmt(s)}", k, r)
+        size_rows(f"S = {fmt(s)}", s, k, r)
     # The same figures for klag-only refinements of the base rows ("distinct groups (--flag)"),
     # against KEDA's base row of that size.
     for (s, var), v in sorted(by.items(), key=lambda x: (x[0][0] or 0, x[0][1])):
         if var.startswith(BASE + " (") and v.get("klag") is not None:
-            size_rows(f"S = {fmt(s)}, {var[len(BASE) + 2:-1]}", v.get("klag"), keda_of(by, s, var))
+            size_rows(f"S = {fmt(s)}, {var[len(BASE) + 2:-1]}", s, v.get("klag"), keda_of(by, s, var))
 
     for (s, var), v in sorted(by.items(), key=lambda x: (x[0][0] or 0, x[0][1])):
         k = v.get("klag")
@@ -505,7 +563,10 @@ part) stay in `.cache/bench/<date>/`; `bench/report.py <dir>` turns them into th
   GetMetricSpecForScaling and GetMetricsAndActivity. Each S runs klag-scaler twice: with its
   defaults (committed offsets by an OffsetFetch per evaluation) and with
   `--committed-offsets-source offsets-topic` (one reader of `__consumer_offsets` per cluster,
-  committed offsets at most `--end-offsets-max-age` old), both against KEDA's row of that S.
+  committed offsets at most `--end-offsets-max-age` old), both against KEDA's row of that S,
+  then `klag_rpc_floor` (`bench/rpc_floor.cc`) twice under the same load: the three RPCs answered
+  from the trigger metadata alone with gRPC's callback API (klag-scaler's model) and with its
+  completion-queue API, the CPU the RPCs cost before any lag is computed.
   After the S sweep (1,000, 5,000, 10,000), variants at S = 1,000: 10 ScaledJobs per group (both sides: one group's OffsetFetch
   should serve its ten triggers; klag-scaler twice more, with `--committed-offsets-max-age 1s`
   and with it set to the poll interval, which let the triggers of one group share a committed

@@ -121,7 +121,7 @@ if ((build)); then
   cmake -S . -B "$BUILD" -DKLAG_BUILD_BENCH=ON -DKLAG_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_CXX_FLAGS="-Wno-error=array-bounds" >"$RESULTS/cmake.log" 2>&1 ||
     { tail -20 "$RESULTS/cmake.log"; die "cmake failed"; }
-  targets=(klag_lag_bench klag-scaler)
+  targets=(klag_lag_bench klag_rpc_floor klag-scaler)
   [[ -f job/CMakeLists.txt ]] && targets+=(klag-job klag-produce)
   cmake --build "$BUILD" -j "$JOBS" --target "${targets[@]}" >"$RESULTS/build.log" 2>&1 ||
     { tail -30 "$RESULTS/build.log"; die "build failed (log: $RESULTS/build.log)"; }
@@ -134,7 +134,7 @@ if ((build)); then
   echo "{\"keda_ref_build_s\": $(( $(date +%s) - t0 ))}" >"$RESULTS/keda-build.json"
 fi
 SCALER="$BUILD/scaler/klag-scaler" JOB="$BUILD/job/klag-job" PRODUCE="$BUILD/job/klag-produce"
-LAGBENCH="$BUILD/bench/klag_lag_bench"
+LAGBENCH="$BUILD/bench/klag_lag_bench" FLOOR="$BUILD/bench/klag_rpc_floor"
 
 # ---- 2. broker and PostgreSQL -------------------------------------------------------------
 cleanup() {
@@ -317,6 +317,26 @@ if want fanout; then
     fi
     stop_pids "${PROXY_PIDS[@]}"
   }
+  # run_floor MODEL S INTERVAL WARMUP CYCLES: bench/rpc_floor.cc (the same three RPCs per poll
+  # answered from the metadata alone: no Kafka, no evaluation) under the same load, with gRPC's
+  # callback API (klag-scaler's serving model) or its completion-queue API. The CPU it spends
+  # per cycle is the floor under klag-scaler's for that model.
+  run_floor() {
+    local model=$1 s=$2 interval=$3 warmup=$4 cycles=$5 port floor_pid
+    phase "fanout floor-$model S=$s"
+    port=$(free_port)
+    "$FLOOR" --listen "127.0.0.1:$port" --model "$model" --partitions 12 --records 100 \
+      >"$RESULTS/floor-$model-$s.log" 2>&1 &
+    floor_pid=$!
+    for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
+    if ! "$GOBIN_DIR/fanout" --addr "127.0.0.1:$port" --bootstrap 127.0.0.1:9 --pid "$floor_pid" \
+      --side "floor-$model" --S "$s" --interval "$interval" --warmup "$warmup" --cycles "$cycles" \
+      --topics 100 --partitions 12 --records 100 >>"$RESULTS/fanout.jsonl" 2>"$RESULTS/floor-$model-$s.err"; then
+      log "fanout floor-$model S=$s failed: $(tail -3 "$RESULTS/floor-$model-$s.err")"
+      echo "{\"side\": \"floor-$model\", \"S\": $s, \"variant\": \"distinct groups\", \"error\": $("$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()[-600:]))' <"$RESULTS/floor-$model-$s.err")}" >>"$RESULTS/fanout.jsonl"
+    fi
+    stop_pids "$floor_pid"
+  }
   # The variant label fanout and keda-ref print, for rows of runs that failed.
   variant_of() {
     case "${1:-}" in
@@ -335,6 +355,8 @@ if want fanout; then
     # evaluation (opt-in: kafka/README.md), against KEDA's row above.
     scaler_flags="--committed-offsets-source offsets-topic" run_klag "$s" "$interval" "$warmup" \
       "$cycles" --variant-note "--committed-offsets-source offsets-topic"
+    run_floor callback "$s" "$interval" "$warmup" "$cycles"
+    run_floor async "$s" "$interval" "$warmup" "$cycles"
   done
   # Variants at S = variant_s: ScaledJobs sharing groups (both sides), open streams and a dead
   # cluster beside the healthy one (klag-scaler; KEDA's code has no counterpart to compare).

@@ -70,6 +70,7 @@ func main() {
 	dead := flag.Int("dead", 0, "extra ScaledJobs on a dead cluster")
 	deadMode := flag.String("dead-mode", "refused", "how the dead cluster is dead: refused or blackhole")
 	variantNote := flag.String("variant-note", "", "appended to the variant label in parentheses (e.g. the scaler flags this run used)")
+	side := flag.String("side", "klag", "the side's name in the JSON line (klag, or floor-callback / floor-async for bench's klag_rpc_floor)")
 	metricsURL := flag.String("metrics-url", "", "klag-scaler's /metrics URL: the age of the offsets behind its answers is read from it at the end")
 	flag.Parse()
 	if *addr == "" || *bootstrap == "" || *pid == 0 {
@@ -253,7 +254,7 @@ func main() {
 		// klag_scaler_evaluations_total by outcome (fresh, reused, reused_under_load, joined),
 		// whole run.
 		Evaluations map[string]float64 `json:"evaluations,omitempty"`
-	}{Side: "klag", Result: res, Variant: variant, Share: max(*share, 1), Groups: groups,
+	}{Side: *side, Result: res, Variant: variant, Share: max(*share, 1), Groups: groups,
 		P: *partitions, Topics: l.Topics, ValueMismatches: mismatches.Load(), Streams: streamStats,
 		Dead: *dead, DeadCodes: codeCounts, DataAge: ages, Evaluations: evaluations}
 	if *dead > 0 {
