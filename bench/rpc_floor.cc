@@ -7,11 +7,16 @@
 // model (bench/run.sh runs it beside klag-scaler and KEDA's code; bench/README.md).
 //
 //   klag_rpc_floor --listen 127.0.0.1:PORT [--model callback|async] [--threads N]
-//                  [--prefix fan-] [--partitions 12] [--records 100]
+//                  [--health on|off] [--prefix fan-] [--partitions 12] [--records 100]
+//                  [--arg NAME=VALUE]...
 //
 // --model callback: gRPC's callback API, as klag-scaler serves (gRPC's own threads).
 // --model async:    the completion-queue API, N threads each polling its own queue and
 //                   answering on the thread that received the request (no hand-off).
+// --health on:      also serve gRPC's default health service (as klag-scaler does; in gRPC 1.51
+//                   a callback service, whose callback threads then poll the connections too).
+// --arg NAME=VALUE: a gRPC channel argument for the server (an integer value is set as one),
+//                   for A/B runs of server settings (bench/README.md).
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -221,7 +226,8 @@ void ServeQueue(AsyncService* service, grpc::ServerCompletionQueue* cq, const La
 int Usage(const char* error) {
   std::fprintf(stderr,
                "klag_rpc_floor: %s\nusage: klag_rpc_floor --listen HOST:PORT [--model "
-               "callback|async] [--threads N] [--prefix P] [--partitions N] [--records N]\n",
+               "callback|async] [--threads N] [--health on|off] [--prefix P] [--partitions N] "
+               "[--records N] [--arg NAME=VALUE]...\n",
                error);
   return 2;
 }
@@ -240,6 +246,8 @@ int main(int argc, char** argv) {
   std::string listen;
   std::string model = "callback";
   int64_t threads = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::pair<std::string, std::string>> args;
+  bool health = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view flag = argv[i];
     if (i + 1 >= argc) return Usage(("missing value of " + std::string(flag)).c_str());
@@ -251,6 +259,13 @@ int main(int argc, char** argv) {
       if (model != "callback" && model != "async") return Usage("--model: callback or async");
     } else if (flag == "--threads") {
       if (!ParseInt(value, 1, &threads) || threads > 64) return Usage("--threads: 1 to 64");
+    } else if (flag == "--arg") {
+      const size_t eq = value.find('=');
+      if (eq == std::string_view::npos || eq == 0) return Usage("--arg: NAME=VALUE");
+      args.emplace_back(value.substr(0, eq), value.substr(eq + 1));
+    } else if (flag == "--health") {
+      if (value != "on" && value != "off") return Usage("--health: on or off");
+      health = value == "on";
     } else if (flag == "--prefix") {
       layout.prefix = value;
     } else if (flag == "--partitions") {
@@ -270,10 +285,19 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  grpc::EnableDefaultHealthCheckService(health);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  for (const auto& [name, value] : args) {
+    int64_t number = 0;
+    if (ParseInt(value, INT32_MIN, &number) && number <= INT32_MAX) {
+      builder.AddChannelArgument(name, static_cast<int>(number));
+    } else {
+      builder.AddChannelArgument(name, value);
+    }
+  }
   CallbackFloor callback(layout);
   AsyncService async;
   std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues;

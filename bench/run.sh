@@ -317,23 +317,24 @@ if want fanout; then
     fi
     stop_pids "${PROXY_PIDS[@]}"
   }
-  # run_floor MODEL S INTERVAL WARMUP CYCLES: bench/rpc_floor.cc (the same three RPCs per poll
-  # answered from the metadata alone: no Kafka, no evaluation) under the same load, with gRPC's
-  # callback API (klag-scaler's serving model) or its completion-queue API. The CPU it spends
-  # per cycle is the floor under klag-scaler's for that model.
+  # run_floor NAME S INTERVAL WARMUP CYCLES [klag_rpc_floor args...]: bench/rpc_floor.cc (the
+  # same three RPCs per poll answered from the metadata alone: no Kafka, no evaluation) under the
+  # same load, as side "floor-NAME". Its CPU per cycle is what the RPCs alone cost with that
+  # server setup.
   run_floor() {
-    local model=$1 s=$2 interval=$3 warmup=$4 cycles=$5 port floor_pid
-    phase "fanout floor-$model S=$s"
+    local name=$1 s=$2 interval=$3 warmup=$4 cycles=$5 port floor_pid
+    shift 5
+    phase "fanout floor-$name S=$s"
     port=$(free_port)
-    "$FLOOR" --listen "127.0.0.1:$port" --model "$model" --partitions 12 --records 100 \
-      >"$RESULTS/floor-$model-$s.log" 2>&1 &
+    "$FLOOR" --listen "127.0.0.1:$port" --partitions 12 --records 100 "$@" \
+      >"$RESULTS/floor-$name-$s.log" 2>&1 &
     floor_pid=$!
     for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
     if ! "$GOBIN_DIR/fanout" --addr "127.0.0.1:$port" --bootstrap 127.0.0.1:9 --pid "$floor_pid" \
-      --side "floor-$model" --S "$s" --interval "$interval" --warmup "$warmup" --cycles "$cycles" \
-      --topics 100 --partitions 12 --records 100 >>"$RESULTS/fanout.jsonl" 2>"$RESULTS/floor-$model-$s.err"; then
-      log "fanout floor-$model S=$s failed: $(tail -3 "$RESULTS/floor-$model-$s.err")"
-      echo "{\"side\": \"floor-$model\", \"S\": $s, \"variant\": \"distinct groups\", \"error\": $("$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()[-600:]))' <"$RESULTS/floor-$model-$s.err")}" >>"$RESULTS/fanout.jsonl"
+      --side "floor-$name" --S "$s" --interval "$interval" --warmup "$warmup" --cycles "$cycles" \
+      --topics 100 --partitions 12 --records 100 >>"$RESULTS/fanout.jsonl" 2>"$RESULTS/floor-$name-$s.err"; then
+      log "fanout floor-$name S=$s failed: $(tail -3 "$RESULTS/floor-$name-$s.err")"
+      echo "{\"side\": \"floor-$name\", \"S\": $s, \"variant\": \"distinct groups\", \"error\": $("$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()[-600:]))' <"$RESULTS/floor-$name-$s.err")}" >>"$RESULTS/fanout.jsonl"
     fi
     stop_pids "$floor_pid"
   }
@@ -355,8 +356,11 @@ if want fanout; then
     # evaluation (opt-in: kafka/README.md), against KEDA's row above.
     scaler_flags="--committed-offsets-source offsets-topic" run_klag "$s" "$interval" "$warmup" \
       "$cycles" --variant-note "--committed-offsets-source offsets-topic"
-    run_floor callback "$s" "$interval" "$warmup" "$cycles"
-    run_floor async "$s" "$interval" "$warmup" "$cycles"
+    # The RPCs alone: klag-scaler's serving model (callback API, health service on), one
+    # completion queue and nothing else, and that queue beside the callback health service.
+    run_floor callback "$s" "$interval" "$warmup" "$cycles" --model callback --health on
+    run_floor async "$s" "$interval" "$warmup" "$cycles" --model async --threads 1
+    run_floor async-health "$s" "$interval" "$warmup" "$cycles" --model async --threads 1 --health on
   done
   # Variants at S = variant_s: ScaledJobs sharing groups (both sides), open streams and a dead
   # cluster beside the healthy one (klag-scaler; KEDA's code has no counterpart to compare).
