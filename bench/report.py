@@ -140,11 +140,11 @@ def ok(res):
 
 
 # bench/rpc_floor.cc under the same load: KEDA's three RPCs per poll answered from the metadata
-# alone (no Kafka, no evaluation), with gRPC's callback API (klag-scaler's serving model) and its
-# completion-queue API.
+# alone (no Kafka, no evaluation), with gRPC's callback API (klag-scaler's model until 2026-12-04) and its
+# completion-queue API (klag-scaler's model since).
 FLOORS = ("floor-callback", "floor-async", "floor-async-health")
-FLOOR_NAMES = {"floor-callback": "gRPC floor: callback API + health service (klag-scaler's setup)",
-               "floor-async": "gRPC floor: one completion queue, nothing else",
+FLOOR_NAMES = {"floor-callback": "gRPC floor: callback API + gRPC's health service (klag-scaler until 2026-12-04)",
+               "floor-async": "gRPC floor: one completion queue, nothing else (klag-scaler's setup)",
                "floor-async-health": "gRPC floor: one completion queue + callback health service"}
 
 
@@ -312,9 +312,10 @@ def section_fanout(d):
     if floor:
         parts += ["The RPCs alone (`bench/rpc_floor.cc`: the same three RPCs per poll, checked by "
                   "the same load generator, answered from the trigger metadata with no Kafka and "
-                  "no evaluation, on the gRPC library klag-scaler links). \"Callback API + health "
-                  "service\" is klag-scaler's setup; \"one completion queue\" answers on the one "
-                  "thread that polls the connection; the last row adds gRPC's default health "
+                  "no evaluation, on the gRPC library klag-scaler links). \"One completion queue\" "
+                  "answers on the one thread that polls the connection, as klag-scaler does (its "
+                  "health service is on that queue too); \"callback API + gRPC's health service\" "
+                  "was klag-scaler's setup until 2026-12-04; the last row adds gRPC's default health "
                   "service (a callback service in gRPC 1.51, whose threads then poll the "
                   "connection too). CPU per RPC is CPU per cycle / (3 x S):", floor]
     if variants:
@@ -569,8 +570,9 @@ part) stay in `.cache/bench/<date>/`; `bench/report.py <dir>` turns them into th
   committed offsets at most `--end-offsets-max-age` old), both against KEDA's row of that S,
   then `klag_rpc_floor` (`bench/rpc_floor.cc`) three times under the same load: the three RPCs
   answered from the trigger metadata alone, the CPU they cost before any lag is computed, with
-  klag-scaler's setup (callback API, health service), with one completion queue and nothing
-  else, and with that queue beside the callback health service.
+  the callback API and gRPC's health service (klag-scaler's setup until 2026-12-04), with one
+  completion queue and nothing else (klag-scaler's setup since), and with that queue beside
+  gRPC's callback health service.
   After the S sweep (1,000, 5,000, 10,000), variants at S = 1,000: 10 ScaledJobs per group (both sides: one group's OffsetFetch
   should serve its ten triggers; klag-scaler twice more, with `--committed-offsets-max-age 1s`
   and with it set to the poll interval, which let the triggers of one group share a committed

@@ -10,10 +10,10 @@
 //                  [--health on|off] [--prefix fan-] [--partitions 12] [--records 100]
 //                  [--arg NAME=VALUE]...
 //
-// --model callback: gRPC's callback API, as klag-scaler serves (gRPC's own threads).
-// --model async:    the completion-queue API, N threads each polling its own queue and
-//                   answering on the thread that received the request (no hand-off).
-// --health on:      also serve gRPC's default health service (as klag-scaler does; in gRPC 1.51
+// --model callback: gRPC's callback API (gRPC's own threads; klag-scaler's model until 2026-12-04).
+// --model async:    the completion-queue API (klag-scaler's model), N threads each polling its
+//                   own queue and answering on the thread that received the request.
+// --health on:      also serve gRPC's default health service (as klag-scaler did; in gRPC 1.51
 //                   a callback service, whose callback threads then poll the connections too).
 // --arg NAME=VALUE: a gRPC channel argument for the server (an integer value is set as one),
 //                   for A/B runs of server settings (bench/README.md).

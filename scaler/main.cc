@@ -76,6 +76,8 @@ struct Options {
   absl::Duration shutdown_grace = absl::Seconds(10);
   absl::Duration stats_interval = absl::ZeroDuration();
   int64_t max_threads = 1024;
+  int64_t grpc_threads = 1;
+  bool grpc_reflection = false;
   int64_t kafka_workers = KafkaExecutorOptions{}.workers;
   int64_t kafka_workers_per_cluster = KafkaExecutorOptions{}.workers_per_cluster;
   int64_t kafka_queue = KafkaExecutorOptions{}.max_queued;
@@ -173,9 +175,17 @@ void RegisterFlags(FlagSet& flags, Options& o) {
                  "how often the --tls-* files are re-read (a rotated certificate is served "
                  "without a restart)",
                  &o.server.tls_reload_interval);
+  flags.Int("grpc-threads", "KLAG_GRPC_THREADS",
+            "threads that read and answer every gRPC call (1-64), one completion queue each; no "
+            "call holds one while it waits for Kafka",
+            &o.grpc_threads);
+  flags.Bool("grpc-reflection", "KLAG_GRPC_REFLECTION",
+             "serve gRPC server reflection (grpcurl without -proto); it runs gRPC's synchronous "
+             "thread pool, which costs every poll CPU",
+             &o.grpc_reflection);
   flags.Int("max-threads", "KLAG_MAX_THREADS",
-            "upper bound on gRPC's synchronous-server threads; ExternalScaler and health use the "
-            "callback API and never take one, so this now bounds only server reflection",
+            "upper bound on gRPC's synchronous-server threads, which only server reflection "
+            "(--grpc-reflection) uses",
             &o.max_threads);
   flags.Int("kafka-workers", "KLAG_KAFKA_WORKERS",
             "threads that run the blocking Kafka reads of evaluations, over all clusters",
@@ -495,6 +505,8 @@ int Serve(const Options& options) {
   }
   ServerOptions server_options = options.server;
   server_options.max_threads = static_cast<int>(options.max_threads);
+  server_options.threads = static_cast<int>(options.grpc_threads);
+  server_options.reflection = options.grpc_reflection;
   absl::StatusOr<std::unique_ptr<ScalerServer>> server =
       ScalerServer::Start(server_options, &service);
   if (!server.ok()) {
@@ -563,6 +575,11 @@ int Main(int argc, char** argv) {
   if (absl::Status s = kafka::CheckLibrdkafkaVersion(); !s.ok()) {
     spdlog::critical("{}", std::string(s.message()));
     return 1;
+  }
+  if (options.grpc_threads < 1 || options.grpc_threads > 64) {
+    std::cerr << "klag-scaler: --grpc-threads must be between 1 and 64, got "
+              << options.grpc_threads << "\n";
+    return 2;
   }
   for (const auto& [flag, value] :
        {std::pair<const char*, int64_t>{"--kafka-workers", options.kafka_workers},

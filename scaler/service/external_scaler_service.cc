@@ -34,53 +34,35 @@ TriggerRef Who(const TriggerRef& ref) {
                     .namespace_ = ref.namespace_.substr(0, kMaxNamespaceBytes)};
 }
 
-// Reports one RPC's code and latency to the observer (if any), then finishes it.
-void FinishRpc(RpcObserver* observer, absl::string_view method, absl::Time start,
-               grpc::ServerUnaryReactor* reactor, grpc::Status status) {
-  if (observer != nullptr) observer->RpcFinished(method, status.error_code(), absl::Now() - start);
-  reactor->Finish(std::move(status));
+// Reports one RPC's code and latency to the observer (if any), then finishes it. The call may be
+// gone as soon as this returns.
+template <typename Call>
+void FinishRpc(RpcObserver* observer, absl::string_view method, Call* call, grpc::Status status) {
+  if (observer != nullptr) {
+    observer->RpcFinished(method, status.error_code(), absl::Now() - call->start());
+  }
+  call->Finish(status);
 }
 
 }  // namespace
 
-// One open StreamIsActive. Owned by itself (self_) from creation until OnDone, and shared with
-// the evaluation in flight and the timer while they use it; gRPC's calls (StartWrite, Finish)
-// are never made under mu_, as gRPC may run a reaction inline.
-class ExternalScalerService::IsActiveStream
-    : public grpc::ServerWriteReactor<externalscaler::IsActiveResponse>,
-      public std::enable_shared_from_this<IsActiveStream> {
+// One StreamIsActive call, from its request on a queue until gRPC is done with it. Owned by
+// itself (self_) while gRPC holds one of its tags, and shared with the evaluation in flight and
+// the timer while they use it. At most one operation (the request, a write or the finish) is
+// outstanding; the done tag comes once the call is over (finished, cancelled or broken). Steps
+// run under mu_: starting an operation on a completion queue never runs a tag inline.
+class ExternalScalerService::IsActiveStream : public std::enable_shared_from_this<IsActiveStream> {
  public:
-  IsActiveStream(ExternalScalerService* service, TriggerRef trigger)
-      : service_(service), trigger_(std::move(trigger)), start_(absl::Now()) {}
+  IsActiveStream(ExternalScalerService* service, grpc::ServerCompletionQueue* cq)
+      : service_(service), cq_(cq), rpc_(std::make_unique<Rpc>()) {}
 
-  // On the handler's thread, right after construction: fails the stream on bad metadata, else
-  // registers it with the timer and starts the first evaluation.
-  void Start() {
-    self_ = shared_from_this();
-    // Names and then the bound first: a refused stream keeps no state.
-    absl::Status s = CheckRefNames(trigger_);
-    if (s.ok()) s = service_->ReserveStream(trigger_.namespace_);
-    if (!s.ok()) {
-      LogFailure("StreamIsActive", trigger_, s);
-      FinishOnce(ToGrpcStatus(s));
-      return;
-    }
-    reserved_ = true;
-    if (absl::StatusOr<ParsedTrigger> parsed = service_->evaluator_->ParseCached(trigger_);
-        !parsed.ok()) {
-      // Bad metadata never gets better: fail the stream at once.
-      LogFailure("StreamIsActive", trigger_, parsed.status());
-      FinishOnce(ToGrpcStatus(parsed.status()));
-      return;
-    }
-    opened_ = true;
-    if (service_->options_.observer != nullptr) service_->options_.observer->StreamOpened();
-    registered_ = service_->Register(self_, &id_);
-    if (!registered_) {
-      RequestFinish();  // shutting down
-      return;
-    }
-    Poll();
+  static void Post(ExternalScalerService* service, grpc::ServerCompletionQueue* cq) {
+    auto stream = std::make_shared<IsActiveStream>(service, cq);
+    stream->self_ = stream;
+    Rpc& rpc = *stream->rpc_;
+    rpc.context.AsyncNotifyWhenDone(&stream->done_tag_);
+    service->async_.RequestStreamIsActive(&rpc.context, &rpc.request, &rpc.writer, cq, cq,
+                                          &stream->op_tag_);
   }
 
   // Starts an evaluation unless one is running or the stream is finishing.
@@ -99,59 +81,140 @@ class ExternalScalerService::IsActiveStream
 
   // Finishes with OK now, or when the write in flight completes.
   void RequestFinish() {
-    {
-      absl::MutexLock lock(&mu_);
-      if (finish_called_) return;
-      if (writing_) {
-        finish_pending_ = true;
-        return;
-      }
+    absl::MutexLock lock(&mu_);
+    if (finish_called_) return;
+    if (op_ == Op::kWrite) {
+      finish_pending_ = true;
+      return;
     }
-    FinishOnce(grpc::Status::OK);
-  }
-
-  void OnWriteDone(bool ok) override {
-    bool write = false;
-    bool finish = false;
-    {
-      absl::MutexLock lock(&mu_);
-      writing_ = false;
-      if (!ok || finish_pending_) {
-        finish = true;  // the client went away, or Shutdown waited for this write
-      } else if (pending_.has_value() && pending_ != sent_) {
-        sent_ = pending_;
-        response_.set_result(*sent_);
-        writing_ = true;
-        write = true;
-      }
-      pending_.reset();
-    }
-    if (write) StartWrite(&response_);
-    if (finish) FinishOnce(grpc::Status::OK);
-  }
-
-  void OnCancel() override { RequestFinish(); }
-
-  void OnDone() override {
-    std::shared_ptr<IsActiveStream> keep = std::move(self_);  // deleted when this returns
-    if (registered_) service_->Unregister(id_);
-    if (reserved_) service_->ReleaseStream(trigger_.namespace_);
-    if (opened_) {
-      if (service_->options_.observer != nullptr) service_->options_.observer->StreamClosed();
-    }
-    if (service_->options_.observer != nullptr) {
-      grpc::StatusCode code;
-      {
-        absl::MutexLock lock(&mu_);
-        code = code_;
-      }
-      service_->options_.observer->RpcFinished("StreamIsActive", code, absl::Now() - start_);
-    }
+    FinishLocked(grpc::Status::OK);
   }
 
  private:
+  enum class Op { kNone, kRequest, kWrite, kFinish };
+
+  // What gRPC reads and writes; released as soon as the call is over, so that an evaluation
+  // still holding the stream holds no gRPC call.
+  struct Rpc {
+    Rpc() : writer(&context) {}
+    grpc::ServerContext context;
+    externalscaler::ScaledObjectRef request;
+    externalscaler::IsActiveResponse response;
+    grpc::ServerAsyncWriter<externalscaler::IsActiveResponse> writer;
+  };
+
+  struct Tag final : QueueTag {
+    Tag(IsActiveStream* stream, bool done) : stream(stream), done(done) {}
+    void Proceed(bool ok) override {
+      if (done) {
+        stream->OnDone();
+      } else {
+        stream->OnOperation(ok);
+      }
+    }
+    IsActiveStream* const stream;
+    const bool done;
+  };
+
+  void OnOperation(bool ok) {
+    Op op;
+    {
+      absl::MutexLock lock(&mu_);
+      op = op_;
+      op_ = Op::kNone;
+      if (op == Op::kWrite) OnWriteDoneLocked(ok);
+    }
+    if (op == Op::kRequest) {
+      if (!ok) {  // never matched (shutting down): no done tag will come
+        self_.reset();
+        return;
+      }
+      OnMatched();
+    }
+    MaybeRelease();
+  }
+
+  // On the queue's thread, right after the call arrived: fails the stream on bad metadata, else
+  // registers it with the timer and starts the first evaluation.
+  void OnMatched() {
+    service_->live_.Add();
+    matched_ = true;
+    start_ = absl::Now();
+    Post(service_, cq_);
+    trigger_ = ToTriggerRef(rpc_->request);
+    rpc_->request.Clear();  // the metadata may hold secrets: one copy is enough
+    // Names and then the bound first: a refused stream keeps no state.
+    absl::Status s = CheckRefNames(trigger_);
+    if (s.ok()) s = service_->ReserveStream(trigger_.namespace_);
+    if (!s.ok()) {
+      LogFailure("StreamIsActive", trigger_, s);
+      Finish(ToGrpcStatus(s));
+      return;
+    }
+    reserved_ = true;
+    if (absl::StatusOr<ParsedTrigger> parsed = service_->evaluator_->ParseCached(trigger_);
+        !parsed.ok()) {
+      // Bad metadata never gets better: fail the stream at once.
+      LogFailure("StreamIsActive", trigger_, parsed.status());
+      Finish(ToGrpcStatus(parsed.status()));
+      return;
+    }
+    opened_ = true;
+    if (service_->options_.observer != nullptr) service_->options_.observer->StreamOpened();
+    registered_ = service_->Register(self_, &id_);
+    if (!registered_) {
+      RequestFinish();  // shutting down
+      return;
+    }
+    Poll();
+  }
+
+  void OnWriteDoneLocked(bool ok) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!ok || finish_pending_) {
+      // The client went away (the done tag follows), or Shutdown waited for this write.
+      FinishLocked(grpc::Status::OK);
+    } else if (pending_.has_value() && pending_ != sent_) {
+      WriteLocked(*pending_);
+    }
+    pending_.reset();
+  }
+
+  void OnDone() {
+    {
+      absl::MutexLock lock(&mu_);
+      done_ = true;
+      if (!finish_called_) {  // cancelled (by the client, or by the server's shutdown deadline)
+        finish_called_ = true;
+        code_ = grpc::StatusCode::CANCELLED;
+      }
+    }
+    MaybeRelease();
+  }
+
+  // Once the call is over and nothing is outstanding: frees the gRPC call, the stream slot and
+  // the timer entry, and lets go of itself.
+  void MaybeRelease() {
+    grpc::StatusCode code;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!done_ || op_ != Op::kNone || released_) return;
+      released_ = true;
+      code = code_;
+      rpc_.reset();
+    }
+    if (registered_) service_->Unregister(id_);
+    if (reserved_) service_->ReleaseStream(trigger_.namespace_);
+    RpcObserver* const observer = service_->options_.observer;
+    if (observer != nullptr) {
+      if (opened_) observer->StreamClosed();
+      observer->RpcFinished("StreamIsActive", code, absl::Now() - start_);
+    }
+    LiveCalls* const live = &service_->live_;
+    self_.reset();  // may delete this
+    live->Release();
+  }
+
   void OnEvaluated(absl::StatusOr<std::shared_ptr<const Evaluation>> evaluation) {
-    bool write = false;
     {
       absl::MutexLock lock(&mu_);
       evaluating_ = false;
@@ -159,51 +222,99 @@ class ExternalScalerService::IsActiveStream
       if (finish_called_ || finish_pending_) return;
       if (evaluation.ok()) {
         const bool active = (*evaluation)->report.active;
-        if (writing_) {
+        if (op_ == Op::kWrite) {
           pending_ = active;  // compared with what was sent when the write completes
         } else if (sent_ != active) {
-          sent_ = active;
-          response_.set_result(active);
-          writing_ = true;
-          write = true;
+          WriteLocked(active);
         }
       }
     }
     // A transient Kafka error keeps the stream open; KEDA only acts on `true` anyway.
     if (!evaluation.ok()) LogFailure("StreamIsActive", trigger_, evaluation.status());
-    if (write) StartWrite(&response_);
   }
 
-  void FinishOnce(grpc::Status status) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (finish_called_) return;
-      finish_called_ = true;
-      code_ = status.error_code();
-    }
-    Finish(std::move(status));
+  void WriteLocked(bool active) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    sent_ = active;
+    rpc_->response.set_result(active);
+    op_ = Op::kWrite;
+    rpc_->writer.Write(rpc_->response, &op_tag_);
+  }
+
+  void Finish(grpc::Status status) {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(std::move(status));
+  }
+
+  void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finish_called_) return;
+    finish_called_ = true;
+    code_ = status.error_code();
+    op_ = Op::kFinish;
+    rpc_->writer.Finish(status, &op_tag_);
   }
 
   ExternalScalerService* const service_;
-  const TriggerRef trigger_;
-  const absl::Time start_;
+  grpc::ServerCompletionQueue* const cq_;
+  Tag op_tag_{this, false};
+  Tag done_tag_{this, true};
   std::shared_ptr<IsActiveStream> self_;
-  // Set in Start, before any other thread sees the stream.
+  // Set on the queue's thread when the call arrives, before any other thread sees the stream.
+  TriggerRef trigger_;
+  absl::Time start_;
+  bool matched_ = false;
   bool reserved_ = false;  // holds a stream slot
   bool opened_ = false;
   bool registered_ = false;  // with the timer, under id_
   uint64_t id_ = 0;
 
   absl::Mutex mu_;
+  std::unique_ptr<Rpc> rpc_ ABSL_GUARDED_BY(mu_);
+  Op op_ ABSL_GUARDED_BY(mu_) = Op::kRequest;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_pending_ ABSL_GUARDED_BY(mu_) = false;
   bool evaluating_ ABSL_GUARDED_BY(mu_) = false;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<bool> sent_ ABSL_GUARDED_BY(mu_);     // the last value written (or being written)
   std::optional<bool> pending_ ABSL_GUARDED_BY(mu_);  // seen while writing
   grpc::StatusCode code_ ABSL_GUARDED_BY(mu_) = grpc::StatusCode::OK;
-  // Only changed while no write is outstanding.
-  externalscaler::IsActiveResponse response_;
+};
+
+// StreamMetricSpec: answered UNIMPLEMENTED (KEDA's proto has it; KEDA never calls it). A method of
+// the async service that nobody requested would leave its callers waiting forever.
+class ExternalScalerService::UnimplementedStream final : public QueueTag {
+ public:
+  static void Post(ExternalScalerService* service, grpc::ServerCompletionQueue* cq) {
+    auto* call = new UnimplementedStream(service, cq);
+    service->async_.RequestStreamMetricSpec(&call->context_, &call->request_, &call->writer_, cq,
+                                            cq, call);
+  }
+
+  void Proceed(bool ok) override {
+    if (!matched_ && ok) {
+      matched_ = true;
+      service_->live_.Add();
+      Post(service_, cq_);
+      writer_.Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                                  "StreamMetricSpec is not implemented; KEDA uses GetMetricSpec"),
+                     this);
+      return;
+    }
+    LiveCalls* live = matched_ ? &service_->live_ : nullptr;
+    delete this;
+    if (live != nullptr) live->Release();
+  }
+
+ private:
+  UnimplementedStream(ExternalScalerService* service, grpc::ServerCompletionQueue* cq)
+      : service_(service), cq_(cq), writer_(&context_) {}
+
+  ExternalScalerService* const service_;
+  grpc::ServerCompletionQueue* const cq_;
+  grpc::ServerContext context_;
+  externalscaler::ScaledObjectRef request_;
+  grpc::ServerAsyncWriter<externalscaler::GetMetricSpecResponse> writer_;
+  bool matched_ = false;
 };
 
 TriggerRef ToTriggerRef(const externalscaler::ScaledObjectRef& ref) {
@@ -215,7 +326,29 @@ TriggerRef ToTriggerRef(const externalscaler::ScaledObjectRef& ref) {
 }
 
 ExternalScalerService::ExternalScalerService(Evaluator* evaluator, ServiceOptions options)
-    : options_(options), evaluator_(evaluator), timer_([this] { TimerLoop(); }) {}
+    : options_(options),
+      evaluator_(evaluator),
+      spec_method_{&async_, &AsyncService::RequestGetMetricSpec,
+                   [this](SpecCall* call) { GetMetricSpec(call); }, &live_},
+      metrics_method_{&async_, &AsyncService::RequestGetMetrics,
+                      [this](MetricsCall* call) { GetMetrics(call); }, &live_},
+      is_active_method_{&async_, &AsyncService::RequestIsActive,
+                        [this](IsActiveCall* call) { IsActive(call); }, &live_},
+      timer_([this] { TimerLoop(); }) {}
+
+void ExternalScalerService::Serve(grpc::ServerCompletionQueue* cq) {
+  // A few requests of each unary method outstanding per queue, so that a burst of calls finds
+  // one posted (a call that finds none waits in gRPC until the next is posted).
+  for (int i = 0; i < 8; ++i) {
+    SpecCall::Post(&spec_method_, cq);
+    MetricsCall::Post(&metrics_method_, cq);
+    IsActiveCall::Post(&is_active_method_, cq);
+  }
+  for (int i = 0; i < 2; ++i) {
+    IsActiveStream::Post(this, cq);
+    UnimplementedStream::Post(this, cq);
+  }
+}
 
 ExternalScalerService::~ExternalScalerService() {
   Shutdown();
@@ -313,45 +446,35 @@ void ExternalScalerService::TimerLoop() {
   mu_.Unlock();
 }
 
-grpc::ServerUnaryReactor* ExternalScalerService::GetMetricSpec(
-    grpc::CallbackServerContext* context, const externalscaler::ScaledObjectRef* ref,
-    externalscaler::GetMetricSpecResponse* response) {
-  const absl::Time start = absl::Now();
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  TriggerRef trigger = ToTriggerRef(*ref);
+void ExternalScalerService::GetMetricSpec(SpecCall* call) {
+  TriggerRef trigger = ToTriggerRef(call->request());
   absl::StatusOr<ParsedTrigger> parsed = evaluator_->ParseCached(trigger);
   if (!parsed.ok()) {
     LogFailure("GetMetricSpec", trigger, parsed.status());
-    FinishRpc(options_.observer, "GetMetricSpec", start, reactor, ToGrpcStatus(parsed.status()));
-    return reactor;
+    FinishRpc(options_.observer, "GetMetricSpec", call, ToGrpcStatus(parsed.status()));
+    return;
   }
-  externalscaler::MetricSpec* spec = response->add_metricspecs();
+  externalscaler::MetricSpec* spec = call->response()->add_metricspecs();
   spec->set_metricname(parsed->metric_name);
   // KEDA reads the float field when it is > 0 and the int field otherwise: fill both.
   spec->set_targetsize(parsed->spec->lag_threshold);
   spec->set_targetsizefloat(static_cast<double>(parsed->spec->lag_threshold));
-  FinishRpc(options_.observer, "GetMetricSpec", start, reactor, grpc::Status::OK);
-  return reactor;
+  FinishRpc(options_.observer, "GetMetricSpec", call, grpc::Status::OK);
 }
 
-grpc::ServerUnaryReactor* ExternalScalerService::GetMetrics(
-    grpc::CallbackServerContext* context, const externalscaler::GetMetricsRequest* request,
-    externalscaler::GetMetricsResponse* response) {
-  const absl::Time start = absl::Now();
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  TriggerRef trigger = ToTriggerRef(request->scaledobjectref());
-  // `request` and `response` stay valid until the reactor is finished.
+void ExternalScalerService::GetMetrics(MetricsCall* call) {
+  TriggerRef trigger = ToTriggerRef(call->request().scaledobjectref());
+  // `call` stays valid until it is finished.
   evaluator_->EvaluateAsync(
-      trigger, [this, start, reactor, request, response,
+      trigger, [this, call,
                 who = Who(trigger)](absl::StatusOr<std::shared_ptr<const Evaluation>> evaluation) {
         if (!evaluation.ok()) {
           LogFailure("GetMetrics", who, evaluation.status());
-          FinishRpc(options_.observer, "GetMetrics", start, reactor,
-                    ToGrpcStatus(evaluation.status()));
+          FinishRpc(options_.observer, "GetMetrics", call, ToGrpcStatus(evaluation.status()));
           return;
         }
         const Evaluation& e = **evaluation;
-        externalscaler::MetricValue* value = response->add_metricvalues();
+        externalscaler::MetricValue* value = call->response()->add_metricvalues();
         value->set_metricname(e.trigger.metric_name);
         value->set_metricvalue(e.report.metric_value);
         value->set_metricvaluefloat(static_cast<double>(e.report.metric_value));
@@ -360,44 +483,30 @@ grpc::ServerUnaryReactor* ExternalScalerService::GetMetrics(
           const ScopedLogFields fields({{"namespace", who.namespace_},
                                         {"scaledjob", who.name},
                                         {"metric", e.trigger.metric_name}});
-          if (!request->metricname().empty() && request->metricname() != e.trigger.metric_name) {
-            spdlog::debug("GetMetrics: asked for metric {}, not this trigger's",
-                          request->metricname());
+          const std::string& asked = call->request().metricname();
+          if (!asked.empty() && asked != e.trigger.metric_name) {
+            spdlog::debug("GetMetrics: asked for metric {}, not this trigger's", asked);
           }
           spdlog::debug("GetMetrics: value {} (lag {}, active {})", e.report.metric_value,
                         e.report.total_lag_with_persistent, e.report.active);
         }
-        FinishRpc(options_.observer, "GetMetrics", start, reactor, grpc::Status::OK);
+        FinishRpc(options_.observer, "GetMetrics", call, grpc::Status::OK);
       });
-  return reactor;
 }
 
-grpc::ServerUnaryReactor* ExternalScalerService::IsActive(
-    grpc::CallbackServerContext* context, const externalscaler::ScaledObjectRef* ref,
-    externalscaler::IsActiveResponse* response) {
-  const absl::Time start = absl::Now();
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  TriggerRef trigger = ToTriggerRef(*ref);
+void ExternalScalerService::IsActive(IsActiveCall* call) {
+  TriggerRef trigger = ToTriggerRef(call->request());
   evaluator_->EvaluateAsync(
-      trigger, [this, start, reactor, response,
+      trigger, [this, call,
                 who = Who(trigger)](absl::StatusOr<std::shared_ptr<const Evaluation>> evaluation) {
         if (!evaluation.ok()) {
           LogFailure("IsActive", who, evaluation.status());
-          FinishRpc(options_.observer, "IsActive", start, reactor,
-                    ToGrpcStatus(evaluation.status()));
+          FinishRpc(options_.observer, "IsActive", call, ToGrpcStatus(evaluation.status()));
           return;
         }
-        response->set_result((*evaluation)->report.active);
-        FinishRpc(options_.observer, "IsActive", start, reactor, grpc::Status::OK);
+        call->response()->set_result((*evaluation)->report.active);
+        FinishRpc(options_.observer, "IsActive", call, grpc::Status::OK);
       });
-  return reactor;
-}
-
-grpc::ServerWriteReactor<externalscaler::IsActiveResponse>* ExternalScalerService::StreamIsActive(
-    grpc::CallbackServerContext*, const externalscaler::ScaledObjectRef* ref) {
-  auto stream = std::make_shared<IsActiveStream>(this, ToTriggerRef(*ref));
-  stream->Start();  // the stream now owns itself until OnDone
-  return stream.get();
 }
 
 }  // namespace klag::scaler

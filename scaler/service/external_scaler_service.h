@@ -1,11 +1,15 @@
-// KEDA's ExternalScaler gRPC service over an Evaluator, on gRPC's callback API: no RPC holds a
-// thread while it waits. Thin: requests become TriggerRefs, evaluations become responses,
-// absl::Status becomes grpc::Status (grpc_status.h).
+// KEDA's ExternalScaler gRPC service over an Evaluator, on completion queues (completion_queue.h):
+// calls are read and answered on ScalerServer's queue threads and no RPC holds a thread while it
+// waits. Thin: requests become TriggerRefs, evaluations become responses, absl::Status becomes
+// grpc::Status (grpc_status.h).
 //
 //   ExternalScalerService service(&evaluator, ServiceOptions{});
-//   builder.RegisterService(&service);
+//   builder.RegisterService(service.grpc_service());
+//   ... BuildAndStart ...
+//   service.Serve(cq);      // per queue, before its thread runs RunQueue(cq)
 //   ...
-//   service.Shutdown();  // ends StreamIsActive streams with OK
+//   service.Shutdown();     // ends StreamIsActive streams with OK
+//   server->Shutdown(...); service.WaitForCalls(); cq->Shutdown();
 //
 // GetMetricSpec parses only (no Kafka I/O) and answers inline, so a broker outage never makes
 // KEDA silently drop a ScaledJob trigger (it does that when GetMetricSpec fails). GetMetrics and
@@ -29,6 +33,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "proto/externalscaler.grpc.pb.h"
+#include "scaler/service/completion_queue.h"
 #include "scaler/service/evaluator.h"
 
 namespace klag::scaler {
@@ -60,38 +65,52 @@ struct ServiceOptions {
   RpcObserver* observer = nullptr;
 };
 
-class ExternalScalerService final : public externalscaler::ExternalScaler::CallbackService {
+class ExternalScalerService final {
  public:
   // `evaluator` must outlive the service. Starts the stream timer thread. Thread-safe.
   ExternalScalerService(Evaluator* evaluator, ServiceOptions options);
-  // Shutdown(), then joins the timer thread. The gRPC server must have been shut down first.
-  ~ExternalScalerService() override;
+  // Shutdown(), then joins the timer thread. The gRPC server must have been shut down and
+  // WaitForCalls returned first.
+  ~ExternalScalerService();
 
-  grpc::ServerUnaryReactor* IsActive(grpc::CallbackServerContext* context,
-                                     const externalscaler::ScaledObjectRef* ref,
-                                     externalscaler::IsActiveResponse* response) override;
-  // The current state first, then every change (at most one write outstanding; a change seen
-  // while writing is compared again when the write completes). Bad metadata fails the stream at
-  // once; a Kafka error keeps it open (logged). Over max_streams or max_streams_per_namespace, or
-  // over an Evaluator bound, it fails at once with RESOURCE_EXHAUSTED naming the bound.
-  grpc::ServerWriteReactor<externalscaler::IsActiveResponse>* StreamIsActive(
-      grpc::CallbackServerContext* context, const externalscaler::ScaledObjectRef* ref) override;
-  grpc::ServerUnaryReactor* GetMetricSpec(grpc::CallbackServerContext* context,
-                                          const externalscaler::ScaledObjectRef* ref,
-                                          externalscaler::GetMetricSpecResponse* response) override;
-  grpc::ServerUnaryReactor* GetMetrics(grpc::CallbackServerContext* context,
-                                       const externalscaler::GetMetricsRequest* request,
-                                       externalscaler::GetMetricsResponse* response) override;
+  // The generated service to register with the server builder (one server at a time).
+  grpc::Service* grpc_service() { return &async_; }
+  // Posts the first requests of every method on `cq`; each arriving call posts the next.
+  void Serve(grpc::ServerCompletionQueue* cq);
 
   // Ends open streams with OK (KEDA then reconnects without back-off), and streams opened later
   // at once; stops the stream timer. Call before grpc::Server::Shutdown. Idempotent.
   void Shutdown();
+  // Blocks until every matched call has ended (after grpc::Server::Shutdown, whose deadline
+  // cancels what still runs; an evaluation in flight still ends within --kafka-timeout).
+  void WaitForCalls() const { live_.WaitForNone(); }
 
   // Streams open now. Thread-safe.
   int open_streams() const;
 
  private:
+  // The methods:
+  //   GetMetricSpec parses (cached) and answers on the queue's thread.
+  //   GetMetrics and IsActive finish from their evaluation (Evaluator::EvaluateAsync).
+  //   StreamIsActive (IsActiveStream): the current state first, then every change (at most one
+  //     write outstanding; a change seen while writing is compared again when the write
+  //     completes). Bad metadata fails the stream at once; a Kafka error keeps it open (logged).
+  //     Over max_streams or max_streams_per_namespace, or over an Evaluator bound, it fails at
+  //     once with RESOURCE_EXHAUSTED naming the bound.
+  //   StreamMetricSpec: UNIMPLEMENTED.
+  using AsyncService = externalscaler::ExternalScaler::AsyncService;
+  using SpecCall = UnaryCall<AsyncService, externalscaler::ScaledObjectRef,
+                             externalscaler::GetMetricSpecResponse>;
+  using MetricsCall = UnaryCall<AsyncService, externalscaler::GetMetricsRequest,
+                                externalscaler::GetMetricsResponse>;
+  using IsActiveCall =
+      UnaryCall<AsyncService, externalscaler::ScaledObjectRef, externalscaler::IsActiveResponse>;
   class IsActiveStream;
+  class UnimplementedStream;
+
+  void GetMetricSpec(SpecCall* call);
+  void GetMetrics(MetricsCall* call);
+  void IsActive(IsActiveCall* call);
 
   // Takes a stream slot for `ns`; kResourceExhausted naming the bound when none is left.
   absl::Status ReserveStream(const std::string& ns);
@@ -103,6 +122,11 @@ class ExternalScalerService final : public externalscaler::ExternalScaler::Callb
 
   const ServiceOptions options_;
   Evaluator* const evaluator_;
+  AsyncService async_;
+  LiveCalls live_;
+  const SpecCall::Method spec_method_;
+  const MetricsCall::Method metrics_method_;
+  const IsActiveCall::Method is_active_method_;
 
   mutable absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;

@@ -1,21 +1,18 @@
 #include "scaler/service/server.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 
 #include "absl/strings/str_cat.h"
 #include "scaler/service/tls_credentials.h"
 
 namespace klag::scaler {
-namespace {
-
-constexpr char kServiceName[] = "externalscaler.ExternalScaler";
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<ScalerServer>> ScalerServer::Start(const ServerOptions& options,
                                                                   ExternalScalerService* service) {
+  if (options.threads < 1 || options.threads > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the gRPC thread count must be between 1 and 64, got ", options.threads));
+  }
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
       MakeServerCredentials({.cert_file = options.tls_cert_file,
                              .key_file = options.tls_key_file,
@@ -23,41 +20,63 @@ absl::StatusOr<std::unique_ptr<ScalerServer>> ScalerServer::Start(const ServerOp
                             options.tls_reload_interval);
   if (!credentials.ok()) return credentials.status();
 
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  std::unique_ptr<ScalerServer> self(new ScalerServer(service));
+  // gRPC's default health service is a callback service in 1.51: ours is on the queues.
+  grpc::EnableDefaultHealthCheckService(false);
+  if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(options.listen, *credentials, &port);
-  builder.RegisterService(service);
+  builder.AddListeningPort(options.listen, *credentials, &self->port_);
+  builder.RegisterService(service->grpc_service());
+  builder.RegisterService(self->health_.grpc_service());
   // gRPC sets SO_REUSEPORT by default, which lets a second server bind a port already in use and
   // silently share its traffic; a busy port must be an error instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  // gRPC 1.51 enforces the quota's thread limit in the synchronous server's ThreadManager only.
-  // ExternalScaler (callback API) and the default health service (a callback service in 1.51,
-  // DefaultHealthCheckService::HealthCheckServiceImpl::WatchReactor) never take one of those
-  // threads; server reflection (ProtoServerReflection, synchronous) still does, so the limit
-  // stays to bound it.
+  // gRPC 1.51 enforces the quota's thread limit in the synchronous server's ThreadManager only:
+  // with reflection on, that is reflection's threads; the queues' threads are ours.
   grpc::ResourceQuota quota("klag-scaler");
   quota.SetMaxThreads(options.max_threads);
   builder.SetResourceQuota(quota);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
+  for (int i = 0; i < options.threads; ++i) self->queues_.push_back(builder.AddCompletionQueue());
+  self->server_ = builder.BuildAndStart();
+  if (self->server_ == nullptr || self->port_ == 0) {
+    // Nothing was posted on the queues: they can be shut down and drained at once.
+    self->server_.reset();
+    for (auto& cq : self->queues_) {
+      cq->Shutdown();
+      RunQueue(cq.get());
+    }
+    self->shut_down_ = true;
+    self->stopped_.Notify();
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
-  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  health->SetServingStatus(true);
-  health->SetServingStatus(kServiceName, true);
-  return std::unique_ptr<ScalerServer>(new ScalerServer(std::move(server), service, port));
+  for (auto& cq : self->queues_) {
+    service->Serve(cq.get());
+    self->health_.Serve(cq.get());
+    self->pollers_.emplace_back(RunQueue, cq.get());
+  }
+  self->health_.SetServing(true);
+  return self;
 }
 
 void ScalerServer::Shutdown(absl::Duration grace) {
-  if (shut_down_.exchange(true)) return;
-  server_->GetHealthCheckService()->SetServingStatus(false);
+  if (shut_down_.exchange(true)) {
+    stopped_.WaitForNotification();
+    return;
+  }
+  health_.SetServing(false);
   service_->Shutdown();
+  health_.Shutdown();
   server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  // A call may still finish (an evaluation past the deadline, a stream's last write): its
+  // operation needs the queue, so the queues are shut down only when no call is left.
+  service_->WaitForCalls();
+  health_.WaitForCalls();
+  for (auto& cq : queues_) cq->Shutdown();
+  for (std::thread& poller : pollers_) poller.join();
+  stopped_.Notify();
 }
 
-void ScalerServer::Wait() { server_->Wait(); }
+void ScalerServer::Wait() { stopped_.WaitForNotification(); }
 
 ScalerServer::~ScalerServer() { Shutdown(absl::ZeroDuration()); }
 

@@ -1,5 +1,6 @@
-// The gRPC server: KEDA's ExternalScaler service, the standard health service (for Kubernetes
-// gRPC probes) and server reflection (for grpcurl), optionally behind TLS or mutual TLS.
+// The gRPC server: KEDA's ExternalScaler service and the standard health service (for Kubernetes
+// gRPC probes), both on completion queues polled by `threads` threads of the server's own, and
+// optionally server reflection (for grpcurl), optionally behind TLS or mutual TLS.
 //
 //   ServerOptions opts{.listen = "0.0.0.0:6000"};
 //   absl::StatusOr<std::unique_ptr<ScalerServer>> server = ScalerServer::Start(opts, &service);
@@ -12,10 +13,14 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "scaler/service/external_scaler_service.h"
+#include "scaler/service/health_service.h"
 
 namespace klag::scaler {
 
@@ -29,11 +34,16 @@ struct ServerOptions {
   // How often the three files are re-read: a rotated certificate (cert-manager renewing the
   // Secret) is served to new connections within this long, without a restart.
   absl::Duration tls_reload_interval = absl::Seconds(10);
-  // Upper bound on gRPC's synchronous-server threads (grpc::ResourceQuota::SetMaxThreads). In
-  // gRPC 1.51 only the synchronous server's thread manager counts against it: the
-  // ExternalScaler and health services use the callback API and run on gRPC's own few threads
-  // whatever this says, so it now bounds only server reflection (grpcurl), one thread per
-  // reflection call in progress.
+  // Threads polling the completion queues (one queue each) that read and answer every call.
+  // One is cheapest on the few connections KEDA opens (bench/README.md, "The RPCs alone"); no
+  // call holds one while it waits for Kafka.
+  int threads = 1;
+  // Server reflection (grpcurl without -proto). Off by default: it is a synchronous service,
+  // and gRPC 1.51 then runs a thread pool of its own that polls every connection too, which
+  // costs every poll about a third more CPU (bench/README.md).
+  bool reflection = false;
+  // Upper bound on gRPC's synchronous-server threads (grpc::ResourceQuota::SetMaxThreads): with
+  // `reflection`, one thread per reflection call in progress. Nothing else uses them.
   int max_threads = 1024;
 };
 
@@ -46,8 +56,9 @@ class ScalerServer {
 
   int port() const { return port_; }
 
-  // Marks health NOT_SERVING, ends streams, stops accepting and waits up to `grace` for
-  // running RPCs. Idempotent.
+  // Marks health NOT_SERVING, ends streams, stops accepting, waits up to `grace` for running
+  // RPCs (then cancels them), waits for the evaluations they started, and stops the queue
+  // threads. A second call waits for the first.
   void Shutdown(absl::Duration grace);
 
   // Blocks until the server has shut down.
@@ -56,13 +67,16 @@ class ScalerServer {
   ~ScalerServer();
 
  private:
-  ScalerServer(std::unique_ptr<grpc::Server> server, ExternalScalerService* service, int port)
-      : server_(std::move(server)), service_(service), port_(port) {}
+  ScalerServer(ExternalScalerService* service) : service_(service) {}
 
+  ExternalScalerService* const service_;
+  HealthService health_{{"externalscaler.ExternalScaler"}};
   std::unique_ptr<grpc::Server> server_;
-  ExternalScalerService* service_;
-  int port_;
+  std::vector<std::unique_ptr<grpc::ServerCompletionQueue>> queues_;
+  std::vector<std::thread> pollers_;
+  int port_ = 0;
   std::atomic<bool> shut_down_{false};
+  absl::Notification stopped_;
 };
 
 }  // namespace klag::scaler

@@ -3,13 +3,13 @@
 #include "scaler/service/external_scaler_service.h"
 
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
 #include <gtest/gtest.h>
 
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
+#include "scaler/service/health_service.h"
 #include "scaler/service/server.h"
 #include "tests/testing/fake_offset_reader.h"
 
@@ -200,15 +200,98 @@ TEST_F(ServiceTest, StreamMetricSpecIsUnimplemented) {
 }
 
 TEST_F(ServiceTest, HealthServiceReportsServingThenNotServingOnShutdown) {
+  using grpc::health::v1::HealthCheckRequest;
+  using grpc::health::v1::HealthCheckResponse;
   auto health = grpc::health::v1::Health::NewStub(channel_);
   for (const std::string service : {"", "externalscaler.ExternalScaler"}) {
     grpc::ClientContext ctx;
-    grpc::health::v1::HealthCheckRequest request;
+    HealthCheckRequest request;
     request.set_service(service);
-    grpc::health::v1::HealthCheckResponse response;
+    HealthCheckResponse response;
     ASSERT_TRUE(health->Check(&ctx, request, &response).ok()) << service;
-    EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING) << service;
+    EXPECT_EQ(response.status(), HealthCheckResponse::SERVING) << service;
   }
+  {
+    // The protocol's rule for a name the server does not know.
+    grpc::ClientContext ctx;
+    HealthCheckRequest request;
+    request.set_service("no.such.Service");
+    HealthCheckResponse response;
+    EXPECT_EQ(health->Check(&ctx, request, &response).error_code(), grpc::StatusCode::NOT_FOUND);
+  }
+
+  // Watch: the current status at once, then the change; an unknown name is SERVICE_UNKNOWN and
+  // stays open; shutdown ends both with OK.
+  grpc::ClientContext watch_ctx;
+  HealthCheckRequest watch_request;
+  watch_request.set_service("externalscaler.ExternalScaler");
+  auto watch = health->Watch(&watch_ctx, watch_request);
+  grpc::ClientContext unknown_ctx;
+  HealthCheckRequest unknown_request;
+  unknown_request.set_service("no.such.Service");
+  auto unknown = health->Watch(&unknown_ctx, unknown_request);
+  HealthCheckResponse message;
+  ASSERT_TRUE(watch->Read(&message));
+  EXPECT_EQ(message.status(), HealthCheckResponse::SERVING);
+  ASSERT_TRUE(unknown->Read(&message));
+  EXPECT_EQ(message.status(), HealthCheckResponse::SERVICE_UNKNOWN);
+
+  std::thread stopper([&] { server_->Shutdown(absl::Seconds(2)); });
+  ASSERT_TRUE(watch->Read(&message));
+  EXPECT_EQ(message.status(), HealthCheckResponse::NOT_SERVING);
+  EXPECT_FALSE(watch->Read(&message));
+  EXPECT_TRUE(watch->Finish().ok());
+  EXPECT_FALSE(unknown->Read(&message));
+  EXPECT_TRUE(unknown->Finish().ok());
+  stopper.join();
+}
+
+TEST(HealthServiceTest, WatchStreamsOverTheBoundAreResourceExhausted) {
+  HealthService health({"externalscaler.ExternalScaler"}, /*max_watches=*/2);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(health.grpc_service());
+  std::unique_ptr<grpc::ServerCompletionQueue> cq = builder.AddCompletionQueue();
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  health.Serve(cq.get());
+  health.SetServing(true);
+  std::thread poller(RunQueue, cq.get());
+
+  auto stub = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse message;
+  grpc::ClientContext ctx[3];
+  auto first = stub->Watch(&ctx[0], request);
+  auto second = stub->Watch(&ctx[1], request);
+  ASSERT_TRUE(first->Read(&message));
+  ASSERT_TRUE(second->Read(&message));
+  EXPECT_EQ(health.open_watches(), 2);
+  auto third = stub->Watch(&ctx[2], request);
+  EXPECT_FALSE(third->Read(&message));
+  const grpc::Status refused = third->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(refused.error_message().find("at most 2"), std::string::npos)
+      << refused.error_message();
+
+  // A cancelled Watch frees its place.
+  ctx[0].TryCancel();
+  EXPECT_EQ(first->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  for (int i = 0; i < 600 && health.open_watches() != 1; ++i) absl::SleepFor(absl::Milliseconds(5));
+  EXPECT_EQ(health.open_watches(), 1);
+
+  health.SetServing(false);
+  health.Shutdown();
+  ASSERT_TRUE(second->Read(&message));
+  EXPECT_EQ(message.status(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_FALSE(second->Read(&message));
+  EXPECT_TRUE(second->Finish().ok());
+  server->Shutdown();
+  health.WaitForCalls();
+  cq->Shutdown();
+  poller.join();
 }
 
 TEST_F(ServiceTest, ConcurrentPollsOfManyTriggersEachGetTheirOwnAnswer) {

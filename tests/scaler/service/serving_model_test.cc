@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -276,6 +277,38 @@ TEST_F(ServingModelTest, ABlackholedClusterDoesNotDelayTriggersOfAHealthyOne) {
   dead_->ReleaseCalls();
   ASSERT_TRUE(Eventually([&] { return async_done() == kDead; }));
   EXPECT_EQ(async_ok(), kDead);
+}
+
+// Completion queues: a call still waiting for Kafka when the shutdown's grace ends is cancelled
+// for its client, and the server waits for its evaluation before it shuts its queues down (an
+// answer posted to a dead queue would abort the process); other polls were answered meanwhile.
+TEST_F(ServingModelTest, ShutdownCancelsWaitingCallsAndWaitsForTheirEvaluations) {
+  Start(EvaluatorOptions{.kafka_timeout = absl::Seconds(60),
+                         .window = absl::Seconds(1),
+                         .executor = {.workers = 2, .workers_per_cluster = 1}},
+        ServiceOptions{});
+  dead_->BlockCalls(/*honor_deadline=*/false);
+  StartGetMetrics(Ref("tenant-a", "waiting", "dead:9092"));
+  ASSERT_TRUE(dead_->AwaitBlockedCalls(1));
+  grpc::ClientContext ctx;
+  externalscaler::GetMetricsResponse response;
+  ASSERT_TRUE(stub_->GetMetrics(&ctx, MetricsRequest(Ref("tenant-b", "live")), &response).ok());
+
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] {
+    server_->Shutdown(absl::Milliseconds(100));
+    stopped = true;
+  });
+  // The client sees its call end when the grace is over, although the evaluation still runs.
+  ASSERT_TRUE(Eventually([&] { return async_done() == 1; }));
+  EXPECT_EQ(async_ok(), 0);
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_FALSE(stopped) << "Shutdown returned while an evaluation could still answer its call";
+  dead_->ReleaseCalls();
+  stopper.join();
+  EXPECT_TRUE(stopped);
+  EXPECT_EQ(observer_.finished("GetMetrics", grpc::StatusCode::OK), 2)
+      << "the late answer is counted, and dropped by gRPC";
 }
 
 TEST_F(ServingModelTest, AFullQueueIsResourceExhaustedNamingTheBound) {
