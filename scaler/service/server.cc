@@ -3,10 +3,39 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/security/server_credentials.h>
 
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "scaler/service/tls_credentials.h"
 
 namespace klag::scaler {
+namespace {
+
+// Leaves a plugin out of a ServerBuilder (ServerBuilderOption::UpdatePlugins, the builder's hook
+// for it). libgrpc++_reflection registers its plugin for every ServerBuilder from a static
+// initializer as soon as the library is loaded (and linking InitProtoReflectionServerBuilderPlugin
+// loads it), so without this every server would serve reflection, a synchronous service.
+class DropPlugin final : public grpc::ServerBuilderOption {
+ public:
+  explicit DropPlugin(std::string name) : name_(std::move(name)) {}
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    std::erase_if(*plugins, [this](const std::unique_ptr<grpc::ServerBuilderPlugin>& plugin) {
+      return plugin->name() == name_;
+    });
+  }
+
+ private:
+  const std::string name_;
+};
+
+// ProtoServerReflectionPlugin::name() in gRPC.
+constexpr char kReflectionPlugin[] = "proto_server_reflection";
+
+}  // namespace
 absl::StatusOr<std::unique_ptr<ScalerServer>> ScalerServer::Start(const ServerOptions& options,
                                                                   ExternalScalerService* service) {
   if (options.threads < 1 || options.threads > 64) {
@@ -23,8 +52,9 @@ absl::StatusOr<std::unique_ptr<ScalerServer>> ScalerServer::Start(const ServerOp
   std::unique_ptr<ScalerServer> self(new ScalerServer(service));
   // gRPC's default health service is a callback service in 1.51: ours is on the queues.
   grpc::EnableDefaultHealthCheckService(false);
-  if (options.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  if (!options.reflection) builder.SetOption(std::make_unique<DropPlugin>(kReflectionPlugin));
   builder.AddListeningPort(options.listen, *credentials, &self->port_);
   builder.RegisterService(service->grpc_service());
   builder.RegisterService(self->health_.grpc_service());

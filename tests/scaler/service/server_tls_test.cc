@@ -1,8 +1,10 @@
 // TLS and mutual TLS on the gRPC port (what KEDA's caCert / tlsClientCert / tlsClientKey
 // expect), with certificates made by the openssl command line for each run.
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -138,6 +140,77 @@ TEST(ServerOptionsTest, AnAddressThatCannotBeBoundIsUnavailable) {
   auto second =
       ScalerServer::Start({.listen = absl::StrCat("127.0.0.1:", (*first)->port())}, &service2);
   EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST(ServerOptionsTest, AThreadCountOutOfRangeIsInvalidArgument) {
+  Evaluator evaluator(nullptr, nullptr, EvaluatorOptions{});
+  ExternalScalerService service(&evaluator, ServiceOptions{});
+  for (int threads : {0, 65}) {
+    auto server = ScalerServer::Start({.listen = "127.0.0.1:0", .threads = threads}, &service);
+    EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument) << threads;
+  }
+}
+
+// Calls server reflection's one method through a generic stub (no reflection client in Debian's
+// gRPC) with a list_services request (field 7, an empty string): its status, and the first
+// response's bytes in `reply`.
+grpc::StatusCode ListServices(int port, std::string* reply) {
+  grpc::GenericStub stub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+  grpc::CompletionQueue cq;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto call =
+      stub.PrepareCall(&ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  void* tag = nullptr;
+  bool ok = false;
+  auto next = [&] { EXPECT_TRUE(cq.Next(&tag, &ok)); };
+  call->StartCall(nullptr);
+  next();
+  const char request[] = {0x3a, 0x00};
+  grpc::Slice slice(request, sizeof(request));
+  call->Write(grpc::ByteBuffer(&slice, 1), nullptr);
+  next();
+  call->WritesDone(nullptr);
+  next();
+  grpc::ByteBuffer response;
+  call->Read(&response, nullptr);
+  next();
+  if (ok) {
+    std::vector<grpc::Slice> slices;
+    EXPECT_TRUE(response.Dump(&slices).ok());
+    for (const grpc::Slice& s : slices)
+      reply->append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  grpc::Status status;
+  call->Finish(&status, nullptr);
+  next();
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+  return status.error_code();
+}
+
+// Reflection is off unless asked for (it runs gRPC's synchronous thread pool). gRPC's reflection
+// plugin, once enabled, applies to every server built later in the process: off comes first.
+TEST(ServerOptionsTest, ReflectionIsServedOnlyWhenAskedFor) {
+  Evaluator evaluator(nullptr, nullptr, EvaluatorOptions{});
+  {
+    ExternalScalerService service(&evaluator, ServiceOptions{});
+    auto server = ScalerServer::Start({.listen = "127.0.0.1:0"}, &service);
+    ASSERT_TRUE(server.ok()) << server.status();
+    std::string reply;
+    EXPECT_EQ(ListServices((*server)->port(), &reply), grpc::StatusCode::UNIMPLEMENTED);
+    (*server)->Shutdown(absl::Seconds(1));
+  }
+  ExternalScalerService service(&evaluator, ServiceOptions{});
+  auto server = ScalerServer::Start({.listen = "127.0.0.1:0", .reflection = true}, &service);
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::string reply;
+  EXPECT_EQ(ListServices((*server)->port(), &reply), grpc::StatusCode::OK);
+  EXPECT_NE(reply.find("externalscaler.ExternalScaler"), std::string::npos) << reply;
+  EXPECT_NE(reply.find("grpc.health.v1.Health"), std::string::npos) << reply;
+  (*server)->Shutdown(absl::Seconds(1));
 }
 
 }  // namespace
