@@ -183,30 +183,105 @@ void Client::OnError(rd_kafka_t* rk, int err_int, const char* reason, void* opaq
   }
 }
 
+namespace {
+
+// SAX events of librdkafka's statistics JSON: {..., "brokers": {"<name>": {"source": ...,
+// "state": ..., "tx": ..., <nested objects>}, ...}, "topics": ...}. Stops the parser (returns
+// false) at the end of "brokers".
+class BrokerStatsReader final : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t value) override { return Number(value); }
+  bool number_unsigned(number_unsigned_t value) override {
+    return Number(static_cast<int64_t>(value));
+  }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t& value) override {
+    if (InBrokerFields()) {
+      if (key_ == "source") source_ = value;
+      if (key_ == "state") state_ = value;
+    }
+    return true;
+  }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override {
+    ++depth_;
+    if (depth_ == 2 && key_ == "brokers") in_brokers_ = true;
+    if (depth_ == 3 && in_brokers_) {  // one broker
+      source_.clear();
+      state_.clear();
+      tx_ = 0;
+    }
+    return true;
+  }
+  bool key(string_t& value) override {
+    if (depth_ <= 1 || InBrokerFields()) key_ = value;
+    return true;
+  }
+  bool end_object() override {
+    if (depth_ == 3 && in_brokers_ && source_ != "internal" && source_ != "logical") {
+      stats_.any_real = true;
+      if (state_ == "UP") stats_.any_up = true;
+      stats_.requests += tx_;
+    }
+    if (depth_ == 2 && in_brokers_) {
+      found_ = true;
+      return false;  // the rest is not needed
+    }
+    --depth_;
+    return true;
+  }
+  bool start_array(std::size_t) override {
+    ++depth_;
+    return true;
+  }
+  bool end_array() override {
+    --depth_;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override {
+    return false;
+  }
+
+  std::optional<BrokerStats> result() const {
+    return found_ ? std::optional<BrokerStats>(stats_) : std::nullopt;
+  }
+
+ private:
+  bool InBrokerFields() const { return in_brokers_ && depth_ == 3; }
+  bool Number(int64_t value) {
+    if (InBrokerFields() && key_ == "tx") tx_ = value;
+    return true;
+  }
+
+  int depth_ = 0;
+  bool in_brokers_ = false;
+  bool found_ = false;
+  std::string key_;
+  std::string source_;
+  std::string state_;
+  int64_t tx_ = 0;
+  BrokerStats stats_;
+};
+
+}  // namespace
+
+std::optional<BrokerStats> SummarizeStatistics(std::string_view json) {
+  BrokerStatsReader reader;
+  nlohmann::json::sax_parse(json.begin(), json.end(), &reader, nlohmann::json::input_format_t::json,
+                            /*strict=*/false);
+  return reader.result();
+}
+
 int Client::OnStats(rd_kafka_t* /*rk*/, char* json, size_t json_len, void* opaque) {
   auto* self = static_cast<Client*>(opaque);
-  const nlohmann::json stats =
-      nlohmann::json::parse(json, json + json_len, nullptr, /*allow_exceptions=*/false);
-  if (stats.is_discarded() || !stats.is_object()) return 0;
-  const auto brokers = stats.find("brokers");
-  if (brokers == stats.end() || !brokers->is_object()) return 0;
-  bool any_up = false;
-  bool any_real = false;
-  int64_t tx = 0;
-  for (const auto& [name, broker] : brokers->items()) {
-    if (!broker.is_object()) continue;
-    const std::string source = broker.value("source", "");
-    // "internal" is librdkafka's own queue; "logical" brokers (group coordinator) ride on a
-    // real broker's connection and would count its requests twice.
-    if (source == "internal" || source == "logical") continue;
-    any_real = true;
-    if (broker.value("state", "") == "UP") any_up = true;
-    tx += broker.value("tx", int64_t{0});
-  }
-  self->broker_requests_.store(tx);
-  if (any_real) {
+  const std::optional<BrokerStats> stats = SummarizeStatistics(std::string_view(json, json_len));
+  if (!stats.has_value()) return 0;
+  self->broker_requests_.store(stats->requests);
+  if (stats->any_real) {
     absl::MutexLock lock(&self->mu_);
-    if (any_up) {
+    if (stats->any_up) {
       self->last_up_ = ++self->seq_;
     } else {
       self->last_down_ = ++self->seq_;

@@ -29,7 +29,9 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -42,6 +44,21 @@
 #include "kafka/rdkafka_handle.h"
 
 namespace klag::kafka::rdkafka {
+
+// What the statistics callback takes from librdkafka's statistics JSON: its real brokers (not
+// "internal" or "logical": a group coordinator rides on a real broker's connection and would
+// count its requests twice), whether any of them is UP, and the requests sent to them.
+struct BrokerStats {
+  bool any_real = false;
+  bool any_up = false;
+  int64_t requests = 0;
+};
+
+// Reads `json` up to the end of its "brokers" object with a SAX parser: no document is built, and
+// the "topics" object after it (every partition the client knows, the bulk of the text for a
+// client that watches many topics) is not even read. nullopt when the text is not statistics
+// JSON with a "brokers" object.
+std::optional<BrokerStats> SummarizeStatistics(std::string_view json);
 
 class Client {
  public:

@@ -705,6 +705,15 @@ TEST(TriggerKeyTest, DigestIsKeyedAndHoldsNoSecret) {
   // Length-prefixed: moving a character between key and value changes the digest.
   EXPECT_NE(internal::MetadataDigest({{"ab", "c"}}, "s"),
             internal::MetadataDigest({{"a", "bc"}}, "s"));
+  // It is HMAC-SHA256 of "1:a1:b" cut to 128 bits (values from Python's hmac module), with the
+  // per-thread context keyed again when the secret changes, and from any thread.
+  for (int round = 0; round < 2; ++round) {
+    EXPECT_EQ(internal::MetadataDigest({{"a", "b"}}, "k"), "35cfc5b59b335a0bb28cd042ee236484");
+    EXPECT_EQ(internal::MetadataDigest({{"a", "b"}}, ""), "52d76d69b2d820e29a37898c0cd4ce2d");
+  }
+  std::string from_thread;
+  std::thread([&] { from_thread = internal::MetadataDigest({{"a", "b"}}, "k"); }).join();
+  EXPECT_EQ(from_thread, "35cfc5b59b335a0bb28cd042ee236484");
 }
 
 TEST(ServerPatternTest, WildcardsAndCase) {
