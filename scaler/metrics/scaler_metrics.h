@@ -139,6 +139,13 @@ class ScalerMetrics final : public prometheus::Collectable,
   std::shared_ptr<prometheus::Registry> rpc_registry_;
   prometheus::Family<prometheus::Counter>* rpcs_;
   prometheus::Family<prometheus::Histogram>* rpc_duration_;
+  // The series above once made, by method (kRpcMethods' order) and code (0-16), so that an RPC
+  // builds no label map: prometheus-cpp's Family::Add copies, hashes and looks up the labels
+  // under its mutex on every call. Null until first used (a series appears with its first RPC).
+  static constexpr int kMethods = 4;
+  static constexpr int kCodes = 17;
+  std::atomic<prometheus::Counter*> rpc_counters_[kMethods][kCodes] = {};
+  std::atomic<prometheus::Histogram*> rpc_histograms_[kMethods] = {};
   prometheus::Family<prometheus::Counter>* evaluation_failures_;
   prometheus::Family<prometheus::Histogram>* data_age_;
   std::atomic<int64_t> open_streams_{0};

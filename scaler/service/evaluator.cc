@@ -25,7 +25,7 @@ namespace klag::scaler {
 // One in-progress evaluation; concurrent callers for the same trigger add themselves to
 // `waiters` (under the TriggerState's mu) instead of waiting on a thread.
 struct Evaluator::Flight {
-  TriggerRef ref;  // the request that started it, for the observer
+  TriggerRef ref;  // the name and namespace of the request that started it, for the observer
   std::vector<EvaluationCallback> waiters;
 };
 
@@ -472,7 +472,8 @@ void Evaluator::EvaluateAsync(const TriggerRef& ref, EvaluationCallback done) {
       return;
     } else {
       flight = std::make_shared<Flight>();
-      flight->ref = ref;
+      // Names only: the metadata (secrets included) is not needed once parsed.
+      flight->ref = TriggerRef{.name = ref.name, .namespace_ = ref.namespace_};
       flight->waiters.push_back(std::move(done));
       state->flight = flight;
     }

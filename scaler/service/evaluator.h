@@ -123,7 +123,7 @@ struct Evaluation {
 class EvaluationObserver {
  public:
   virtual ~EvaluationObserver() = default;
-  // `ref`: the request (its metadata may hold secrets: use only namespace_ and name); `spec`:
+  // `ref`: the request's namespace_ and name (without its metadata); `spec`:
   // the parsed trigger; `result`: the evaluation or the error returned to the caller.
   virtual void Evaluated(const TriggerRef& ref, const TriggerSpec& spec,
                          const absl::StatusOr<std::shared_ptr<const Evaluation>>& result,
