@@ -139,12 +139,17 @@ void ScalerMetrics::Evaluated(const TriggerRef& ref, const TriggerSpec& spec,
     // up to --end-offsets-max-age (1 s) plus the round trip.
     static const prometheus::Histogram::BucketBoundaries kAgeBuckets = {
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 5, 10};
+    static constexpr const char* kOffsets[] = {"end", "committed"};
     const Evaluation& e = **result;
-    for (const auto& [label, read_at] :
-         {std::pair{"end", e.end_offsets_read_at}, std::pair{"committed", e.committed_read_at}}) {
-      if (read_at == absl::InfinitePast()) continue;  // the reader did not say
-      data_age_->Add({{"offsets", label}}, kAgeBuckets)
-          .Observe(std::max(0.0, absl::ToDoubleSeconds(e.evaluated_at - read_at)));
+    const absl::Time read_at[] = {e.end_offsets_read_at, e.committed_read_at};
+    for (int i = 0; i < 2; ++i) {
+      if (read_at[i] == absl::InfinitePast()) continue;  // the reader did not say
+      prometheus::Histogram* histogram = data_age_series_[i].load(std::memory_order_acquire);
+      if (histogram == nullptr) {  // Family::Add returns the one series of these labels
+        histogram = &data_age_->Add({{"offsets", kOffsets[i]}}, kAgeBuckets);
+        data_age_series_[i].store(histogram, std::memory_order_release);
+      }
+      histogram->Observe(std::max(0.0, absl::ToDoubleSeconds(e.evaluated_at - read_at[i])));
     }
   }
   const absl::Time now = options_.now();
@@ -179,15 +184,20 @@ void ScalerMetrics::Evaluated(const TriggerRef& ref, const TriggerSpec& spec,
   t.partitions_with_lag = report.partitions_with_lag;
   t.lag_seconds = report.max_lag_seconds;
   for (const PartitionLag& p : report.partitions) {
-    PartitionLabels pkey{spec.connection.bootstrap_servers.substr(0, kMaxClusterLabel),
-                         spec.consumer_group, p.topic, p.partition};
+    const PartitionLabelsView pkey{
+        std::string_view(spec.connection.bootstrap_servers).substr(0, kMaxClusterLabel),
+        spec.consumer_group, p.topic, p.partition};
     auto pit = partitions_.find(pkey);
     if (pit == partitions_.end()) {
       if (SeriesLocked() + kSeriesPerPartition > options_.max_series) {
         dropped_partitions_.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
-      pit = partitions_.emplace(std::move(pkey), PartitionValues{}).first;
+      pit = partitions_
+                .emplace(PartitionLabels{std::get<0>(pkey), std::get<1>(pkey), std::get<2>(pkey),
+                                         std::get<3>(pkey)},
+                         PartitionValues{})
+                .first;
     }
     pit->second = PartitionValues{.committed = p.committed,
                                   .log_start = p.log_start,

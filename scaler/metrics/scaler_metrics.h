@@ -30,6 +30,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -107,6 +108,10 @@ class ScalerMetrics final : public prometheus::Collectable,
   using TriggerLabels = std::tuple<std::string, std::string, std::string, std::string>;
   // (cluster, group, topic, partition); cluster: the bootstrap servers, cut to kMaxClusterLabel.
   using PartitionLabels = std::tuple<std::string, std::string, std::string, int32_t>;
+  // The same labels borrowed from the evaluation, to find a series without copying them (the
+  // maps compare transparently).
+  using PartitionLabelsView =
+      std::tuple<std::string_view, std::string_view, std::string_view, int32_t>;
   struct TriggerValues {
     bool has_report = false;
     int64_t metric_value = 0;
@@ -148,6 +153,8 @@ class ScalerMetrics final : public prometheus::Collectable,
   std::atomic<prometheus::Histogram*> rpc_histograms_[kMethods] = {};
   prometheus::Family<prometheus::Counter>* evaluation_failures_;
   prometheus::Family<prometheus::Histogram>* data_age_;
+  // data_age_'s two series (offsets "end", "committed") once made (null until first used).
+  std::atomic<prometheus::Histogram*> data_age_series_[2] = {};
   std::atomic<int64_t> open_streams_{0};
   std::atomic<int64_t> dropped_triggers_{0};
   std::atomic<int64_t> dropped_partitions_{0};
@@ -156,7 +163,7 @@ class ScalerMetrics final : public prometheus::Collectable,
   absl::Time last_sweep_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   // Mutable: Collect() (const) removes expired series.
   mutable std::map<TriggerLabels, TriggerValues> triggers_ ABSL_GUARDED_BY(mu_);
-  mutable std::map<PartitionLabels, PartitionValues> partitions_ ABSL_GUARDED_BY(mu_);
+  mutable std::map<PartitionLabels, PartitionValues, std::less<>> partitions_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace klag::scaler
