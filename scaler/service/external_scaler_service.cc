@@ -183,10 +183,10 @@ class ExternalScalerService::IsActiveStream : public std::enable_shared_from_thi
     {
       absl::MutexLock lock(&mu_);
       done_ = true;
-      if (!finish_called_) {  // cancelled (by the client, or by the server's shutdown deadline)
-        finish_called_ = true;
-        code_ = grpc::StatusCode::CANCELLED;
-      }
+      // Over without a finish: cancelled by the client (KEDA ends the streams it no longer
+      // needs: their normal end, counted OK in klag_scaler_rpcs_total) or by the shutdown's
+      // deadline. No more operations either way.
+      finish_called_ = true;
     }
     MaybeRelease();
   }

@@ -404,6 +404,8 @@ TEST_F(ServingModelTest, CancellingAStreamFreesIt) {
   ASSERT_TRUE(Eventually([&] { return observer_.closed.load() == 1; }));
   EXPECT_EQ(service_->open_streams(), 0);
   EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  // Ended by its client: a stream's normal end, counted OK.
+  EXPECT_EQ(observer_.finished("StreamIsActive", grpc::StatusCode::OK), 1);
   // No more evaluations for it.
   const int calls = live_->calls("g-so");
   absl::SleepFor(absl::Milliseconds(100));  // five poll intervals
