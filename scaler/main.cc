@@ -576,9 +576,9 @@ int Main(int argc, char** argv) {
     spdlog::critical("{}", std::string(s.message()));
     return 1;
   }
-  if (options.grpc_threads < 1 || options.grpc_threads > 64) {
-    std::cerr << "klag-scaler: --grpc-threads must be between 1 and 64, got "
-              << options.grpc_threads << "\n";
+  if (options.grpc_threads < 1 || options.grpc_threads > ServerOptions::kMaxThreads) {
+    std::cerr << "klag-scaler: --grpc-threads must be between 1 and " << ServerOptions::kMaxThreads
+              << ", got " << options.grpc_threads << "\n";
     return 2;
   }
   for (const auto& [flag, value] :

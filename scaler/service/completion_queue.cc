@@ -16,11 +16,6 @@ void LiveCalls::Release() {
   --count_;
 }
 
-int64_t LiveCalls::count() const {
-  absl::MutexLock lock(&mu_);
-  return count_;
-}
-
 void LiveCalls::WaitForNone() const {
   absl::MutexLock lock(&mu_);
   auto none = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return count_ == 0; };

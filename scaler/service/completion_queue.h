@@ -42,7 +42,6 @@ class LiveCalls {
  public:
   void Add();
   void Release();
-  int64_t count() const;
   // Blocks until none is left (logging every 10 s while it waits).
   void WaitForNone() const;
 

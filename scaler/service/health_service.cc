@@ -98,8 +98,6 @@ class HealthService::WatchCall {
       FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                 absl::StrCat("klag-scaler serves at most ", health_->max_watches_,
                                              " health Watch streams")));
-      health_->watches_.insert(this);
-      return;
     }
     health_->watches_.insert(this);
   }

@@ -36,11 +36,13 @@ class DropPlugin final : public grpc::ServerBuilderOption {
 constexpr char kReflectionPlugin[] = "proto_server_reflection";
 
 }  // namespace
+
 absl::StatusOr<std::unique_ptr<ScalerServer>> ScalerServer::Start(const ServerOptions& options,
                                                                   ExternalScalerService* service) {
-  if (options.threads < 1 || options.threads > 64) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the gRPC thread count must be between 1 and 64, got ", options.threads));
+  if (options.threads < 1 || options.threads > ServerOptions::kMaxThreads) {
+    return absl::InvalidArgumentError(absl::StrCat("the gRPC thread count must be between 1 and ",
+                                                   ServerOptions::kMaxThreads, ", got ",
+                                                   options.threads));
   }
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
       MakeServerCredentials({.cert_file = options.tls_cert_file,

@@ -38,6 +38,7 @@ struct ServerOptions {
   // One is cheapest on the few connections KEDA opens (bench/README.md, "The RPCs alone"); no
   // call holds one while it waits for Kafka.
   int threads = 1;
+  static constexpr int kMaxThreads = 64;
   // Server reflection (grpcurl without -proto). Off by default: it is a synchronous service,
   // and gRPC 1.51 then runs a thread pool of its own that polls every connection too, which
   // costs every poll about a third more CPU (bench/README.md).
