@@ -596,6 +596,28 @@ part) stay in `.cache/bench/<date>/`; `bench/report.py <dir>` turns them into th
 """
 
 
+def section_threads(r):
+    """klag-scaler's CPU by thread kind (bench/run.sh reads /proc/PID/task/*/stat before it stops
+    each klag-scaler)."""
+    files = sorted(glob.glob(os.path.join(r, "threads-*.txt")))
+    if not files:
+        return ""
+    parts = ["### Where klag-scaler's CPU goes, by thread\n\n"
+             "Read from `/proc/PID/task/*/stat` just before each klag-scaler of this run stopped: "
+             "user + system seconds over the process's life, threads of one kind (a name less its "
+             "trailing digits) added up, those with any CPU listed. `klag-grpc-cq` polls the "
+             "completion queue and answers every RPC whose evaluation can be answered at once; "
+             "`klag-kafka-work` runs the evaluations that wait for Kafka; `rdk:*` are librdkafka's "
+             "threads; `klag-end-offset` refreshes the end-offset snapshot; `klag-offsets-tp` "
+             "reads `__consumer_offsets`."]
+    for f in files:
+        with open(f) as fh:
+            lines = [line.rstrip() for line in fh]
+        kept = [line for line in lines if line.startswith("#") or not line.strip().startswith("0.00 s")]
+        parts.append("```\n" + "\n".join(kept) + "\n```")
+    return "\n\n".join(parts)
+
+
 def section_profile(r):
     """The flat perf reports of a `bench/run.sh --perf` run, as recorded."""
     files = sorted(glob.glob(os.path.join(r, "perf-*.txt")))
@@ -644,6 +666,7 @@ def main():
         targets(d, pairs, job_by),
         "## 1. Scaler fan-out: many ScaledJobs on one cluster (P = 12)",
         fan_text,
+        section_threads(r),
         "## 2. The Job: drain throughput, start-up, memory",
         job_text,
         "## 3. Lag evaluation cost (micro-benchmarks)",

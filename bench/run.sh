@@ -222,6 +222,16 @@ start_proxies() {
     PROXY_STATS+="${PROXY_STATS:+,}$(cut -d' ' -f2 "$f")"
   done
 }
+# thread_cpu PID: the process's CPU seconds (user + system) by thread kind, most first.
+thread_cpu() {
+  local pid=$1 hz task
+  hz=$(getconf CLK_TCK)
+  for task in /proc/"$pid"/task/*; do
+    # comm may hold spaces: the fields counted are those after its closing parenthesis.
+    printf '%s\t%s\n' "$(cat "$task/comm" 2>/dev/null)" "$(sed 's/.*) //' "$task/stat" 2>/dev/null | awk '{print $12 + $13}')"
+  done | awk -F'\t' -v hz="$hz" '$2 != "" {k = $1; sub(/[0-9]+$/, "", k); t[k] += $2; n[k]++; all += $2}
+    END {for (k in t) printf "%8.2f s %5.1f%%  %3d x %s\n", t[k] / hz, all ? 100 * t[k] / all : 0, n[k], k}' | sort -rn
+}
 stop_pids() { local p; for p in "$@"; do kill "$p" 2>/dev/null || true; done; for p in "$@"; do wait "$p" 2>/dev/null || true; done; }
 
 if want fanout; then
@@ -269,6 +279,10 @@ if want fanout; then
       kill -0 "$scaler_pid" 2>/dev/null || log "klag-scaler died; its log ends: $(tail -5 "$RESULTS/scaler-$s.log")"
       echo "{\"side\": \"klag\", \"S\": $s, \"variant\": \"$(variant_of "$@")\", \"error\": $("$PY" -c 'import json,sys; print(json.dumps(sys.stdin.read()[-600:]))' <"$RESULTS/fanout-$s.err")}" >>"$RESULTS/fanout.jsonl"
     fi
+    # CPU by thread over the scaler's life (start-up and warm-up included), threads of one kind
+    # (a name less its trailing digits) added up: where the process's CPU goes.
+    { echo "# klag-scaler, S=$tag: CPU seconds by thread kind over its life (start-up and warm-up included)"
+      thread_cpu "$scaler_pid"; } >"$RESULTS/threads-${s}${*:+-$(tr -c 'a-z0-9\n' '_' <<<"$*" | head -c 60)}.txt"
     if [[ -n "$perf_pid" ]]; then
       kill -INT "$perf_pid" 2>/dev/null || true
       wait "$perf_pid" 2>/dev/null || true

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "common/thread_name.h"
+
 namespace klag::kafka {
 
 EndOffsetsCache::EndOffsetsCache(FetchFn fetch, Options options)
@@ -11,7 +13,10 @@ EndOffsetsCache::EndOffsetsCache(FetchFn fetch, Options options)
     absl::MutexLock lock(&mu_);
     last_sweep_ = options_.clock();
   }
-  worker_ = std::thread([this] { Run(); });
+  worker_ = std::thread([this] {
+    NameThisThread("klag-end-offset");
+    Run();
+  });
 }
 
 EndOffsetsCache::~EndOffsetsCache() {

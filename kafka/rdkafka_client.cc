@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/thread_name.h"
 #include "kafka/rdkafka_status.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
@@ -23,7 +24,10 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Create(const RdkafkaProperties& 
       });
   if (!rk.ok()) return rk.status();
   client->rk_ = *std::move(rk);
-  client->poller_ = std::thread([c = client.get()] { c->PollLoop(); });
+  client->poller_ = std::thread([c = client.get()] {
+    NameThisThread("klag-rk-poll");
+    c->PollLoop();
+  });
   return client;
 }
 

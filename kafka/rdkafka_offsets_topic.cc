@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/thread_name.h"
 #include "kafka/rdkafka_status.h"
 #include "spdlog/spdlog.h"
 
@@ -53,7 +54,10 @@ absl::StatusOr<std::unique_ptr<OffsetsTopicFollower>> OffsetsTopicFollower::Star
   }
   std::unique_ptr<OffsetsTopicFollower> follower(
       new OffsetsTopicFollower(options, *std::move(client), std::move(ends)));
-  follower->reader_ = std::thread([f = follower.get()] { f->Run(); });
+  follower->reader_ = std::thread([f = follower.get()] {
+    NameThisThread("klag-offsets-tp");
+    f->Run();
+  });
   return follower;
 }
 

@@ -19,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/flags.h"
 #include "common/logging.h"
+#include "common/thread_name.h"
 #include "common/version.h"
 #include "kafka/cluster_registry.h"
 #include "kafka/rdkafka_group_describe.h"
@@ -518,12 +519,14 @@ int Serve(const Options& options) {
                options.server.tls_cert_file.empty() ? "" : " with TLS");
   absl::Notification stopping;
   std::thread stats_logger([&] {
+    NameThisThread("klag-stats-log");
     if (options.stats_interval <= absl::ZeroDuration()) return;
     while (!stopping.WaitForNotificationWithTimeout(options.stats_interval)) {
       LogStats(wiring);
     }
   });
   std::thread stopper([&] {
+    NameThisThread("klag-signals");
     int signal = 0;
     sigwait(&stop_signals, &signal);
     spdlog::info("received {}, shutting down (grace {})", strsignal(signal),

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/thread_name.h"
 #include "scaler/service/grpc_status.h"
 
 namespace klag::scaler {
@@ -334,7 +335,10 @@ ExternalScalerService::ExternalScalerService(Evaluator* evaluator, ServiceOption
                       [this](MetricsCall* call) { GetMetrics(call); }, &live_},
       is_active_method_{&async_, &AsyncService::RequestIsActive,
                         [this](IsActiveCall* call) { IsActive(call); }, &live_},
-      timer_([this] { TimerLoop(); }) {}
+      timer_([this] {
+        NameThisThread("klag-streams");
+        TimerLoop();
+      }) {}
 
 void ExternalScalerService::Serve(grpc::ServerCompletionQueue* cq) {
   // A few requests of each unary method outstanding per queue, so that a burst of calls finds

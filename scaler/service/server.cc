@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/thread_name.h"
 #include "scaler/service/tls_credentials.h"
 
 namespace klag::scaler {
@@ -84,7 +85,10 @@ absl::StatusOr<std::unique_ptr<ScalerServer>> ScalerServer::Start(const ServerOp
   for (auto& cq : self->queues_) {
     service->Serve(cq.get());
     self->health_.Serve(cq.get());
-    self->pollers_.emplace_back(RunQueue, cq.get());
+    self->pollers_.emplace_back([queue = cq.get()] {
+      NameThisThread("klag-grpc-cq");
+      RunQueue(queue);
+    });
   }
   self->health_.SetServing(true);
   return self;
