@@ -1,6 +1,7 @@
 #include "scaler/service/evaluator.h"
 
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
@@ -135,24 +136,52 @@ class ThreadHmac {
 namespace internal {
 
 std::string MetadataDigest(const Metadata& metadata, absl::string_view secret) {
-  // Length-prefixed keys and values, so that no two different maps serialise the same; std::map
-  // iterates in key order, so equal metadata digests equally.
-  std::string data;
-  for (const auto& [key, value] : metadata) {
+  TriggerView view;
+  for (const auto& [key, value] : metadata) view.metadata.emplace_back(key, value);
+  return SortedMetadataDigest(view.metadata, secret);
+}
+
+std::string SortedMetadataDigest(
+    absl::Span<const std::pair<absl::string_view, absl::string_view>> sorted,
+    absl::string_view secret) {
+  // Length-prefixed keys and values, so that no two different maps serialise the same; entries
+  // come in key order, so equal metadata digests equally. The text is built in a buffer kept per
+  // thread (three digests per poll).
+  thread_local std::string data;
+  data.clear();
+  for (const auto& [key, value] : sorted) {
     AppendLengthPrefixed(&data, key);
     AppendLengthPrefixed(&data, value);
   }
   std::array<unsigned char, 32> mac;
   ThreadHmac::Sha256(secret, data, mac.data());
+  // Secrets do not stay behind in the buffer (its capacity does).
+  OPENSSL_cleanse(data.data(), data.size());
   // 128 bits: a collision would make two triggers of one ScaledJob share state.
   return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(mac.data()), 16));
 }
 
 }  // namespace internal
 
-std::string TriggerKey(const TriggerRef& ref) {
-  return absl::StrCat(ref.namespace_, "/", ref.name, "#",
-                      internal::MetadataDigest(ref.metadata, ProcessSecret()));
+TriggerView TriggerView::Of(const TriggerRef& ref) {
+  TriggerView view{.name = ref.name, .namespace_ = ref.namespace_};
+  view.metadata.reserve(ref.metadata.size());
+  for (const auto& [key, value] : ref.metadata) view.metadata.emplace_back(key, value);
+  return view;  // std::map iterates in key order
+}
+
+TriggerRef TriggerView::ToRef() const {
+  TriggerRef ref{.name = std::string(name), .namespace_ = std::string(namespace_)};
+  for (const auto& [key, value] : metadata)
+    ref.metadata.emplace_hint(ref.metadata.end(), key, value);
+  return ref;
+}
+
+std::string TriggerKey(const TriggerRef& ref) { return TriggerKey(TriggerView::Of(ref)); }
+
+std::string TriggerKey(const TriggerView& trigger) {
+  return absl::StrCat(trigger.namespace_, "/", trigger.name, "#",
+                      internal::SortedMetadataDigest(trigger.metadata, ProcessSecret()));
 }
 
 std::string ForMessage(absl::string_view text, size_t max) {
@@ -183,19 +212,18 @@ bool MatchesServerPattern(absl::string_view pattern, absl::string_view server) {
   return p == pattern.size();
 }
 
-absl::Status CheckRefNames(const TriggerRef& ref) {
+absl::Status CheckRefNames(absl::string_view name, absl::string_view ns) {
   // KEDA sends Kubernetes names: a namespace is a DNS label (at most 63 bytes), a ScaledJob or
   // ScaledObject name a DNS subdomain (at most 253). Longer ones come from a direct caller and
   // would otherwise end up, whole, in trigger keys, log lines and metric labels.
-  if (ref.namespace_.size() > kMaxNamespaceBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("ScaledObjectRef.namespace is ",
-                                                   ref.namespace_.size(),
+  if (ns.size() > kMaxNamespaceBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("ScaledObjectRef.namespace is ", ns.size(),
                                                    " bytes; a Kubernetes namespace "
                                                    "name has at most ",
                                                    kMaxNamespaceBytes));
   }
-  if (ref.name.size() > kMaxNameBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("ScaledObjectRef.name is ", ref.name.size(),
+  if (name.size() > kMaxNameBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("ScaledObjectRef.name is ", name.size(),
                                                    " bytes; a Kubernetes object name has at "
                                                    "most ",
                                                    kMaxNameBytes));
@@ -253,21 +281,21 @@ absl::StatusOr<ParsedTrigger> Evaluator::ParseUntil(const TriggerRef& ref,
 }
 
 absl::StatusOr<std::shared_ptr<Evaluator::TriggerState>> Evaluator::StateFor(
-    const std::string& key, const TriggerRef& ref, const CachedParse& parse) {
+    const std::string& key, absl::string_view ns, const CachedParse& parse) {
   const TriggerSpec& spec = *parse.trigger.spec;
   absl::MutexLock lock(&mu_);
   const absl::Time now = options_.now();
   if (now - last_sweep_ > absl::Minutes(1)) DropIdleLocked(now);
   if (auto it = triggers_.find(key); it != triggers_.end()) return it->second;  // a racing call
   if (absl::Status s =
-          AdmitLocked(ref.namespace_, parse.cluster_key, spec.connection.bootstrap_servers,
+          AdmitLocked(std::string(ns), parse.cluster_key, spec.connection.bootstrap_servers,
                       /*new_trigger=*/true, now);
       !s.ok()) {
     counters_.over_bound.fetch_add(1, std::memory_order_relaxed);
     return s;
   }
   auto state = std::make_shared<TriggerState>();
-  state->namespace_ = ref.namespace_;
+  state->namespace_ = std::string(ns);
   state->cluster_key = parse.cluster_key;
   {
     absl::MutexLock state_lock(&state->mu);
@@ -396,10 +424,10 @@ void Evaluator::DropIdleLocked(absl::Time now) {
   }
 }
 
-absl::StatusOr<Evaluator::Resolved> Evaluator::Resolve(const TriggerRef& ref) {
+absl::StatusOr<Evaluator::Resolved> Evaluator::Resolve(const TriggerView& trigger) {
   // Before the key is made: names are part of every key, log line and metric label.
-  if (absl::Status s = CheckRefNames(ref); !s.ok()) return s;
-  const std::string key = TriggerKey(ref);
+  if (absl::Status s = CheckRefNames(trigger.name, trigger.namespace_); !s.ok()) return s;
+  const std::string key = TriggerKey(trigger);
   std::shared_ptr<TriggerState> state;
   {
     absl::MutexLock lock(&mu_);
@@ -419,12 +447,13 @@ absl::StatusOr<Evaluator::Resolved> Evaluator::Resolve(const TriggerRef& ref) {
   // First sight of this metadata, or its profile is due to be re-read: parse (outside any lock:
   // a profile may be read from disk).
   auto parse = std::make_shared<CachedParse>();
-  absl::StatusOr<ParsedTrigger> parsed = ParseUntil(ref, &parse->fresh_until);
+  absl::StatusOr<ParsedTrigger> parsed = ParseUntil(trigger.ToRef(), &parse->fresh_until);
   if (!parsed.ok()) return parsed.status();
   parse->trigger = *std::move(parsed);
   parse->cluster_key = parse->trigger.spec->connection.Key();
   if (state == nullptr) {
-    absl::StatusOr<std::shared_ptr<TriggerState>> created = StateFor(key, ref, *parse);
+    absl::StatusOr<std::shared_ptr<TriggerState>> created =
+        StateFor(key, trigger.namespace_, *parse);
     if (!created.ok()) return created.status();
     state = *std::move(created);
   }
@@ -435,13 +464,21 @@ absl::StatusOr<Evaluator::Resolved> Evaluator::Resolve(const TriggerRef& ref) {
 }
 
 absl::StatusOr<ParsedTrigger> Evaluator::ParseCached(const TriggerRef& ref) {
-  absl::StatusOr<Resolved> resolved = Resolve(ref);
+  return ParseCached(TriggerView::Of(ref));
+}
+
+absl::StatusOr<ParsedTrigger> Evaluator::ParseCached(const TriggerView& trigger) {
+  absl::StatusOr<Resolved> resolved = Resolve(trigger);
   if (!resolved.ok()) return resolved.status();
   return resolved->parse->trigger;
 }
 
 void Evaluator::EvaluateAsync(const TriggerRef& ref, EvaluationCallback done) {
-  absl::StatusOr<Resolved> resolved = Resolve(ref);
+  EvaluateAsync(TriggerView::Of(ref), std::move(done));
+}
+
+void Evaluator::EvaluateAsync(const TriggerView& trigger, EvaluationCallback done) {
+  absl::StatusOr<Resolved> resolved = Resolve(trigger);
   if (!resolved.ok()) {
     std::move(done)(resolved.status());
     return;
@@ -473,7 +510,8 @@ void Evaluator::EvaluateAsync(const TriggerRef& ref, EvaluationCallback done) {
     } else {
       flight = std::make_shared<Flight>();
       // Names only: the metadata (secrets included) is not needed once parsed.
-      flight->ref = TriggerRef{.name = ref.name, .namespace_ = ref.namespace_};
+      flight->ref = TriggerRef{.name = std::string(trigger.name),
+                               .namespace_ = std::string(trigger.namespace_)};
       flight->waiters.push_back(std::move(done));
       state->flight = flight;
     }

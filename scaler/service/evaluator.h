@@ -34,15 +34,18 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "kafka/connection_config.h"
 #include "kafka/offsets.h"
 #include "scaler/lag/lag_calculator.h"
@@ -99,6 +102,19 @@ struct TriggerRef {
   std::string name;
   std::string namespace_;
   Metadata metadata;
+};
+
+// A trigger as a request carries it, borrowed: valid while what it views is. The RPCs resolve
+// their trigger from a view of the request (no copy of the metadata per RPC); the metadata is
+// copied into a TriggerRef only when it is parsed (first sight, or a profile due to be re-read).
+struct TriggerView {
+  absl::string_view name;
+  absl::string_view namespace_;
+  // In key order (sorted by the maker; a request's map arrives in no order), keys distinct.
+  absl::InlinedVector<std::pair<absl::string_view, absl::string_view>, 16> metadata;
+
+  static TriggerView Of(const TriggerRef& ref);
+  TriggerRef ToRef() const;
 };
 
 struct ParsedTrigger {
@@ -169,6 +185,7 @@ class Evaluator {
   // to the scaler, would go over max_triggers*, max_clusters* (idle state is swept first).
   // Thread-safe.
   absl::StatusOr<ParsedTrigger> ParseCached(const TriggerRef& ref);
+  absl::StatusOr<ParsedTrigger> ParseCached(const TriggerView& trigger);
 
   // Calls `done` exactly once with the evaluation of `ref` for this poll: inline when answered
   // from the window, on bad metadata, or evaluated at once from what the trigger's reader
@@ -181,6 +198,7 @@ class Evaluator {
   // when the Evaluator is destroyed first. `done` must not block (it runs on a Kafka worker).
   // Thread-safe, never blocks on Kafka.
   void EvaluateAsync(const TriggerRef& ref, EvaluationCallback done);
+  void EvaluateAsync(const TriggerView& trigger, EvaluationCallback done);
 
   // EvaluateAsync, waiting for the answer (within about kafka_timeout). Must not be called from
   // an EvaluationCallback. Thread-safe.
@@ -200,11 +218,11 @@ class Evaluator {
   absl::StatusOr<ParsedTrigger> ParseUntil(const TriggerRef& ref, absl::Time* fresh_until) const;
   // The trigger's state (created on first use) and its parsed metadata (parsed when not cached
   // or stale); marks the state used.
-  absl::StatusOr<Resolved> Resolve(const TriggerRef& ref);
+  absl::StatusOr<Resolved> Resolve(const TriggerView& trigger);
   // The state for `key`, created (and counted) when there is none; kResourceExhausted when
   // creating it would go over a bound.
   absl::StatusOr<std::shared_ptr<TriggerState>> StateFor(const std::string& key,
-                                                         const TriggerRef& ref,
+                                                         absl::string_view ns,
                                                          const CachedParse& parse);
   // Moves an existing state's cluster accounting to `parse`'s cluster (its profile now names
   // another one); kResourceExhausted, and no change, when that goes over a cluster bound.
@@ -280,6 +298,7 @@ class Evaluator {
 // in errors, and the metadata holds passwords and private keys: without the secret, the digest
 // tells nothing about them (no offline guessing of a weak password from a logged key).
 std::string TriggerKey(const TriggerRef& ref);
+std::string TriggerKey(const TriggerView& trigger);
 
 // Limits on ScaledObjectRef names (Kubernetes': a namespace is a DNS label, an object name a
 // DNS subdomain).
@@ -288,7 +307,10 @@ inline constexpr size_t kMaxNameBytes = 253;
 
 // kInvalidArgument (saying how long, never echoing the name) when `ref`'s namespace or name is
 // longer than Kubernetes allows. Every Evaluator entry point checks it first.
-absl::Status CheckRefNames(const TriggerRef& ref);
+absl::Status CheckRefNames(absl::string_view name, absl::string_view ns);
+inline absl::Status CheckRefNames(const TriggerRef& ref) {
+  return CheckRefNames(ref.name, ref.namespace_);
+}
 
 // True when `server` ("host:port") matches `pattern`: '*' matches any run of characters, the
 // rest compares case-insensitively.
@@ -301,6 +323,10 @@ std::string ForMessage(absl::string_view text, size_t max = 100);
 namespace internal {
 // The digest part of TriggerKey under an explicit secret; exposed for tests.
 std::string MetadataDigest(const Metadata& metadata, absl::string_view secret);
+// The same over entries in key order.
+std::string SortedMetadataDigest(
+    absl::Span<const std::pair<absl::string_view, absl::string_view>> sorted,
+    absl::string_view secret);
 }  // namespace internal
 
 }  // namespace klag::scaler

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <utility>
@@ -14,12 +15,12 @@
 namespace klag::scaler {
 namespace {
 
-void LogFailure(const char* rpc, const TriggerRef& ref, const absl::Status& status) {
+void LogFailure(const char* rpc, absl::string_view name, absl::string_view ns,
+                const absl::Status& status) {
   // Bad metadata is the user's to fix and comes back to KEDA as INVALID_ARGUMENT; Kafka trouble
   // is ours to see. Names are cut to Kubernetes' limits (longer ones are refused anyway).
-  const absl::string_view ns = absl::string_view(ref.namespace_).substr(0, kMaxNamespaceBytes);
-  const absl::string_view name = absl::string_view(ref.name).substr(0, kMaxNameBytes);
-  const ScopedLogFields fields({{"namespace", ns}, {"scaledjob", name}});
+  const ScopedLogFields fields({{"namespace", ns.substr(0, kMaxNamespaceBytes)},
+                                {"scaledjob", name.substr(0, kMaxNameBytes)}});
   if (status.code() == absl::StatusCode::kInvalidArgument) {
     spdlog::info("{}: {}", rpc, status.ToString());
   } else {
@@ -27,12 +28,13 @@ void LogFailure(const char* rpc, const TriggerRef& ref, const absl::Status& stat
   }
 }
 
-// Who asked, for logs: the reference without its metadata (which may hold secrets and is not
-// needed once the evaluation has started).
-TriggerRef Who(const TriggerRef& ref) {
-  // Cut for the logs: a request refused for over-long names is still logged (CheckRefNames).
-  return TriggerRef{.name = ref.name.substr(0, kMaxNameBytes),
-                    .namespace_ = ref.namespace_.substr(0, kMaxNamespaceBytes)};
+void LogFailure(const char* rpc, const TriggerRef& ref, const absl::Status& status) {
+  LogFailure(rpc, ref.name, ref.namespace_, status);
+}
+
+void LogFailure(const char* rpc, const externalscaler::ScaledObjectRef& ref,
+                const absl::Status& status) {
+  LogFailure(rpc, ref.name(), ref.namespace_(), status);
 }
 
 // Reports one RPC's code and latency to the observer (if any), then finishes it. The call may be
@@ -326,6 +328,16 @@ TriggerRef ToTriggerRef(const externalscaler::ScaledObjectRef& ref) {
   return out;
 }
 
+TriggerView ToTriggerView(const externalscaler::ScaledObjectRef& ref) {
+  TriggerView out{.name = ref.name(), .namespace_ = ref.namespace_()};
+  out.metadata.reserve(ref.scalermetadata().size());
+  for (const auto& [key, value] : ref.scalermetadata()) out.metadata.emplace_back(key, value);
+  // A protobuf map iterates in no set order; its keys are distinct.
+  std::sort(out.metadata.begin(), out.metadata.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  return out;
+}
+
 ExternalScalerService::ExternalScalerService(Evaluator* evaluator, ServiceOptions options)
     : options_(options),
       evaluator_(evaluator),
@@ -451,10 +463,9 @@ void ExternalScalerService::TimerLoop() {
 }
 
 void ExternalScalerService::GetMetricSpec(SpecCall* call) {
-  TriggerRef trigger = ToTriggerRef(call->request());
-  absl::StatusOr<ParsedTrigger> parsed = evaluator_->ParseCached(trigger);
+  absl::StatusOr<ParsedTrigger> parsed = evaluator_->ParseCached(ToTriggerView(call->request()));
   if (!parsed.ok()) {
-    LogFailure("GetMetricSpec", trigger, parsed.status());
+    LogFailure("GetMetricSpec", call->request(), parsed.status());
     FinishRpc(options_.observer, "GetMetricSpec", call, ToGrpcStatus(parsed.status()));
     return;
   }
@@ -467,13 +478,12 @@ void ExternalScalerService::GetMetricSpec(SpecCall* call) {
 }
 
 void ExternalScalerService::GetMetrics(MetricsCall* call) {
-  TriggerRef trigger = ToTriggerRef(call->request().scaledobjectref());
-  // `call` stays valid until it is finished.
+  // `call`, and the request the view borrows from, stay valid until the call is finished.
   evaluator_->EvaluateAsync(
-      trigger, [this, call,
-                who = Who(trigger)](absl::StatusOr<std::shared_ptr<const Evaluation>> evaluation) {
+      ToTriggerView(call->request().scaledobjectref()),
+      [this, call](absl::StatusOr<std::shared_ptr<const Evaluation>> evaluation) {
         if (!evaluation.ok()) {
-          LogFailure("GetMetrics", who, evaluation.status());
+          LogFailure("GetMetrics", call->request().scaledobjectref(), evaluation.status());
           FinishRpc(options_.observer, "GetMetrics", call, ToGrpcStatus(evaluation.status()));
           return;
         }
@@ -484,8 +494,9 @@ void ExternalScalerService::GetMetrics(MetricsCall* call) {
         value->set_metricvaluefloat(static_cast<double>(e.report.metric_value));
         // The fields are copies: made only when the lines will be written (not per poll).
         if (spdlog::should_log(spdlog::level::debug)) {
-          const ScopedLogFields fields({{"namespace", who.namespace_},
-                                        {"scaledjob", who.name},
+          const externalscaler::ScaledObjectRef& ref = call->request().scaledobjectref();
+          const ScopedLogFields fields({{"namespace", ref.namespace_()},
+                                        {"scaledjob", ref.name()},
                                         {"metric", e.trigger.metric_name}});
           const std::string& asked = call->request().metricname();
           if (!asked.empty() && asked != e.trigger.metric_name) {
@@ -499,12 +510,11 @@ void ExternalScalerService::GetMetrics(MetricsCall* call) {
 }
 
 void ExternalScalerService::IsActive(IsActiveCall* call) {
-  TriggerRef trigger = ToTriggerRef(call->request());
   evaluator_->EvaluateAsync(
-      trigger, [this, call,
-                who = Who(trigger)](absl::StatusOr<std::shared_ptr<const Evaluation>> evaluation) {
+      ToTriggerView(call->request()),
+      [this, call](absl::StatusOr<std::shared_ptr<const Evaluation>> evaluation) {
         if (!evaluation.ok()) {
-          LogFailure("IsActive", who, evaluation.status());
+          LogFailure("IsActive", call->request(), evaluation.status());
           FinishRpc(options_.observer, "IsActive", call, ToGrpcStatus(evaluation.status()));
           return;
         }

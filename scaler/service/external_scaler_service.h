@@ -141,7 +141,9 @@ class ExternalScalerService final {
   std::thread timer_;
 };
 
-// The request's reference as the evaluator wants it.
+// The request's reference as the evaluator wants it: copied (a stream keeps it), or viewed
+// (a unary call, valid while its request is).
 TriggerRef ToTriggerRef(const externalscaler::ScaledObjectRef& ref);
+TriggerView ToTriggerView(const externalscaler::ScaledObjectRef& ref);
 
 }  // namespace klag::scaler

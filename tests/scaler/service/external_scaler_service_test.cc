@@ -321,4 +321,40 @@ TEST_F(ServiceTest, ConcurrentPollsOfManyTriggersEachGetTheirOwnAnswer) {
 }
 
 }  // namespace
+// The RPCs key a trigger from a view of the request; a stream from a copy. A protobuf map
+// iterates in no set order: the view sorts it, so both give one key (one trigger state), and
+// the copy the view makes for parsing is the request's metadata.
+TEST(TriggerViewTest, ViewOfARequestKeysAsItsCopyWhateverTheMapOrder) {
+  std::vector<std::pair<std::string, std::string>> entries;
+  for (int i = 0; i < 40; ++i) {
+    entries.emplace_back(absl::StrCat("key", (i * 7) % 40), absl::StrCat("value-", i));
+  }
+  externalscaler::ScaledObjectRef forward;
+  externalscaler::ScaledObjectRef backward;
+  for (auto* ref : {&forward, &backward}) {
+    ref->set_name("job");
+    ref->set_namespace_("team");
+  }
+  for (const auto& [key, value] : entries) (*forward.mutable_scalermetadata())[key] = value;
+  for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
+    (*backward.mutable_scalermetadata())[it->first] = it->second;
+  }
+  const TriggerRef copy = ToTriggerRef(forward);
+  const TriggerView view = ToTriggerView(backward);
+  ASSERT_EQ(view.metadata.size(), 40u);
+  for (size_t i = 1; i < view.metadata.size(); ++i) {
+    EXPECT_LT(view.metadata[i - 1].first, view.metadata[i].first);
+  }
+  EXPECT_EQ(TriggerKey(view), TriggerKey(copy));
+  EXPECT_EQ(TriggerKey(ToTriggerView(forward)), TriggerKey(copy));
+  const TriggerRef back = view.ToRef();
+  EXPECT_EQ(back.name, "job");
+  EXPECT_EQ(back.namespace_, "team");
+  EXPECT_EQ(back.metadata, copy.metadata);
+
+  // One value changed: another key.
+  (*backward.mutable_scalermetadata())["key3"] = "other";
+  EXPECT_NE(TriggerKey(ToTriggerView(backward)), TriggerKey(copy));
+}
+
 }  // namespace klag::scaler
