@@ -249,7 +249,7 @@ if want fanout; then
   # scaler_flags (word-split) adds klag-scaler flags for one run.
   scaler_flags=""
   run_klag() {
-    local s=$1 interval=$2 warmup=$3 cycles=$4 tag
+    local s=$1 interval=$2 warmup=$3 cycles=$4 tag file_tag
     shift 4
     tag="$s${*:+ $*}"
     phase "fanout klag S=$tag"
@@ -263,7 +263,9 @@ if want fanout; then
       --metrics-listen "127.0.0.1:$mport" $scaler_flags >"$RESULTS/scaler-$s.log" 2>&1 &
     scaler_pid=$!
     for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
-    local perf_pid="" perf_out="$RESULTS/perf-${s}${*:+-$(tr -c 'a-z0-9\n' '_' <<<"$*" | head -c 60)}"
+    # The run's tag in file names: S, then its flags with anything but [a-z0-9] as "_".
+    file_tag="${s}${*:+-$(tr -c 'a-z0-9\n' '_' <<<"$*" | head -c 60)}"
+    local perf_pid="" perf_out="$RESULTS/perf-$file_tag"
     if ((perf)); then
       # System-wide: the split between the scaler and the rest (load generator, proxies, broker)
       # sharing the cores, then the scaler's own samples by library and symbol.
@@ -282,7 +284,7 @@ if want fanout; then
     # CPU by thread over the scaler's life (start-up and warm-up included), threads of one kind
     # (a name less its trailing digits) added up: where the process's CPU goes.
     { echo "# klag-scaler, S=$tag: CPU seconds by thread kind over its life (start-up and warm-up included)"
-      thread_cpu "$scaler_pid"; } >"$RESULTS/threads-${s}${*:+-$(tr -c 'a-z0-9\n' '_' <<<"$*" | head -c 60)}.txt"
+      thread_cpu "$scaler_pid"; } >"$RESULTS/threads-$file_tag.txt"
     if [[ -n "$perf_pid" ]]; then
       kill -INT "$perf_pid" 2>/dev/null || true
       wait "$perf_pid" 2>/dev/null || true

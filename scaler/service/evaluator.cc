@@ -172,8 +172,9 @@ TriggerView TriggerView::Of(const TriggerRef& ref) {
 
 TriggerRef TriggerView::ToRef() const {
   TriggerRef ref{.name = std::string(name), .namespace_ = std::string(namespace_)};
-  for (const auto& [key, value] : metadata)
+  for (const auto& [key, value] : metadata) {
     ref.metadata.emplace_hint(ref.metadata.end(), key, value);
+  }
   return ref;
 }
 

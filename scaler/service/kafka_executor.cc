@@ -19,11 +19,12 @@ absl::Status QueuedPastDeadlineError(absl::string_view cluster_name) {
 KafkaExecutor::KafkaExecutor(KafkaExecutorOptions options) : options_(options) {
   const int workers = std::max(1, options_.workers);
   threads_.reserve(workers + 1);
-  for (int i = 0; i < workers; ++i)
+  for (int i = 0; i < workers; ++i) {
     threads_.emplace_back([this] {
       NameThisThread("klag-kafka-work");
       WorkerLoop();
     });
+  }
   threads_.emplace_back([this] {
     NameThisThread("klag-kafka-time");
     TimerLoop();

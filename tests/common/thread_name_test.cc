@@ -5,6 +5,7 @@
 
 #include <array>
 #include <string>
+#include <string_view>
 #include <thread>
 
 namespace klag {
@@ -17,28 +18,27 @@ std::string CurrentThreadName() {
   return std::string(name.data());
 }
 
-TEST(ThreadNameTest, NamesTheCallingThreadOnly) {
-  const std::string before = CurrentThreadName();
-  std::string inside;
-  std::thread worker([&inside] {
-    NameThisThread("klag-test");
-    inside = CurrentThreadName();
+// The name a new thread has after NameThisThread(name).
+std::string NameSeenInANewThread(std::string_view name) {
+  std::string seen;
+  std::thread worker([&] {
+    NameThisThread(name);
+    seen = CurrentThreadName();
   });
   worker.join();
-  EXPECT_EQ(inside, "klag-test");
+  return seen;
+}
+
+TEST(ThreadNameTest, NamesTheCallingThreadOnly) {
+  const std::string before = CurrentThreadName();
+  EXPECT_EQ(NameSeenInANewThread("klag-test"), "klag-test");
   EXPECT_EQ(CurrentThreadName(), before);
 }
 
 TEST(ThreadNameTest, LongNamesAreCutToFifteenBytes) {
-  std::string inside;
-  std::thread worker([&inside] {
-    // pthread_setname_np refuses names over 15 bytes (ERANGE) and leaves the old name: the
-    // helper cuts them instead.
-    NameThisThread("klag-a-much-longer-name-than-linux-keeps");
-    inside = CurrentThreadName();
-  });
-  worker.join();
-  EXPECT_EQ(inside, "klag-a-much-lon");
+  // pthread_setname_np refuses names over 15 bytes (ERANGE) and leaves the old name: the helper
+  // cuts them instead.
+  EXPECT_EQ(NameSeenInANewThread("klag-a-much-longer-name-than-linux-keeps"), "klag-a-much-lon");
 }
 
 }  // namespace

@@ -320,7 +320,6 @@ TEST_F(ServiceTest, ConcurrentPollsOfManyTriggersEachGetTheirOwnAnswer) {
   EXPECT_EQ(reader_->calls(), kTriggers);
 }
 
-}  // namespace
 // The RPCs key a trigger from a view of the request; a stream from a copy. A protobuf map
 // iterates in no set order: the view sorts it, so both give one key (one trigger state), and
 // the copy the view makes for parsing is the request's metadata.
@@ -357,4 +356,5 @@ TEST(TriggerViewTest, ViewOfARequestKeysAsItsCopyWhateverTheMapOrder) {
   EXPECT_NE(TriggerKey(ToTriggerView(backward)), TriggerKey(copy));
 }
 
+}  // namespace
 }  // namespace klag::scaler
