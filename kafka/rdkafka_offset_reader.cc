@@ -91,8 +91,8 @@ bool NeedsMetadataRefresh(rd_kafka_resp_err_t err) {
   }
 }
 
-// Everything for one isolation level: its client and its end/log-start snapshot (declared after
-// the client, so it stops first).
+// Everything for one isolation level: its client (topic metadata and ListOffsets) and its
+// end/log-start snapshot (declared after the client, so it stops first).
 struct Lane {
   std::unique_ptr<Client> client;
   std::unique_ptr<EndOffsetsCache> offsets;
@@ -127,6 +127,7 @@ class RdkafkaOffsetReader::Impl {
       lane->offsets.reset();
       lane->client.reset();
     }
+    committed_client_.reset();
   }
 
   absl::StatusOr<GroupOffsets> ReadOffsets(const OffsetQuery& query, absl::Time deadline);
@@ -155,22 +156,28 @@ class RdkafkaOffsetReader::Impl {
   };
 
   absl::StatusOr<Lane*> LaneFor(IsolationLevel isolation);
-  absl::Status EnsureReachable(Lane& lane, absl::Time deadline, absl::string_view context);
-  AdminCall StartCommitted(Lane& lane, const std::string& group,
+  // The client that reads committed offsets (ListConsumerGroupOffsets) for every isolation level,
+  // created on first use.
+  absl::StatusOr<Client*> CommittedClient();
+  // A client with klag's properties, `isolation.level` set when given (ListOffsets reads by it),
+  // and the operator's extra properties; counted in Stats().clients.
+  absl::StatusOr<std::unique_ptr<Client>> NewClient(std::optional<absl::string_view> isolation);
+  absl::Status EnsureReachable(Client& client, absl::Time deadline, absl::string_view context);
+  AdminCall StartCommitted(Client& client, const std::string& group,
                            const std::vector<TopicPartition>* partitions, absl::Time deadline);
-  absl::StatusOr<Committed> AwaitCommitted(Lane& lane, AdminCall& call, absl::Time deadline,
+  absl::StatusOr<Committed> AwaitCommitted(Client& client, AdminCall& call, absl::Time deadline,
                                            absl::string_view context, rd_kafka_resp_err_t& err);
-  absl::StatusOr<Committed> FetchCommitted(Lane& lane, const std::string& group,
+  absl::StatusOr<Committed> FetchCommitted(Client& client, const std::string& group,
                                            const std::vector<TopicPartition>* partitions,
                                            AdminCall first, absl::Time deadline,
                                            absl::string_view context, absl::Time& sent_at);
   // Joins a shared read of `read.key_` sent at or after `arrived`, or starts one (after
   // EnsureReachable). Errors: those of EnsureReachable.
-  absl::Status BeginCommitted(Lane& lane, CommittedRead& read, const std::string& group,
+  absl::Status BeginCommitted(Client& client, CommittedRead& read, const std::string& group,
                               const std::vector<TopicPartition>* partitions, absl::Time arrived,
                               absl::Time deadline, absl::string_view context);
   // The committed offsets of `read`, and the send time of the OffsetFetch that answered.
-  absl::StatusOr<Committed> FinishCommitted(Lane& lane, CommittedRead& read,
+  absl::StatusOr<Committed> FinishCommitted(Client& client, CommittedRead& read,
                                             const std::string& group,
                                             const std::vector<TopicPartition>* partitions,
                                             absl::Time deadline, absl::string_view context,
@@ -204,6 +211,7 @@ class RdkafkaOffsetReader::Impl {
 
   mutable absl::Mutex lanes_mu_;
   std::unique_ptr<Lane> lanes_[2] ABSL_GUARDED_BY(lanes_mu_);
+  std::unique_ptr<Client> committed_client_ ABSL_GUARDED_BY(lanes_mu_);
 
   absl::Mutex committed_mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<SharedCommitted>> committed_
@@ -285,15 +293,8 @@ absl::StatusOr<Lane*> RdkafkaOffsetReader::Impl::LaneFor(IsolationLevel isolatio
   const int index = isolation == IsolationLevel::kReadCommitted ? 1 : 0;
   absl::MutexLock lock(&lanes_mu_);
   if (lanes_[index] != nullptr) return lanes_[index].get();
-  RdkafkaProperties properties = properties_;
-  properties.push_back({"isolation.level", IsolationName(isolation)});
-  for (const auto& extra : options_.extra_properties) properties.push_back(extra);
-  absl::StatusOr<std::unique_ptr<Client>> client =
-      Client::Create(properties, options_.statistics_interval > absl::ZeroDuration());
-  if (!client.ok()) {
-    return absl::Status(client.status().code(),
-                        absl::StrCat("cluster ", name_, ": ", client.status().message()));
-  }
+  absl::StatusOr<std::unique_ptr<Client>> client = NewClient(IsolationName(isolation));
+  if (!client.ok()) return client.status();
   auto lane = std::make_unique<Lane>();
   lane->client = *std::move(client);
   Client* raw_client = lane->client.get();
@@ -307,11 +308,36 @@ absl::StatusOr<Lane*> RdkafkaOffsetReader::Impl::LaneFor(IsolationLevel isolatio
           .window = options_.list_offsets_window,
           .idle_ttl = std::max(absl::Minutes(10), 10 * options_.metadata_max_age),
           .history_points = std::max(0, options_.lag_history_points)});
-  counters_.clients.fetch_add(1);
-  spdlog::info("cluster {}: created librdkafka client {} ({})", name_,
-               rd_kafka_name(lane->client->rk()), IsolationName(isolation));
+  spdlog::info("cluster {}: created librdkafka client {} (topic metadata and end offsets, {})",
+               name_, rd_kafka_name(lane->client->rk()), IsolationName(isolation));
   lanes_[index] = std::move(lane);
   return lanes_[index].get();
+}
+
+absl::StatusOr<Client*> RdkafkaOffsetReader::Impl::CommittedClient() {
+  absl::MutexLock lock(&lanes_mu_);
+  if (committed_client_ != nullptr) return committed_client_.get();
+  absl::StatusOr<std::unique_ptr<Client>> client = NewClient(std::nullopt);
+  if (!client.ok()) return client.status();
+  committed_client_ = *std::move(client);
+  spdlog::info("cluster {}: created librdkafka client {} (committed offsets)", name_,
+               rd_kafka_name(committed_client_->rk()));
+  return committed_client_.get();
+}
+
+absl::StatusOr<std::unique_ptr<Client>> RdkafkaOffsetReader::Impl::NewClient(
+    std::optional<absl::string_view> isolation) {
+  RdkafkaProperties properties = properties_;
+  if (isolation.has_value()) properties.push_back({"isolation.level", std::string(*isolation)});
+  for (const auto& extra : options_.extra_properties) properties.push_back(extra);
+  absl::StatusOr<std::unique_ptr<Client>> client =
+      Client::Create(properties, options_.statistics_interval > absl::ZeroDuration());
+  if (!client.ok()) {
+    return absl::Status(client.status().code(),
+                        absl::StrCat("cluster ", name_, ": ", client.status().message()));
+  }
+  counters_.clients.fetch_add(1);
+  return client;
 }
 
 // Committed offsets come from a coordinator-routed admin request, which librdkafka 2.0.2 must
@@ -320,19 +346,19 @@ absl::StatusOr<Lane*> RdkafkaOffsetReader::Impl::LaneFor(IsolationLevel isolatio
 // since the latest bad connection news. When the news is bad, one Metadata request (brokers
 // only) proves the cluster reachable first, or fails the evaluation as the outage it is, within
 // `unreachable_probe` (Client::Metadata): a dead cluster fails fast.
-absl::Status RdkafkaOffsetReader::Impl::EnsureReachable(Lane& lane, absl::Time deadline,
+absl::Status RdkafkaOffsetReader::Impl::EnsureReachable(Client& client, absl::Time deadline,
                                                         absl::string_view caller) {
-  if (lane.client->Reachable()) return absl::OkStatus();
+  if (client.Reachable()) return absl::OkStatus();
   absl::StatusOr<rdkafka::MetadataPtr> metadata =
-      lane.client->Metadata(nullptr, deadline, options_.unreachable_probe,
-                            absl::StrCat(caller, ": Metadata"), counters_.metadata_requests);
+      client.Metadata(nullptr, deadline, options_.unreachable_probe,
+                      absl::StrCat(caller, ": Metadata"), counters_.metadata_requests);
   if (!metadata.ok() && absl::IsUnavailable(metadata.status())) {
     counters_.unreachable_probe_failures.fetch_add(1);
   }
   return metadata.status();
 }
 
-AdminCall RdkafkaOffsetReader::Impl::StartCommitted(Lane& lane, const std::string& group,
+AdminCall RdkafkaOffsetReader::Impl::StartCommitted(Client& client, const std::string& group,
                                                     const std::vector<TopicPartition>* partitions,
                                                     absl::Time deadline) {
   PartitionListPtr list;
@@ -347,7 +373,7 @@ AdminCall RdkafkaOffsetReader::Impl::StartCommitted(Lane& lane, const std::strin
   rd_kafka_ListConsumerGroupOffsets_t* request =
       rd_kafka_ListConsumerGroupOffsets_new(group.c_str(), list.get());
   counters_.offset_fetch_requests.fetch_add(1);
-  rd_kafka_t* rk = lane.client->rk();
+  rd_kafka_t* rk = client.rk();
   AdminCall call = rdkafka::StartAdmin(
       rk, deadline, RD_KAFKA_EVENT_LISTCONSUMERGROUPOFFSETS_RESULT,
       [&](const rd_kafka_AdminOptions_t* options, rd_kafka_queue_t* queue) {
@@ -358,7 +384,7 @@ AdminCall RdkafkaOffsetReader::Impl::StartCommitted(Lane& lane, const std::strin
   return call;
 }
 
-absl::StatusOr<Committed> RdkafkaOffsetReader::Impl::AwaitCommitted(Lane& lane, AdminCall& call,
+absl::StatusOr<Committed> RdkafkaOffsetReader::Impl::AwaitCommitted(Client& client, AdminCall& call,
                                                                     absl::Time deadline,
                                                                     absl::string_view context,
                                                                     rd_kafka_resp_err_t& err) {
@@ -366,9 +392,9 @@ absl::StatusOr<Committed> RdkafkaOffsetReader::Impl::AwaitCommitted(Lane& lane, 
   AdminOutcome outcome = rdkafka::AwaitAdmin(call, deadline);
   err = outcome.err;
   if (outcome.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return lane.client->ErrorStatus(outcome.err, what, outcome.detail);
+    return client.ErrorStatus(outcome.err, what, outcome.detail);
   }
-  lane.client->MarkReachable();
+  client.MarkReachable();
   size_t count = 0;
   const rd_kafka_group_result_t** groups = rd_kafka_ListConsumerGroupOffsets_result_groups(
       rd_kafka_event_ListConsumerGroupOffsets_result(outcome.event.get()), &count);
@@ -376,14 +402,14 @@ absl::StatusOr<Committed> RdkafkaOffsetReader::Impl::AwaitCommitted(Lane& lane, 
   for (size_t i = 0; i < count; ++i) {
     if (const rd_kafka_error_t* error = rd_kafka_group_result_error(groups[i]); error != nullptr) {
       err = rd_kafka_error_code(error);
-      return lane.client->ErrorStatus(err, what, rd_kafka_error_string(error));
+      return client.ErrorStatus(err, what, rd_kafka_error_string(error));
     }
     const rd_kafka_topic_partition_list_t* partitions = rd_kafka_group_result_partitions(groups[i]);
     for (int p = 0; partitions != nullptr && p < partitions->cnt; ++p) {
       const rd_kafka_topic_partition_t& tp = partitions->elems[p];
       if (tp.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         err = tp.err;
-        return lane.client->ErrorStatus(
+        return client.ErrorStatus(
             tp.err, absl::StrCat(what, ": topic ", tp.topic, " partition ", tp.partition));
       }
       // librdkafka reports "no commit" as RD_KAFKA_OFFSET_INVALID (-1001); the wire says -1.
@@ -397,12 +423,12 @@ absl::StatusOr<Committed> RdkafkaOffsetReader::Impl::AwaitCommitted(Lane& lane, 
 // loading, asks again (librdkafka looks the coordinator up again after such an answer) while the
 // deadline allows; `sent_at` ends as the start time of the call that answered.
 absl::StatusOr<Committed> RdkafkaOffsetReader::Impl::FetchCommitted(
-    Lane& lane, const std::string& group, const std::vector<TopicPartition>* partitions,
+    Client& client, const std::string& group, const std::vector<TopicPartition>* partitions,
     AdminCall first, absl::Time deadline, absl::string_view context, absl::Time& sent_at) {
   AdminCall call = std::move(first);
   for (int attempt = 1;; ++attempt) {
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-    absl::StatusOr<Committed> committed = AwaitCommitted(lane, call, deadline, context, err);
+    absl::StatusOr<Committed> committed = AwaitCommitted(client, call, deadline, context, err);
     if (committed.ok() || !CoordinatorMoving(err) || attempt >= kOffsetFetchAttempts ||
         deadline - absl::Now() < 3 * kCoordinatorBackoff) {
       return committed;
@@ -411,12 +437,12 @@ absl::StatusOr<Committed> RdkafkaOffsetReader::Impl::FetchCommitted(
     // The coordinator just answered, so the client is reachable and a new coordinator-routed
     // request is safe to start (see EnsureReachable).
     sent_at = absl::Now();
-    call = StartCommitted(lane, group, partitions, deadline);
+    call = StartCommitted(client, group, partitions, deadline);
   }
 }
 
 absl::Status RdkafkaOffsetReader::Impl::BeginCommitted(
-    Lane& lane, CommittedRead& read, const std::string& group,
+    Client& client, CommittedRead& read, const std::string& group,
     const std::vector<TopicPartition>* partitions, absl::Time arrived, absl::Time deadline,
     absl::string_view context) {
   {
@@ -437,7 +463,7 @@ absl::Status RdkafkaOffsetReader::Impl::BeginCommitted(
       }
     }
   }
-  if (absl::Status s = EnsureReachable(lane, deadline, context); !s.ok()) return s;
+  if (absl::Status s = EnsureReachable(client, deadline, context); !s.ok()) return s;
   read.owned_ = std::make_shared<SharedCommitted>();
   read.owned_->deadline = deadline;
   read.sent_at_ = absl::Now();
@@ -446,7 +472,7 @@ absl::Status RdkafkaOffsetReader::Impl::BeginCommitted(
     absl::MutexLock lock(&committed_mu_);
     committed_[read.key_] = read.owned_;  // later arrivals join this one
   }
-  read.call_ = StartCommitted(lane, group, partitions, deadline);
+  read.call_ = StartCommitted(client, group, partitions, deadline);
   return absl::OkStatus();
 }
 
@@ -479,13 +505,13 @@ void RdkafkaOffsetReader::Impl::Publish(const std::string& key,
 }
 
 absl::StatusOr<Committed> RdkafkaOffsetReader::Impl::FinishCommitted(
-    Lane& lane, CommittedRead& read, const std::string& group,
+    Client& client, CommittedRead& read, const std::string& group,
     const std::vector<TopicPartition>* partitions, absl::Time deadline, absl::string_view context,
     absl::Time& read_at) {
   if (read.owned_ != nullptr) {
     absl::Time sent_at = read.sent_at_;
-    absl::StatusOr<Committed> committed =
-        FetchCommitted(lane, group, partitions, *std::move(read.call_), deadline, context, sent_at);
+    absl::StatusOr<Committed> committed = FetchCommitted(
+        client, group, partitions, *std::move(read.call_), deadline, context, sent_at);
     read_at = sent_at;
     Publish(read.key_, read.owned_, committed, sent_at);
     read.published_ = true;
@@ -496,7 +522,7 @@ absl::StatusOr<Committed> RdkafkaOffsetReader::Impl::FinishCommitted(
     absl::MutexLock lock(&committed_mu_);
     auto done = [&shared]() { return shared->done; };
     if (!committed_mu_.AwaitWithDeadline(absl::Condition(&done), deadline)) {
-      return lane.client->TimeoutStatus(absl::StrCat(context, ": ListConsumerGroupOffsets"));
+      return client.TimeoutStatus(absl::StrCat(context, ": ListConsumerGroupOffsets"));
     }
   }
   // The owner gave up (its own deadline or another failure came first): read on our own while
@@ -508,11 +534,11 @@ absl::StatusOr<Committed> RdkafkaOffsetReader::Impl::FinishCommitted(
   if (owner_gave_up && absl::Now() < deadline) {
     CommittedRead own(*this, read.key_);
     if (absl::Status s =
-            BeginCommitted(lane, own, group, partitions, absl::Now(), deadline, context);
+            BeginCommitted(client, own, group, partitions, absl::Now(), deadline, context);
         !s.ok()) {
       return s;
     }
-    return FinishCommitted(lane, own, group, partitions, deadline, context, read_at);
+    return FinishCommitted(client, own, group, partitions, deadline, context, read_at);
   }
   read_at = shared->read_at;
   return shared->result;
@@ -604,12 +630,13 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
   if (!lane_or.ok()) return lane_or.status();
   Lane& lane = **lane_or;
   // A cluster known to be down answers kUnavailable within one probe, not at the deadline.
-  if (absl::Status s = EnsureReachable(lane, deadline, context); !s.ok()) return s;
+  if (absl::Status s = EnsureReachable(*lane.client, deadline, context); !s.ok()) return s;
 
   // Shared committed reads are keyed by isolation level, group and what is asked for.
   std::string key = absl::StrCat(static_cast<int>(query.isolation), "\x1f", query.group, "\x1f");
   std::map<std::string, int> counts;
   std::optional<CommittedRead> committed_read;
+  Client* committed_client = nullptr;  // set with committed_read
   std::vector<TopicPartition> all;
   Committed committed;
   absl::Time committed_read_at = absl::InfinitePast();
@@ -630,10 +657,13 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
       committed = *std::move(followed);
     } else {
       // Runs while the ListOffsets lookups below are in flight.
+      absl::StatusOr<Client*> client = CommittedClient();
+      if (!client.ok()) return client.status();
+      committed_client = *client;
       committed_read.emplace(*this, key);
-      if (absl::Status s =
-              BeginCommitted(lane, *committed_read, query.group, &all, arrived, deadline,
-                             absl::StrCat(context, ": topic ", absl::StrJoin(topics, ", ")));
+      if (absl::Status s = BeginCommitted(
+              *committed_client, *committed_read, query.group, &all, arrived, deadline,
+              absl::StrCat(context, ": topic ", absl::StrJoin(topics, ", ")));
           !s.ok()) {
         return s;
       }
@@ -644,14 +674,16 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
     if (followed.has_value()) {
       committed = *std::move(followed);
     } else {
+      absl::StatusOr<Client*> client = CommittedClient();
+      if (!client.ok()) return client.status();
       CommittedRead read(*this, key);
       if (absl::Status s =
-              BeginCommitted(lane, read, query.group, nullptr, arrived, deadline, context);
+              BeginCommitted(**client, read, query.group, nullptr, arrived, deadline, context);
           !s.ok()) {
         return s;
       }
-      absl::StatusOr<Committed> fetched =
-          FinishCommitted(lane, read, query.group, nullptr, deadline, context, committed_read_at);
+      absl::StatusOr<Committed> fetched = FinishCommitted(**client, read, query.group, nullptr,
+                                                          deadline, context, committed_read_at);
       if (!fetched.ok()) return fetched.status();
       committed = *std::move(fetched);
     }
@@ -699,8 +731,9 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
   }
   if (committed_read.has_value()) {
     // `all` lists the same partitions the call was started with (both come from `counts`).
-    absl::StatusOr<Committed> fetched = FinishCommitted(lane, *committed_read, query.group, &all,
-                                                        deadline, context, committed_read_at);
+    absl::StatusOr<Committed> fetched =
+        FinishCommitted(*committed_client, *committed_read, query.group, &all, deadline, context,
+                        committed_read_at);
     if (!fetched.ok()) return fetched.status();
     committed = *std::move(fetched);
   }
@@ -829,11 +862,15 @@ RdkafkaOffsetReaderStats RdkafkaOffsetReader::Impl::Stats() const {
     }
   }
   absl::MutexLock lock(&lanes_mu_);
+  auto add_client = [&stats](const Client& client) {
+    stats.broker_requests += client.broker_requests();
+    stats.unreachable_probes += client.probes();
+    stats.unreachable_fast_failures += client.probe_fast_failures();
+  };
+  if (committed_client_ != nullptr) add_client(*committed_client_);
   for (const auto& lane : lanes_) {
     if (lane == nullptr) continue;
-    stats.broker_requests += lane->client->broker_requests();
-    stats.unreachable_probes += lane->client->probes();
-    stats.unreachable_fast_failures += lane->client->probe_fast_failures();
+    add_client(*lane->client);
     const EndOffsetsCache::Stats cache = lane->offsets->GetStats();
     stats.snapshot_answers += cache.snapshot_answers;
     stats.snapshot_refreshes += cache.fetches;

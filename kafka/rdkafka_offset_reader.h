@@ -31,6 +31,12 @@
 //     per isolation level; it also refreshes the other stale partitions of the same topics).
 //     GroupOffsets::end_offsets_read_at is the send time of the oldest ListOffsets behind the
 //     answer. So Kafka requests grow with groups, brokers and topics, not with triggers;
+//   - clients: one reads committed offsets (admin requests only: it never learns a topic's
+//     partitions), and one per isolation level asks for topic metadata and end offsets. Kept
+//     apart because a consumer-type librdkafka client that knows partitions pays for them on
+//     every request: its broker thread visits every known partition on each wake-up and it keeps
+//     a timer per partition (with statistics on); the committed reads (one OffsetFetch per group
+//     and poll) are most of the requests, the end-offset refreshes few (bench/README.md);
 //   - unconsumed_since: every refresh also adds (end offset, its ListOffsets send time) to a
 //     bounded per-partition history (end_offset_history.h); once the committed offsets are
 //     known, the time the end moved past max(committed, log start) is interpolated from it.
@@ -154,14 +160,14 @@ struct RdkafkaOffsetReaderStats {
   // refreshes and connection set-up), from librdkafka's statistics ("tx" per broker), as of the
   // last statistics event; 0 when statistics are off.
   int64_t broker_requests = 0;
-  // librdkafka clients created so far (at most one per isolation level).
+  // librdkafka clients created so far (one for committed offsets, one per isolation level).
   int clients = 0;
 };
 
 class RdkafkaOffsetReader : public OffsetReader {
  public:
   // Validates the configuration (every librdkafka property is checked) without connecting;
-  // clients are created on first use, one per isolation level. Errors: kInvalidArgument naming
+  // clients are created on first use (committed offsets; one per isolation level). Errors: kInvalidArgument naming
   // the bad setting (never its value).
   static absl::StatusOr<std::unique_ptr<RdkafkaOffsetReader>> Create(
       const ConnectionConfig& config, const RdkafkaOffsetReaderOptions& options = {});
