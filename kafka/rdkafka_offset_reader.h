@@ -167,8 +167,8 @@ struct RdkafkaOffsetReaderStats {
 class RdkafkaOffsetReader : public OffsetReader {
  public:
   // Validates the configuration (every librdkafka property is checked) without connecting;
-  // clients are created on first use (committed offsets; one per isolation level). Errors: kInvalidArgument naming
-  // the bad setting (never its value).
+  // clients are created on first use (committed offsets; one per isolation level). Errors:
+  // kInvalidArgument naming the bad setting (never its value).
   static absl::StatusOr<std::unique_ptr<RdkafkaOffsetReader>> Create(
       const ConnectionConfig& config, const RdkafkaOffsetReaderOptions& options = {});
 
