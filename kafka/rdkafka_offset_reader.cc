@@ -159,8 +159,10 @@ class RdkafkaOffsetReader::Impl {
   // The client that reads committed offsets (ListConsumerGroupOffsets) for every isolation level,
   // created on first use.
   absl::StatusOr<Client*> CommittedClient();
-  // A client with klag's properties, `isolation.level` set when given (ListOffsets reads by it),
-  // and the operator's extra properties; counted in Stats().clients.
+  // klag's properties, `isolation.level` when given (ListOffsets reads by it), then the
+  // operator's extra properties (they win): what every client of this reader starts from.
+  RdkafkaProperties ClientProperties(std::optional<absl::string_view> isolation) const;
+  // A client with ClientProperties(isolation); counted in Stats().clients.
   absl::StatusOr<std::unique_ptr<Client>> NewClient(std::optional<absl::string_view> isolation);
   absl::Status EnsureReachable(Client& client, absl::Time deadline, absl::string_view context);
   AdminCall StartCommitted(Client& client, const std::string& group,
@@ -234,8 +236,7 @@ std::optional<Committed> RdkafkaOffsetReader::Impl::FollowedCommitted(
     absl::MutexLock lock(&follower_mu_);
     if (!follower_started_) {
       follower_started_ = true;
-      RdkafkaProperties properties = properties_;
-      for (const auto& extra : options_.extra_properties) properties.push_back(extra);
+      RdkafkaProperties properties = ClientProperties(std::nullopt);
       // Its end offsets come from the read_committed lane's snapshot: shared with the topics
       // of read_committed triggers, bounded by end_offsets_max_age, and on other connections
       // than its long-polling Fetch (rdkafka_offsets_topic.h).
@@ -325,13 +326,18 @@ absl::StatusOr<Client*> RdkafkaOffsetReader::Impl::CommittedClient() {
   return committed_client_.get();
 }
 
-absl::StatusOr<std::unique_ptr<Client>> RdkafkaOffsetReader::Impl::NewClient(
-    std::optional<absl::string_view> isolation) {
+RdkafkaProperties RdkafkaOffsetReader::Impl::ClientProperties(
+    std::optional<absl::string_view> isolation) const {
   RdkafkaProperties properties = properties_;
   if (isolation.has_value()) properties.push_back({"isolation.level", std::string(*isolation)});
   for (const auto& extra : options_.extra_properties) properties.push_back(extra);
-  absl::StatusOr<std::unique_ptr<Client>> client =
-      Client::Create(properties, options_.statistics_interval > absl::ZeroDuration());
+  return properties;
+}
+
+absl::StatusOr<std::unique_ptr<Client>> RdkafkaOffsetReader::Impl::NewClient(
+    std::optional<absl::string_view> isolation) {
+  absl::StatusOr<std::unique_ptr<Client>> client = Client::Create(
+      ClientProperties(isolation), options_.statistics_interval > absl::ZeroDuration());
   if (!client.ok()) {
     return absl::Status(client.status().code(),
                         absl::StrCat("cluster ", name_, ": ", client.status().message()));

@@ -188,7 +188,8 @@ class RdkafkaOffsetReader : public OffsetReader {
   absl::StatusOr<GroupOffsets> ReadOffsets(const OffsetQuery& query, absl::Time deadline) override;
 
   // See OffsetReader. Answers only with --committed-offsets-source offsets-topic, for a query
-  // naming its topics, once both clients and the follower exist, the cluster is reachable, the
+  // naming its topics, once the end-offset clients it reads from (the query's isolation level
+  // and read_committed, the follower's) and the follower exist, the cluster is reachable, the
   // partition counts are cached, every end offset is in the snapshot within
   // end_offsets_max_age, and the follower has read __consumer_offsets up to end offsets listed
   // within it: the freshness ReadOffsets gives in that mode. Creates nothing, sends nothing and
