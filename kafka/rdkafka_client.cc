@@ -105,6 +105,12 @@ absl::StatusOr<MetadataPtr> Client::Metadata(rd_kafka_topic_t* rkt, absl::Time d
   return result;
 }
 
+absl::Status Client::EnsureReachable(absl::Time deadline, absl::Duration probe,
+                                     absl::string_view context, std::atomic<int64_t>& requests) {
+  if (Reachable()) return absl::OkStatus();
+  return Metadata(nullptr, deadline, probe, absl::StrCat(context, ": Metadata"), requests).status();
+}
+
 absl::StatusOr<MetadataPtr> Client::MetadataAttempts(rd_kafka_topic_t* rkt, absl::Time deadline,
                                                      absl::Duration probe,
                                                      absl::string_view context,

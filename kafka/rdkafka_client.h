@@ -102,6 +102,13 @@ class Client {
                                        absl::Duration probe, absl::string_view context,
                                        std::atomic<int64_t>& requests);
 
+  // OK at once when the latest connection news is good (or there is none yet); otherwise one
+  // brokers-only Metadata() proves the cluster reachable, or fails as Metadata() does
+  // (kUnavailable within about `probe` for a cluster known down). Counts a request sent in
+  // `requests`.
+  absl::Status EnsureReachable(absl::Time deadline, absl::Duration probe, absl::string_view context,
+                               std::atomic<int64_t>& requests);
+
   // Requests sent to brokers (librdkafka statistics, "tx" over real brokers) as of the last
   // statistics event.
   int64_t broker_requests() const { return broker_requests_.load(); }

@@ -18,6 +18,7 @@
 #include "absl/time/clock.h"
 #include "kafka/end_offsets_cache.h"
 #include "kafka/rdkafka_client.h"
+#include "kafka/rdkafka_committed_reads.h"
 #include "kafka/rdkafka_handle.h"
 #include "kafka/rdkafka_list_offsets.h"
 #include "kafka/rdkafka_offsets_topic.h"
@@ -28,31 +29,20 @@
 namespace klag::kafka {
 namespace {
 
-using rdkafka::AdminCall;
-using rdkafka::AdminOutcome;
 using rdkafka::Client;
-using rdkafka::PartitionListPtr;
-using rdkafka::RemainingMs;
 
 // How many times ReadOffsets asks again for partitions that failed with a retriable error
 // (leader moved, metadata stale), refreshing metadata in between, while the deadline allows.
 constexpr int kListOffsetsAttempts = 3;
 constexpr absl::Duration kRetryBackoff = absl::Milliseconds(50);
-// How many ListConsumerGroupOffsets requests one ReadOffsets makes while the group coordinator
-// answers that it is moving or loading (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE,
-// COORDINATOR_LOAD_IN_PROGRESS), while the deadline allows.
-constexpr int kOffsetFetchAttempts = 3;
-constexpr absl::Duration kCoordinatorBackoff = absl::Milliseconds(100);
-
-using Committed = absl::flat_hash_map<TopicPartition, int64_t>;
+using rdkafka::CommittedReads;
+using Committed = rdkafka::CommittedOffsets;
 
 struct Counters {
   std::atomic<int64_t> read_offsets_calls{0};
   std::atomic<int64_t> metadata_requests{0};
   rdkafka::ListOffsetsCounters list_offsets;
   std::atomic<int64_t> list_offsets_lookups{0};
-  std::atomic<int64_t> offset_fetch_requests{0};
-  std::atomic<int64_t> offset_fetch_shared{0};
   std::atomic<int64_t> unreachable_probe_failures{0};
   std::atomic<int64_t> offsets_topic_answers{0};
   std::atomic<int64_t> offsets_topic_fallbacks{0};
@@ -61,13 +51,6 @@ struct Counters {
 
 const char* IsolationName(IsolationLevel isolation) {
   return isolation == IsolationLevel::kReadCommitted ? "read_committed" : "read_uncommitted";
-}
-
-// Group coordinator answers that mean "ask again shortly" (the coordinator moves or loads).
-bool CoordinatorMoving(rd_kafka_resp_err_t err) {
-  return err == RD_KAFKA_RESP_ERR_NOT_COORDINATOR ||
-         err == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
-         err == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS;
 }
 
 // Errors after which the partition's leader or the topic's existence should be looked up again
@@ -98,17 +81,6 @@ struct Lane {
   std::unique_ptr<EndOffsetsCache> offsets;
 };
 
-// One ListConsumerGroupOffsets shared by the ReadOffsets calls for one (isolation, group,
-// partitions) that arrived before it was sent. The caller that sent it (the owner) publishes the
-// outcome; the others wait for it.
-struct SharedCommitted {
-  absl::Time sent_at;   // before the first OffsetFetch of the owner went out
-  absl::Time deadline;  // the owner's
-  bool done = false;
-  absl::StatusOr<Committed> result = absl::AbortedError("abandoned");
-  absl::Time read_at;  // send time of the OffsetFetch that answered
-};
-
 }  // namespace
 
 class RdkafkaOffsetReader::Impl {
@@ -127,7 +99,7 @@ class RdkafkaOffsetReader::Impl {
       lane->offsets.reset();
       lane->client.reset();
     }
-    committed_client_.reset();
+    committed_reads_.reset();
   }
 
   absl::StatusOr<GroupOffsets> ReadOffsets(const OffsetQuery& query, absl::Time deadline);
@@ -135,57 +107,17 @@ class RdkafkaOffsetReader::Impl {
   RdkafkaOffsetReaderStats Stats() const;
 
  private:
-  // A ReadOffsets call's part in a shared committed-offsets read: the owner started the call and
-  // must publish its outcome (the destructor publishes "abandoned" if it never does).
-  struct CommittedRead {
-    CommittedRead(Impl& impl, std::string key) : impl_(impl), key_(std::move(key)) {}
-    ~CommittedRead() {
-      if (owned_ != nullptr && !published_)
-        impl_.Publish(key_, owned_, absl::AbortedError("abandoned"), {});
-    }
-    CommittedRead(const CommittedRead&) = delete;
-    CommittedRead& operator=(const CommittedRead&) = delete;
-
-    Impl& impl_;
-    const std::string key_;
-    std::shared_ptr<SharedCommitted> joined_;
-    std::shared_ptr<SharedCommitted> owned_;
-    std::optional<AdminCall> call_;
-    absl::Time sent_at_;
-    bool published_ = false;
-  };
-
   absl::StatusOr<Lane*> LaneFor(IsolationLevel isolation);
-  // The client that reads committed offsets (ListConsumerGroupOffsets) for every isolation level,
-  // created on first use.
-  absl::StatusOr<Client*> CommittedClient();
+  // The committed-offsets reads and their client (ListConsumerGroupOffsets for every isolation
+  // level), created on first use.
+  absl::StatusOr<CommittedReads*> GetCommittedReads();
   // klag's properties, `isolation.level` when given (ListOffsets reads by it), then the
   // operator's extra properties (they win): what every client of this reader starts from.
   RdkafkaProperties ClientProperties(std::optional<absl::string_view> isolation) const;
   // A client with ClientProperties(isolation); counted in Stats().clients.
   absl::StatusOr<std::unique_ptr<Client>> NewClient(std::optional<absl::string_view> isolation);
+  // Client::EnsureReachable with this reader's probe, counted.
   absl::Status EnsureReachable(Client& client, absl::Time deadline, absl::string_view context);
-  AdminCall StartCommitted(Client& client, const std::string& group,
-                           const std::vector<TopicPartition>* partitions, absl::Time deadline);
-  absl::StatusOr<Committed> AwaitCommitted(Client& client, AdminCall& call, absl::Time deadline,
-                                           absl::string_view context, rd_kafka_resp_err_t& err);
-  absl::StatusOr<Committed> FetchCommitted(Client& client, const std::string& group,
-                                           const std::vector<TopicPartition>* partitions,
-                                           AdminCall first, absl::Time deadline,
-                                           absl::string_view context, absl::Time& sent_at);
-  // Joins a shared read of `read.key_` sent at or after `arrived`, or starts one (after
-  // EnsureReachable). Errors: those of EnsureReachable.
-  absl::Status BeginCommitted(Client& client, CommittedRead& read, const std::string& group,
-                              const std::vector<TopicPartition>* partitions, absl::Time arrived,
-                              absl::Time deadline, absl::string_view context);
-  // The committed offsets of `read`, and the send time of the OffsetFetch that answered.
-  absl::StatusOr<Committed> FinishCommitted(Client& client, CommittedRead& read,
-                                            const std::string& group,
-                                            const std::vector<TopicPartition>* partitions,
-                                            absl::Time deadline, absl::string_view context,
-                                            absl::Time& read_at);
-  void Publish(const std::string& key, const std::shared_ptr<SharedCommitted>& shared,
-               absl::StatusOr<Committed> result, absl::Time read_at);
   // The follower's answer, or nullopt when committed offsets come from OffsetFetch: always with
   // kOffsetFetch; with kOffsetsTopic when the read falls back (counted; the follower is started
   // on first use).
@@ -213,12 +145,7 @@ class RdkafkaOffsetReader::Impl {
 
   mutable absl::Mutex lanes_mu_;
   std::unique_ptr<Lane> lanes_[2] ABSL_GUARDED_BY(lanes_mu_);
-  std::unique_ptr<Client> committed_client_ ABSL_GUARDED_BY(lanes_mu_);
-
-  absl::Mutex committed_mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<SharedCommitted>> committed_
-      ABSL_GUARDED_BY(committed_mu_);
-  absl::Time last_committed_sweep_ ABSL_GUARDED_BY(committed_mu_);
+  std::unique_ptr<CommittedReads> committed_reads_ ABSL_GUARDED_BY(lanes_mu_);
 
   mutable absl::Mutex follower_mu_;
   bool follower_started_ ABSL_GUARDED_BY(follower_mu_) = false;
@@ -315,15 +242,18 @@ absl::StatusOr<Lane*> RdkafkaOffsetReader::Impl::LaneFor(IsolationLevel isolatio
   return lanes_[index].get();
 }
 
-absl::StatusOr<Client*> RdkafkaOffsetReader::Impl::CommittedClient() {
+absl::StatusOr<CommittedReads*> RdkafkaOffsetReader::Impl::GetCommittedReads() {
   absl::MutexLock lock(&lanes_mu_);
-  if (committed_client_ != nullptr) return committed_client_.get();
+  if (committed_reads_ != nullptr) return committed_reads_.get();
   absl::StatusOr<std::unique_ptr<Client>> client = NewClient(std::nullopt);
   if (!client.ok()) return client.status();
-  committed_client_ = *std::move(client);
   spdlog::info("cluster {}: created librdkafka client {} (committed offsets)", name_,
-               rd_kafka_name(committed_client_->rk()));
-  return committed_client_.get();
+               rd_kafka_name((*client)->rk()));
+  committed_reads_ = std::make_unique<CommittedReads>(
+      *std::move(client), CommittedReads::Options{.name = name_,
+                                                  .max_age = options_.committed_offsets_max_age,
+                                                  .unreachable_probe = options_.unreachable_probe});
+  return committed_reads_.get();
 }
 
 RdkafkaProperties RdkafkaOffsetReader::Impl::ClientProperties(
@@ -346,208 +276,13 @@ absl::StatusOr<std::unique_ptr<Client>> RdkafkaOffsetReader::Impl::NewClient(
   return client;
 }
 
-// Committed offsets come from a coordinator-routed admin request, which librdkafka 2.0.2 must
-// never time out on its own while the coordinator is unreachable (see kMaxAdminRequestTimeout):
-// such requests get the maximum timeout and are started only after some broker has answered
-// since the latest bad connection news. When the news is bad, one Metadata request (brokers
-// only) proves the cluster reachable first, or fails the evaluation as the outage it is, within
-// `unreachable_probe` (Client::Metadata): a dead cluster fails fast.
+// A cluster known to be down answers kUnavailable within one probe, not at the deadline.
 absl::Status RdkafkaOffsetReader::Impl::EnsureReachable(Client& client, absl::Time deadline,
-                                                        absl::string_view caller) {
-  if (client.Reachable()) return absl::OkStatus();
-  absl::StatusOr<rdkafka::MetadataPtr> metadata =
-      client.Metadata(nullptr, deadline, options_.unreachable_probe,
-                      absl::StrCat(caller, ": Metadata"), counters_.metadata_requests);
-  if (!metadata.ok() && absl::IsUnavailable(metadata.status())) {
-    counters_.unreachable_probe_failures.fetch_add(1);
-  }
-  return metadata.status();
-}
-
-AdminCall RdkafkaOffsetReader::Impl::StartCommitted(Client& client, const std::string& group,
-                                                    const std::vector<TopicPartition>* partitions,
-                                                    absl::Time deadline) {
-  PartitionListPtr list;
-  if (partitions != nullptr) {
-    list.reset(rd_kafka_topic_partition_list_new(static_cast<int>(partitions->size())));
-    for (const TopicPartition& tp : *partitions) {
-      rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition);
-    }
-  }
-  // NULL partitions: every partition the group has committed offsets for (OffsetFetch with a
-  // null topic list).
-  rd_kafka_ListConsumerGroupOffsets_t* request =
-      rd_kafka_ListConsumerGroupOffsets_new(group.c_str(), list.get());
-  counters_.offset_fetch_requests.fetch_add(1);
-  rd_kafka_t* rk = client.rk();
-  AdminCall call = rdkafka::StartAdmin(
-      rk, deadline, RD_KAFKA_EVENT_LISTCONSUMERGROUPOFFSETS_RESULT,
-      [&](const rd_kafka_AdminOptions_t* options, rd_kafka_queue_t* queue) {
-        rd_kafka_ListConsumerGroupOffsets(rk, &request, 1, options, queue);
-      },
-      rdkafka::kMaxAdminRequestTimeout);
-  rd_kafka_ListConsumerGroupOffsets_destroy(request);
-  return call;
-}
-
-absl::StatusOr<Committed> RdkafkaOffsetReader::Impl::AwaitCommitted(Client& client, AdminCall& call,
-                                                                    absl::Time deadline,
-                                                                    absl::string_view context,
-                                                                    rd_kafka_resp_err_t& err) {
-  const std::string what = absl::StrCat(context, ": ListConsumerGroupOffsets");
-  AdminOutcome outcome = rdkafka::AwaitAdmin(call, deadline);
-  err = outcome.err;
-  if (outcome.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    return client.ErrorStatus(outcome.err, what, outcome.detail);
-  }
-  client.MarkReachable();
-  size_t count = 0;
-  const rd_kafka_group_result_t** groups = rd_kafka_ListConsumerGroupOffsets_result_groups(
-      rd_kafka_event_ListConsumerGroupOffsets_result(outcome.event.get()), &count);
-  absl::flat_hash_map<TopicPartition, int64_t> committed;
-  for (size_t i = 0; i < count; ++i) {
-    if (const rd_kafka_error_t* error = rd_kafka_group_result_error(groups[i]); error != nullptr) {
-      err = rd_kafka_error_code(error);
-      return client.ErrorStatus(err, what, rd_kafka_error_string(error));
-    }
-    const rd_kafka_topic_partition_list_t* partitions = rd_kafka_group_result_partitions(groups[i]);
-    for (int p = 0; partitions != nullptr && p < partitions->cnt; ++p) {
-      const rd_kafka_topic_partition_t& tp = partitions->elems[p];
-      if (tp.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        err = tp.err;
-        return client.ErrorStatus(
-            tp.err, absl::StrCat(what, ": topic ", tp.topic, " partition ", tp.partition));
-      }
-      // librdkafka reports "no commit" as RD_KAFKA_OFFSET_INVALID (-1001); the wire says -1.
-      if (tp.offset >= 0) committed[TopicPartition{tp.topic, tp.partition}] = tp.offset;
-    }
-  }
-  return committed;
-}
-
-// Awaits `first` (started at `sent_at`) and, while the coordinator answers that it is moving or
-// loading, asks again (librdkafka looks the coordinator up again after such an answer) while the
-// deadline allows; `sent_at` ends as the start time of the call that answered.
-absl::StatusOr<Committed> RdkafkaOffsetReader::Impl::FetchCommitted(
-    Client& client, const std::string& group, const std::vector<TopicPartition>* partitions,
-    AdminCall first, absl::Time deadline, absl::string_view context, absl::Time& sent_at) {
-  AdminCall call = std::move(first);
-  for (int attempt = 1;; ++attempt) {
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-    absl::StatusOr<Committed> committed = AwaitCommitted(client, call, deadline, context, err);
-    if (committed.ok() || !CoordinatorMoving(err) || attempt >= kOffsetFetchAttempts ||
-        deadline - absl::Now() < 3 * kCoordinatorBackoff) {
-      return committed;
-    }
-    absl::SleepFor(std::min(kCoordinatorBackoff * attempt, (deadline - absl::Now()) / 3));
-    // The coordinator just answered, so the client is reachable and a new coordinator-routed
-    // request is safe to start (see EnsureReachable).
-    sent_at = absl::Now();
-    call = StartCommitted(client, group, partitions, deadline);
-  }
-}
-
-absl::Status RdkafkaOffsetReader::Impl::BeginCommitted(
-    Client& client, CommittedRead& read, const std::string& group,
-    const std::vector<TopicPartition>* partitions, absl::Time arrived, absl::Time deadline,
-    absl::string_view context) {
-  {
-    absl::MutexLock lock(&committed_mu_);
-    auto it = committed_.find(read.key_);
-    // Only a read sent after this call arrived answers it ("read for this poll"), or, with
-    // committed_offsets_max_age, one sent at most that long before it arrived: in flight, or done
-    // and successful.
-    const absl::Time oldest = arrived - options_.committed_offsets_max_age;
-    if (it != committed_.end()) {
-      const SharedCommitted& shared = *it->second;
-      const bool in_flight = !shared.done && shared.sent_at >= oldest;
-      const bool answered = shared.done && shared.result.ok() && shared.read_at >= oldest;
-      if (in_flight || answered) {
-        read.joined_ = it->second;
-        counters_.offset_fetch_shared.fetch_add(1);
-        return absl::OkStatus();
-      }
-    }
-  }
-  if (absl::Status s = EnsureReachable(client, deadline, context); !s.ok()) return s;
-  read.owned_ = std::make_shared<SharedCommitted>();
-  read.owned_->deadline = deadline;
-  read.sent_at_ = absl::Now();
-  read.owned_->sent_at = read.sent_at_;
-  {
-    absl::MutexLock lock(&committed_mu_);
-    committed_[read.key_] = read.owned_;  // later arrivals join this one
-  }
-  read.call_ = StartCommitted(client, group, partitions, deadline);
-  return absl::OkStatus();
-}
-
-void RdkafkaOffsetReader::Impl::Publish(const std::string& key,
-                                        const std::shared_ptr<SharedCommitted>& shared,
-                                        absl::StatusOr<Committed> result, absl::Time read_at) {
-  absl::MutexLock lock(&committed_mu_);
-  shared->result = std::move(result);
-  shared->read_at = read_at;
-  shared->done = true;
-  const absl::Duration max_age = options_.committed_offsets_max_age;
-  if (auto it = committed_.find(key); it != committed_.end() && it->second == shared &&
-                                      (max_age <= absl::ZeroDuration() || !shared->result.ok())) {
-    committed_.erase(it);
-  }
-  // With a max age, answers stay for later callers: drop those too old to serve anyone, at
-  // most once per max age (so the map holds the keys read within about two max ages).
-  const absl::Time now = absl::Now();
-  if (max_age > absl::ZeroDuration() && now - last_committed_sweep_ >= max_age) {
-    last_committed_sweep_ = now;
-    for (auto it = committed_.begin(); it != committed_.end();) {
-      const SharedCommitted& entry = *it->second;
-      if (entry.done && entry.read_at < now - max_age) {
-        committed_.erase(it++);  // flat_hash_map: erase(iterator) returns void
-      } else {
-        ++it;
-      }
-    }
-  }
-}
-
-absl::StatusOr<Committed> RdkafkaOffsetReader::Impl::FinishCommitted(
-    Client& client, CommittedRead& read, const std::string& group,
-    const std::vector<TopicPartition>* partitions, absl::Time deadline, absl::string_view context,
-    absl::Time& read_at) {
-  if (read.owned_ != nullptr) {
-    absl::Time sent_at = read.sent_at_;
-    absl::StatusOr<Committed> committed = FetchCommitted(
-        client, group, partitions, *std::move(read.call_), deadline, context, sent_at);
-    read_at = sent_at;
-    Publish(read.key_, read.owned_, committed, sent_at);
-    read.published_ = true;
-    return committed;
-  }
-  std::shared_ptr<SharedCommitted> shared = read.joined_;
-  {
-    absl::MutexLock lock(&committed_mu_);
-    auto done = [&shared]() { return shared->done; };
-    if (!committed_mu_.AwaitWithDeadline(absl::Condition(&done), deadline)) {
-      return client.TimeoutStatus(absl::StrCat(context, ": ListConsumerGroupOffsets"));
-    }
-  }
-  // The owner gave up (its own deadline or another failure came first): read on our own while
-  // our deadline allows.
-  const bool owner_gave_up =
-      absl::IsAborted(shared->result.status()) ||
-      (shared->deadline < deadline && (absl::IsDeadlineExceeded(shared->result.status()) ||
-                                       absl::IsUnavailable(shared->result.status())));
-  if (owner_gave_up && absl::Now() < deadline) {
-    CommittedRead own(*this, read.key_);
-    if (absl::Status s =
-            BeginCommitted(client, own, group, partitions, absl::Now(), deadline, context);
-        !s.ok()) {
-      return s;
-    }
-    return FinishCommitted(client, own, group, partitions, deadline, context, read_at);
-  }
-  read_at = shared->read_at;
-  return shared->result;
+                                                        absl::string_view context) {
+  absl::Status s = client.EnsureReachable(deadline, options_.unreachable_probe, context,
+                                          counters_.metadata_requests);
+  if (absl::IsUnavailable(s)) counters_.unreachable_probe_failures.fetch_add(1);
+  return s;
 }
 
 absl::Status RdkafkaOffsetReader::Impl::LookupOffsets(
@@ -638,12 +373,11 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
   // A cluster known to be down answers kUnavailable within one probe, not at the deadline.
   if (absl::Status s = EnsureReachable(*lane.client, deadline, context); !s.ok()) return s;
 
-  // Shared committed reads are keyed by isolation level, group and what is asked for.
-  std::string key = absl::StrCat(static_cast<int>(query.isolation), "\x1f", query.group, "\x1f");
   std::map<std::string, int> counts;
-  std::optional<CommittedRead> committed_read;
-  Client* committed_client = nullptr;  // set with committed_read
   std::vector<TopicPartition> all;
+  // The committed-offsets read started before the ListOffsets lookups and finished after them
+  // (it points to `all`).
+  std::unique_ptr<CommittedReads::Read> committed_read;
   Committed committed;
   absl::Time committed_read_at = absl::InfinitePast();
   if (!topics.empty()) {
@@ -652,7 +386,6 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
           metadata_.PartitionCount(*lane.client, topic, deadline, /*force=*/false);
       if (!count.ok()) return count.status();
       counts[topic] = *count;
-      absl::StrAppend(&key, topic, ":", *count, "\x1e");
     }
     for (const auto& [topic, count] : counts) {
       for (int p = 0; p < count; ++p) all.push_back(TopicPartition{topic, p});
@@ -662,17 +395,14 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
     if (followed.has_value()) {
       committed = *std::move(followed);
     } else {
-      // Runs while the ListOffsets lookups below are in flight.
-      absl::StatusOr<Client*> client = CommittedClient();
-      if (!client.ok()) return client.status();
-      committed_client = *client;
-      committed_read.emplace(*this, key);
-      if (absl::Status s = BeginCommitted(
-              *committed_client, *committed_read, query.group, &all, arrived, deadline,
-              absl::StrCat(context, ": topic ", absl::StrJoin(topics, ", ")));
-          !s.ok()) {
-        return s;
-      }
+      // In flight while the ListOffsets lookups below are.
+      absl::StatusOr<CommittedReads*> reads = GetCommittedReads();
+      if (!reads.ok()) return reads.status();
+      absl::StatusOr<std::unique_ptr<CommittedReads::Read>> read =
+          (*reads)->Begin(query.group, &all, arrived, deadline,
+                          absl::StrCat(context, ": topic ", absl::StrJoin(topics, ", ")));
+      if (!read.ok()) return read.status();
+      committed_read = *std::move(read);
     }
   } else {
     std::optional<Committed> followed =
@@ -680,16 +410,12 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
     if (followed.has_value()) {
       committed = *std::move(followed);
     } else {
-      absl::StatusOr<Client*> client = CommittedClient();
-      if (!client.ok()) return client.status();
-      CommittedRead read(*this, key);
-      if (absl::Status s =
-              BeginCommitted(**client, read, query.group, nullptr, arrived, deadline, context);
-          !s.ok()) {
-        return s;
-      }
-      absl::StatusOr<Committed> fetched = FinishCommitted(**client, read, query.group, nullptr,
-                                                          deadline, context, committed_read_at);
+      absl::StatusOr<CommittedReads*> reads = GetCommittedReads();
+      if (!reads.ok()) return reads.status();
+      absl::StatusOr<std::unique_ptr<CommittedReads::Read>> read =
+          (*reads)->Begin(query.group, nullptr, arrived, deadline, context);
+      if (!read.ok()) return read.status();
+      absl::StatusOr<Committed> fetched = (*read)->Finish(deadline, committed_read_at);
       if (!fetched.ok()) return fetched.status();
       committed = *std::move(fetched);
     }
@@ -735,11 +461,8 @@ absl::StatusOr<GroupOffsets> RdkafkaOffsetReader::Impl::ReadOffsets(const Offset
       !s.ok()) {
     return s;
   }
-  if (committed_read.has_value()) {
-    // `all` lists the same partitions the call was started with (both come from `counts`).
-    absl::StatusOr<Committed> fetched =
-        FinishCommitted(*committed_client, *committed_read, query.group, &all, deadline, context,
-                        committed_read_at);
+  if (committed_read != nullptr) {
+    absl::StatusOr<Committed> fetched = committed_read->Finish(deadline, committed_read_at);
     if (!fetched.ok()) return fetched.status();
     committed = *std::move(fetched);
   }
@@ -853,8 +576,6 @@ RdkafkaOffsetReaderStats RdkafkaOffsetReader::Impl::Stats() const {
   stats.list_offsets_calls = counters_.list_offsets.calls.load();
   stats.list_offsets_partitions = counters_.list_offsets.partitions.load();
   stats.list_offsets_lookups = counters_.list_offsets_lookups.load();
-  stats.offset_fetch_requests = counters_.offset_fetch_requests.load();
-  stats.offset_fetch_shared = counters_.offset_fetch_shared.load();
   stats.unreachable_probe_failures = counters_.unreachable_probe_failures.load();
   stats.offsets_topic_answers = counters_.offsets_topic_answers.load();
   stats.offsets_topic_fallbacks = counters_.offsets_topic_fallbacks.load();
@@ -873,7 +594,14 @@ RdkafkaOffsetReaderStats RdkafkaOffsetReader::Impl::Stats() const {
     stats.unreachable_probes += client.probes();
     stats.unreachable_fast_failures += client.probe_fast_failures();
   };
-  if (committed_client_ != nullptr) add_client(*committed_client_);
+  if (committed_reads_ != nullptr) {
+    add_client(committed_reads_->client());
+    const CommittedReads::Stats reads = committed_reads_->GetStats();
+    stats.offset_fetch_requests = reads.requests;
+    stats.offset_fetch_shared = reads.shared;
+    stats.metadata_requests += reads.probe_requests;
+    stats.unreachable_probe_failures += reads.probe_failures;
+  }
   for (const auto& lane : lanes_) {
     if (lane == nullptr) continue;
     add_client(*lane->client);

@@ -20,9 +20,10 @@
 //     ListOffsets' send time); otherwise (the default, and the follower's fallback):
 //   - committed offsets: admin ListConsumerGroupOffsets (one OffsetFetch for the group), started
 //     first and awaited last. Read for this call by default: concurrent calls for the same
-//     (group, isolation level, partitions) share one OffsetFetch only when it was sent after
-//     they arrived (with `committed_offsets_max_age`, at most that long before, answered or in
-//     flight); GroupOffsets::committed_read_at is its send time;
+//     (group, partitions), whatever their isolation level, share one OffsetFetch only when it was
+//     sent after they arrived (with `committed_offsets_max_age`, at most that long before,
+//     answered or in flight); GroupOffsets::committed_read_at is its send time
+//     (rdkafka_committed_reads.h);
 //   - end and log-start offsets: a snapshot per isolation level and partition shared by every
 //     caller (end_offsets_cache.h), answered from when every needed value comes from a ListOffsets
 //     sent at most `end_offsets_max_age` before the call; otherwise refreshed by
@@ -81,9 +82,9 @@ struct RdkafkaOffsetReaderOptions {
   // How old committed offsets may be when returned (measured from the send time of the
   // OffsetFetch that read them, back from the call's arrival). Zero (the default): always read
   // for the call (shared only with calls that arrived before it was sent). Above zero, calls for
-  // the same group, isolation level and partitions within this age share one OffsetFetch, so S
-  // ScaledJobs on one group cost one OffsetFetch per max age instead of S; the lag they see may
-  // then miss commits made within that age (it overstates lag by at most that much consumption).
+  // the same group and partitions within this age share one OffsetFetch, so S ScaledJobs on one
+  // group cost one OffsetFetch per max age instead of S; the lag they see may then miss commits
+  // made within that age (it overstates lag by at most that much consumption).
   absl::Duration committed_offsets_max_age = absl::ZeroDuration();
   // Where committed offsets come from (see CommittedOffsetsSource); with kOffsetsTopic,
   // committed_offsets_max_age applies to the fallback OffsetFetch only.

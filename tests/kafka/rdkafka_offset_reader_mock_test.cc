@@ -1,7 +1,5 @@
-// RdkafkaOffsetReader against librdkafka's mock cluster (rdkafka_mock.h): fault injection that a
-// real broker cannot do on demand (downed brokers, slow responses, request errors, moved
-// leaders). Label unit: needs no external broker. (The 2.0.2 mock cannot CreateTopics or
-// DescribeConsumerGroups: topics come from rd_kafka_mock_topic_create.)
+// RdkafkaOffsetReader against librdkafka's mock cluster (tests/kafka/mock_cluster.h): fault
+// injection that a real broker cannot do on demand. Label unit: needs no external broker.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <librdkafka/rdkafka.h>
@@ -22,61 +20,23 @@
 #include "absl/time/clock.h"
 #include "kafka/rdkafka_offset_reader.h"
 #include "tests/kafka/commit_many.h"
+#include "tests/kafka/mock_cluster.h"
 #include "tests/testing/kafka_admin.h"
 #include "tests/testing/test_env.h"
 
 namespace klag::kafka {
 namespace {
 
+using ::klag::testing::kListOffsets;
+using ::klag::testing::kOffsetFetch;
+using ::klag::testing::MockCluster;
 using ::klag::testing::UniqueName;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// Kafka protocol API keys (rdkafka_protocol.h is not installed).
-constexpr int16_t kListOffsets = 2;
-constexpr int16_t kOffsetFetch = 9;
-
 // How late past its deadline a call may return (thread wake-ups on a shared 2-core machine).
 constexpr absl::Duration kSlack = absl::Milliseconds(300);
-
-class MockCluster {
- public:
-  explicit MockCluster(int brokers) {
-    char errstr[256];
-    rd_kafka_conf_t* conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "log_level", "2", errstr, sizeof(errstr));
-    rk_ = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-    mcluster_ = rd_kafka_mock_cluster_new(rk_, brokers);
-  }
-  ~MockCluster() {
-    rd_kafka_mock_cluster_destroy(mcluster_);
-    rd_kafka_destroy(rk_);
-  }
-  MockCluster(const MockCluster&) = delete;
-  MockCluster& operator=(const MockCluster&) = delete;
-
-  rd_kafka_mock_cluster_t* get() const { return mcluster_; }
-  std::string bootstrap() const { return rd_kafka_mock_cluster_bootstraps(mcluster_); }
-
-  // A topic with `partitions` partitions and `records[p]` records in partition p.
-  std::string Topic(int partitions, const std::vector<int>& records = {}) {
-    const std::string topic = UniqueName("mock-topic");
-    EXPECT_EQ(rd_kafka_mock_topic_create(mcluster_, topic.c_str(), partitions, 1),
-              RD_KAFKA_RESP_ERR_NO_ERROR);
-    for (size_t p = 0; p < records.size(); ++p) {
-      if (records[p] == 0) continue;
-      absl::StatusOr<std::vector<int64_t>> produced =
-          testing::Produce(bootstrap(), topic, static_cast<int32_t>(p), records[p]);
-      EXPECT_TRUE(produced.ok()) << produced.status();
-    }
-    return topic;
-  }
-
- private:
-  rd_kafka_t* rk_ = nullptr;
-  rd_kafka_mock_cluster_t* mcluster_ = nullptr;
-};
 
 std::unique_ptr<RdkafkaOffsetReader> NewReader(const std::string& bootstrap,
                                                RdkafkaOffsetReaderOptions options = {}) {
@@ -828,6 +788,32 @@ TEST(RdkafkaOffsetReaderMockTest, CommittedOffsetsMaxAgeSharesAnsweredOffsetFetc
     EXPECT_GE(offsets->committed_read_at, arrived);
     EXPECT_EQ(reader->Stats().offset_fetch_requests, 2);
   }
+}
+
+// An OffsetFetch does not depend on the isolation level (it only changes which end offsets a
+// read_committed trigger sees): read_uncommitted and read_committed triggers on one group and
+// topic share committed reads, though each level has its own end-offset client.
+TEST(RdkafkaOffsetReaderMockTest, IsolationLevelsShareCommittedReads) {
+  MockCluster cluster(1);
+  const std::string topic = cluster.Topic(3, {1, 1, 1});
+  const std::string group = UniqueName("mock-group");
+  ASSERT_TRUE(testing::CommitOffsets(cluster.bootstrap(), group, {{topic, 1, 1}}).ok());
+  auto reader = NewReader(cluster.bootstrap(), {.committed_offsets_max_age = absl::Seconds(30)});
+  ASSERT_NE(reader, nullptr);
+  for (const IsolationLevel isolation :
+       {IsolationLevel::kReadUncommitted, IsolationLevel::kReadCommitted}) {
+    absl::StatusOr<GroupOffsets> offsets =
+        reader->ReadOffsets({.group = group, .topics = {topic}, .isolation = isolation},
+                            absl::Now() + absl::Seconds(5));
+    ASSERT_TRUE(offsets.ok()) << offsets.status();
+    EXPECT_THAT(WithoutEstimates(offsets->partitions),
+                ElementsAre(P(topic, 0, std::nullopt, 0, 1), P(topic, 1, 1, 0, 1),
+                            P(topic, 2, std::nullopt, 0, 1)));
+  }
+  const RdkafkaOffsetReaderStats stats = reader->Stats();
+  EXPECT_EQ(stats.offset_fetch_requests, 1);
+  EXPECT_EQ(stats.offset_fetch_shared, 1);
+  EXPECT_EQ(stats.clients, 3);  // committed offsets, and one per isolation level
 }
 
 // A cluster whose connections are refused, or whose name does not resolve, answers kUnavailable
