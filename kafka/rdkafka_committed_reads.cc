@@ -21,11 +21,11 @@ bool CoordinatorMoving(rd_kafka_resp_err_t err) {
          err == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS;
 }
 
-// Group, then the partitions asked for ("*": all the group has), in an unambiguous form: group
-// names and topic names hold no control characters here (Kafka allows [a-zA-Z0-9._-] in topics;
-// a group name with \x1f or \x1e would only share with itself).
+// Group, then the partitions asked for ("*": all the group has), each name preceded by its length:
+// a group id is any string (it comes from trigger metadata), so no separator could be trusted to
+// keep one tenant's read from matching another's key.
 std::string KeyOf(const std::string& group, const std::vector<TopicPartition>* partitions) {
-  std::string key = absl::StrCat(group, "\x1f");
+  std::string key = absl::StrCat(group.size(), ":", group);
   if (partitions == nullptr) {
     key += '*';
     return key;
@@ -33,10 +33,10 @@ std::string KeyOf(const std::string& group, const std::vector<TopicPartition>* p
   const std::string* topic = nullptr;
   for (const TopicPartition& tp : *partitions) {
     if (topic == nullptr || *topic != tp.topic) {
-      absl::StrAppend(&key, "\x1e", tp.topic, ":");
+      absl::StrAppend(&key, "/", tp.topic.size(), ":", tp.topic);
       topic = &tp.topic;
     }
-    absl::StrAppend(&key, tp.partition, ",");
+    absl::StrAppend(&key, ",", tp.partition);
   }
   return key;
 }

@@ -177,6 +177,41 @@ TEST_F(CommittedReadsTest, OtherGroupsOrPartitionsDoNotShare) {
   EXPECT_EQ(reads->GetStats().shared, 3);
 }
 
+// Group ids are any strings from trigger metadata: one that spells out another read's group and
+// partitions (separators, '*', control characters) still gets a read, and offsets, of its own.
+TEST_F(CommittedReadsTest, CraftedGroupNamesNeverShareAnotherGroupsRead) {
+  auto reads = NewReads(cluster_.bootstrap(), {.max_age = absl::Minutes(1)});
+  ASSERT_NE(reads, nullptr);
+  const std::vector<TopicPartition> one = Partitions(topic_, 1);
+  const std::vector<std::string> crafted = {
+      group_ + "*", group_ + "\x1f", group_ + "\x1f\x1e" + topic_ + ":0,",
+      absl::StrCat(group_, "/", topic_.size(), ":", topic_, ",0"), group_ + ":"};
+  for (size_t i = 0; i < crafted.size(); ++i) {
+    ASSERT_TRUE(testing::CommitOffsets(cluster_.bootstrap(), crafted[i],
+                                       {{topic_, 0, static_cast<int64_t>(100 + i)}})
+                    .ok());
+  }
+  // The real group first, with and without a partition list (their answers stay for a minute);
+  // then each crafted one with the list (the mock answers none without it).
+  const std::vector<TopicPartition>* const lists[] = {&one, nullptr};
+  for (const std::vector<TopicPartition>* partitions : lists) {
+    auto read = MustBegin(*reads, group_, partitions, absl::Now());
+    ASSERT_NE(read, nullptr);
+    ASSERT_TRUE(MustFinish(*read).offsets.ok());
+  }
+  for (size_t i = 0; i < crafted.size(); ++i) {
+    auto read = MustBegin(*reads, crafted[i], &one, absl::Now());
+    ASSERT_NE(read, nullptr);
+    const Answer answer = MustFinish(*read);
+    ASSERT_TRUE(answer.offsets.ok()) << answer.offsets.status();
+    EXPECT_THAT(*answer.offsets,
+                UnorderedElementsAre(Pair(TopicPartition{topic_, 0}, 100 + static_cast<int>(i))))
+        << "group #" << i;
+  }
+  EXPECT_EQ(reads->GetStats().requests, 2 + static_cast<int64_t>(crafted.size()));
+  EXPECT_EQ(reads->GetStats().shared, 0);
+}
+
 // Max age above zero: an answered, successful read sent at most that long before a call arrived
 // answers it; an older one or a failed one does not.
 TEST_F(CommittedReadsTest, MaxAgeSharesYoungSuccessfulAnswers) {
